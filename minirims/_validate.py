@@ -1,0 +1,76 @@
+"""Small input-validation helpers shared by the package (internal).
+
+Every public module validates at its boundary and raises ``ValueError`` with a message that names the
+argument, what was expected and what was received, e.g. ``x: expected shape (B, T, 8), got (4, 10, 7)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+
+def fmt_shape(shape: Sequence[int | str]) -> str:
+    """Format a shape like ``(B, T, 8)``; symbolic dims stay as letters."""
+    inner = ", ".join(str(s) for s in shape)
+    return f"({inner},)" if len(shape) == 1 else f"({inner})"
+
+
+def check_tensor(name: str, x: object, *, floating: bool = True) -> Tensor:
+    """Raise if ``x`` is not a tensor (of a floating dtype when ``floating``)."""
+    if not isinstance(x, Tensor):
+        raise ValueError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
+    if floating and not x.is_floating_point():
+        raise ValueError(f"{name}: expected a floating-point tensor, got dtype {x.dtype}")
+    return x
+
+
+def check_shape(
+    name: str, x: object, expected: Sequence[int | str | None], *, floating: bool = True
+) -> Tensor:
+    """Check rank and the given dims of ``x``.
+
+    ``expected`` holds an int for a fixed size, or a letter / ``None`` for a free dim,
+    e.g. ``("B", "n", 64)``.
+    """
+    t = check_tensor(name, x, floating=floating)
+    want = fmt_shape([("?" if e is None else e) for e in expected])
+    if t.dim() != len(expected):
+        raise ValueError(
+            f"{name}: expected a {len(expected)}-d tensor of shape {want}, got shape {tuple(t.shape)}"
+        )
+    for got, exp in zip(t.shape, expected, strict=True):
+        if isinstance(exp, int) and got != exp:
+            raise ValueError(f"{name}: expected shape {want}, got {tuple(t.shape)}")
+    return t
+
+
+def check_positive_int(name: str, value: object) -> int:
+    """Raise unless ``value`` is an int >= 1 (bools rejected)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name}: expected a positive int, got {value!r}")
+    return value
+
+
+def check_probability(name: str, value: object) -> float:
+    """Raise unless ``value`` is a number in [0, 1)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) < 1.0:
+        raise ValueError(f"{name}: expected a float in [0, 1), got {value!r}")
+    return float(value)
+
+
+def check_mask(name: str, mask: object, shape: Sequence[int]) -> Tensor:
+    """Raise unless ``mask`` is a bool tensor broadcastable to ``shape``."""
+    if not isinstance(mask, Tensor):
+        raise ValueError(f"{name}: expected a bool torch.Tensor, got {type(mask).__name__}")
+    if mask.dtype != torch.bool:
+        raise ValueError(f"{name}: expected dtype torch.bool, got {mask.dtype}")
+    try:
+        torch.broadcast_shapes(tuple(mask.shape), tuple(shape))
+    except RuntimeError:
+        raise ValueError(
+            f"{name}: expected a shape broadcastable to {tuple(shape)}, got {tuple(mask.shape)}"
+        ) from None
+    return mask

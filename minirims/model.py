@@ -1,0 +1,151 @@
+"""Sequence models: ``RIM`` (a layer over :class:`~minirims.cell.RIMCell`) and an LSTM baseline.
+
+Both take a sequence (B, T, d_in) and return ``(outputs, final_state, trace)`` so an experiment can swap one
+for the other; the experiment puts its own embedding/encoder in front and its own head after (``.d_out``
+gives the output feature size).
+
+Shapes: B batch, T time, n modules, m input slots, H communication heads, d_h hidden size per module.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from minirims._validate import check_positive_int, check_shape, check_tensor
+from minirims.cell import RIMCell, RIMState
+
+__all__ = ["Trace", "RIM", "LSTMBaseline"]
+
+
+class Trace(NamedTuple):
+    """Per-step record of a RIM run, for plots.
+
+    masks: (B, T, n) bool active modules. input_attn: (B, T, n, 1+m), slot 0 = null.
+    comm_attn: (B, T, H, n, n).
+    """
+
+    masks: Tensor
+    input_attn: Tensor
+    comm_attn: Tensor
+
+
+class RIM(nn.Module):
+    """Recurrent Independent Mechanisms over a sequence.
+
+    Args:
+        d_in: input feature size (per slot).
+        n_modules, k_active, d_hidden, rnn, and any other keyword argument: passed to :class:`RIMCell`.
+
+    ``d_out = n_modules * d_hidden``: the output at each step is all module states concatenated.
+    """
+
+    def __init__(
+        self,
+        d_in: int,
+        n_modules: int = 6,
+        k_active: int = 4,
+        d_hidden: int = 100,
+        rnn: str = "lstm",
+        **cell_kwargs: Any,
+    ) -> None:
+        super().__init__()
+        self.cell = RIMCell(d_in, n_modules, k_active, d_hidden, rnn, **cell_kwargs)
+        self.d_in, self.n_modules, self.k_active, self.d_hidden = d_in, n_modules, k_active, d_hidden
+        self.d_out = n_modules * d_hidden
+
+    def initial_state(
+        self, batch_size: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> RIMState:
+        """Zero state: h, c (B, n, d_h)."""
+        return self.cell.initial_state(batch_size, device, dtype)
+
+    def forward(
+        self, x: Tensor, state: RIMState | None = None, trace: bool = False
+    ) -> tuple[Tensor, RIMState, Trace | None]:
+        """Run the cell over a sequence.
+
+        Args:
+            x: (B, T, d_in) one input vector per step, or (B, T, m, d_in) m slots per step.
+            state: initial RIMState (h, c) each (B, n, d_h); None for zeros.
+            trace: also return a :class:`Trace` of masks and attention maps (costs memory).
+
+        Returns:
+            outputs (B, T, n*d_h), the final RIMState, and a Trace (or None).
+        """
+        check_tensor("x", x)
+        if x.dim() not in (3, 4) or x.shape[-1] != self.d_in or x.shape[1] < 1:
+            raise ValueError(
+                f"x: expected shape (B, T, {self.d_in}) or (B, T, m, {self.d_in}) with T >= 1, "
+                f"got {tuple(x.shape)}"
+            )
+        if x.dim() == 3:
+            x = x.unsqueeze(2)
+        b, t_len = x.shape[:2]
+        state = self.initial_state(b, x.device, x.dtype) if state is None else self.cell.check_state(state, b)
+        # Keys and values do not depend on the state: project the whole sequence in one matmul.
+        keys, values = self.cell.input_attention.project_inputs(x)  # (B, T, H, 1+m, d)
+        outputs, masks, in_attn, comm_attn = [], [], [], []
+        for t in range(t_len):
+            h, state, info = self.cell.step(keys[:, t], values[:, t], state)
+            outputs.append(h.reshape(b, self.d_out))
+            if trace:
+                masks.append(info.mask)
+                in_attn.append(info.input_attn)
+                comm_attn.append(info.comm_attn)
+        out = torch.stack(outputs, dim=1)
+        record = (
+            Trace(torch.stack(masks, 1), torch.stack(in_attn, 1), torch.stack(comm_attn, 1))
+            if trace
+            else None
+        )
+        return out, state, record
+
+
+class LSTMBaseline(nn.Module):
+    """A plain LSTM with the same interface as :class:`RIM` (``trace`` is accepted and returns None).
+
+    Args:
+        d_in: input feature size.
+        d_hidden: hidden size (``d_out``).
+    """
+
+    def __init__(self, d_in: int, d_hidden: int) -> None:
+        super().__init__()
+        self.d_in = check_positive_int("d_in", d_in)
+        self.d_hidden = check_positive_int("d_hidden", d_hidden)
+        self.d_out = d_hidden
+        self.lstm = nn.LSTM(d_in, d_hidden, batch_first=True)
+
+    def initial_state(
+        self, batch_size: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Zero state: h, c (B, d_h)."""
+        check_positive_int("batch_size", batch_size)
+        p = self.lstm.weight_hh_l0
+        h = torch.zeros(
+            batch_size,
+            self.d_hidden,
+            device=p.device if device is None else device,
+            dtype=p.dtype if dtype is None else dtype,
+        )
+        return h, torch.zeros_like(h)
+
+    def forward(
+        self, x: Tensor, state: tuple[Tensor, Tensor] | None = None, trace: bool = False
+    ) -> tuple[Tensor, tuple[Tensor, Tensor], None]:
+        """x (B, T, d_in), state (h, c) each (B, d_h) or None -> (outputs (B, T, d_h), (h, c), None)."""
+        check_shape("x", x, ("B", "T", self.d_in))
+        if x.shape[1] < 1:
+            raise ValueError(f"x: expected at least one time step, got shape {tuple(x.shape)}")
+        if state is None:
+            out, (h, c) = self.lstm(x)
+        else:
+            if not isinstance(state, tuple) or len(state) != 2:
+                raise ValueError(f"state: expected a tuple (h, c), got {type(state).__name__}")
+            check_shape("state h", state[0], (x.shape[0], self.d_hidden))
+            check_shape("state c", state[1], (x.shape[0], self.d_hidden))
+            out, (h, c) = self.lstm(x, (state[0].unsqueeze(0), state[1].unsqueeze(0)))
+        return out, (h.squeeze(0), c.squeeze(0)), None
