@@ -1,0 +1,95 @@
+# minirims: `make lab` opens the course, `make test` runs every check CI runs. Both set everything up first.
+#
+#   PYTHON      the interpreter that creates the virtual environment (3.10 or newer)
+#   VENV        where the virtual environment lives
+#   TORCH_SPEC  what pip is asked for torch, installed before everything else. The default pin matches the
+#               CPU wheel that CI provides on disk; on a GPU machine use e.g. `make lab TORCH_SPEC=torch`.
+#               Changing it re-runs the install.
+
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+PIP := $(PY) -m pip --disable-pip-version-check
+STAMP := $(VENV)/.installed
+
+# Code that `ruff format --check` covers (only the folders that exist).
+FORMAT_DIRS := $(wildcard minirims tests tools benchmarks)
+# What pytest collects: unit tests, then every notebook (nbval) in the course and its solutions.
+PYTEST_PATHS ?= tests solutions notebooks
+PYTEST_ARGS ?=
+# Environment of the test run: the smallest experiment sizes, one BLAS thread per worker, no display.
+TEST_ENV := MINIRIMS_PROFILE=smoke OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MPLBACKEND=Agg PYTHONHASHSEED=0
+
+.DEFAULT_GOAL := help
+.PHONY: help venv lab test lint format exercises data reproduce bench clean distclean FORCE
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+# --- environment -------------------------------------------------------------------------------------------
+
+# Records TORCH_SPEC; its time stamp changes only when the value does, which re-runs the install.
+$(VENV)/.torch-spec: FORCE
+	@mkdir -p $(VENV)
+	@echo '$(TORCH_SPEC)' | cmp -s - $@ || echo '$(TORCH_SPEC)' > $@
+
+$(STAMP): pyproject.toml $(VENV)/.torch-spec
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --progress-bar off '$(TORCH_SPEC)'
+	$(PIP) install --progress-bar off -e '.[dev]'
+	@$(PY) -c "import torch, minirims; print('torch', torch.__version__, '| cuda available:', torch.cuda.is_available())"
+	@touch $@
+
+venv: $(STAMP)  ## create the virtual environment and install minirims with its dev tools
+
+data: $(STAMP)  ## download and check the datasets (cache: MINIRIMS_DATA, default ~/.cache/minirims)
+	$(PY) -m minirims data fetch
+
+# --- the course --------------------------------------------------------------------------------------------
+
+lab: data  ## set everything up and open the course in JupyterLab
+	$(BIN)/jupyter lab notebooks/
+
+exercises: $(STAMP)  ## regenerate notebooks/ from solutions/
+	$(PY) tools/make_exercises.py
+
+# --- checks ------------------------------------------------------------------------------------------------
+
+lint: $(STAMP)  ## ruff lint (code and notebooks) and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check $(FORMAT_DIRS)
+
+format: $(STAMP)  ## apply ruff's formatting and safe fixes
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format $(FORMAT_DIRS)
+
+test: data lint  ## set everything up and run all tests and notebooks (smoke profile), as CI does
+	$(PY) tools/make_exercises.py --check
+	@start=$$(date +%s); rc=0; \
+	echo "$(TEST_ENV) $(PY) -m pytest -n 2 --dist loadfile --nbval-lax --nbval-current-env --durations=15 $(PYTEST_ARGS) $(PYTEST_PATHS)"; \
+	$(TEST_ENV) $(PY) -m pytest -n 2 --dist loadfile --nbval-lax --nbval-current-env --durations=15 \
+		$(PYTEST_ARGS) $(PYTEST_PATHS) || rc=$$?; \
+	echo "pytest wall time: $$(( $$(date +%s) - start )) s"; \
+	exit $$rc
+
+# --- experiments -------------------------------------------------------------------------------------------
+
+reproduce: data  ## the full-size experiments (needs a GPU; hours)
+	$(PY) -m minirims mnist-resolution --profile full --seeds 3
+	$(PY) -m minirims bouncing-balls --profile full --seeds 3
+
+bench: $(STAMP)  ## speed and memory of the RIM cell against the alternatives
+	$(PY) benchmarks/bench_cell.py
+
+# --- housekeeping ------------------------------------------------------------------------------------------
+
+clean:  ## remove caches and build files (keeps the virtual environment, runs/ and the data)
+	rm -rf build dist .pytest_cache .ruff_cache *.egg-info
+	find . -name '$(notdir $(VENV))' -prune -o -type d \( -name __pycache__ -o -name .ipynb_checkpoints \) -print \
+		| xargs rm -rf
+
+distclean: clean  ## also remove the virtual environment
+	rm -rf $(VENV)

@@ -1,0 +1,117 @@
+"""Command line: ``python -m minirims <command> [options]``.
+
+Each command lives in its own module, listed in :data:`COMMANDS`. Such a module exposes
+
+- ``add_arguments(parser: argparse.ArgumentParser) -> None``: declares the command's options;
+- ``main(args: argparse.Namespace) -> int``: runs the command and returns its exit status.
+
+Only the module of the command being run is imported (so ``--help`` is quick and does not import torch).
+``python -m minirims --help`` lists every command even when one of them cannot be imported; running that
+command reports the import error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+#: command name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "data": ("minirims.data.cli", "fetch or check the datasets (MNIST; bouncing balls are simulated)"),
+    "mnist-resolution": (
+        "minirims.experiments.mnist_resolution",
+        "train RIMs and an LSTM on 14x14 sequential MNIST, test on 16x16, 19x19, 24x24",
+    ),
+    "bouncing-balls": (
+        "minirims.experiments.bouncing_balls",
+        "bouncing balls: next-frame prediction, rollouts, out-of-distribution sets",
+    ),
+    "grade": ("minirims.grade", "run a learner's notebook and report which exercises pass"),
+}
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("minirims")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        try:
+            import minirims
+
+            return str(getattr(minirims, "__version__", "unknown"))
+        except Exception:
+            return "unknown"
+
+
+def _chosen_command(argv: Sequence[str]) -> str | None:
+    """The first argument that names a command (top-level options take no values, so this is unambiguous)."""
+    for arg in argv:
+        if arg == "--":
+            return None
+        if not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
+
+
+def build_parser(
+    argv: Sequence[str] = (),
+) -> tuple[argparse.ArgumentParser, dict[str, ModuleType | BaseException]]:
+    """The top-level parser, one sub-parser per command in :data:`COMMANDS`.
+
+    Returns the parser and, for the command named in ``argv`` (if any), its imported module or the exception
+    raised while importing it.
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m minirims",
+        description="minirims: Recurrent Independent Mechanisms from scratch (course, experiments, grading).",
+    )
+    parser.add_argument("--version", action="version", version=f"minirims {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="<command>", title="commands")
+    chosen = _chosen_command(argv)
+    loaded: dict[str, ModuleType | BaseException] = {}
+    for name, (module_name, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            try:
+                module = importlib.import_module(module_name)
+            except Exception as err:  # reported when the command runs, not here
+                loaded[name] = err
+                p.epilog = f"not available: cannot import {module_name} ({type(err).__name__}: {err})"
+            else:
+                loaded[name] = module
+                if hasattr(module, "add_arguments"):
+                    module.add_arguments(p)
+                    continue
+        # Unloaded (or unloadable) command: accept anything, so the import error is what the user sees.
+        p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return parser, loaded
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` (default: ``sys.argv[1:]``), run the chosen command and return its exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser, loaded = build_parser(argv)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    module_name = COMMANDS[args.command][0]
+    module = loaded.get(args.command)
+    if isinstance(module, BaseException) or module is None:
+        why = f"{type(module).__name__}: {module}" if module is not None else "not imported"
+        print(f"python -m minirims {args.command}: cannot import {module_name} ({why})", file=sys.stderr)
+        return 1
+    run = getattr(module, "main", None)
+    if run is None:
+        print(f"python -m minirims {args.command}: {module_name} has no main(args) function", file=sys.stderr)
+        return 1
+    status = run(args)
+    return int(status or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""Shared pytest fixtures (keep this file small)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    """The repository root (the folder that holds pyproject.toml)."""
+    return REPO_ROOT
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty, private data cache: ``MINIRIMS_DATA`` points at a fresh temporary folder for one test."""
+    path = tmp_path / "minirims-data"
+    path.mkdir()
+    monkeypatch.setenv("MINIRIMS_DATA", str(path))
+    return path
+
+
+@pytest.fixture
+def smoke_profile(monkeypatch: pytest.MonkeyPatch) -> str:
+    """Sets ``MINIRIMS_PROFILE=smoke`` for one test (whatever the caller's environment says)."""
+    monkeypatch.setenv("MINIRIMS_PROFILE", "smoke")
+    return "smoke"
