@@ -1,0 +1,202 @@
+"""The course: notebooks/ is what solutions/ generates, and a blank notebook fails only at its exercises.
+
+The executing test runs every ``notebooks/NN_*.ipynb`` top to bottom (``MINIRIMS_PROFILE=smoke``) and
+requires that every cell that fails raises its exercise's ``NotImplementedError("Exercise N.M: ...")`` and
+nothing else, that such cells carry the nbval tag ``raises-exception``, and that every exercise's stub is
+reached (its check calls the learner's function). It is stricter than nbval on ``notebooks/`` (nbval accepts
+any error, or none, in a tagged cell).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_output
+
+from minirims import grade
+
+REPO = Path(__file__).resolve().parents[1]
+SOLUTIONS = REPO / "solutions"
+NOTEBOOKS = REPO / "notebooks"
+NO_COURSE = (
+    "no course notebooks yet: solutions/ and notebooks/ hold no NN_*.ipynb (runs once the course exists)"
+)
+CELL_TIMEOUT = 900  # seconds per cell; the smoke profile keeps every cell far below this
+
+
+def _load_fixture(name: str):
+    spec = importlib.util.spec_from_file_location(
+        f"minirims_test_{name}", REPO / "tests" / "fixtures" / f"{name}.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+mx = _load_fixture("demo_course").load_tool()  # tools/make_exercises.py
+
+
+def _names(folder: Path) -> list[str]:
+    if not folder.is_dir():
+        return []
+    return sorted(path.name for path in folder.iterdir() if mx.NOTEBOOK_NAME.match(path.name))
+
+
+SOLVED = _names(SOLUTIONS)
+BLANK = _names(NOTEBOOKS)
+
+
+def _each(names: list[str], folder: str) -> list:
+    reason = f"{folder}/ holds no NN_*.ipynb yet" if SOLVED or BLANK else NO_COURSE
+    return names or [pytest.param(None, marks=pytest.mark.skip(reason=reason), id="no-course")]
+
+
+def _exercises(nb: nbformat.NotebookNode) -> list[str]:
+    return [
+        cell.metadata["minirims"]["exercise"]
+        for cell in nb.cells
+        if "exercise" in cell.metadata.get("minirims", {})
+    ]
+
+
+def _checked(nb: nbformat.NotebookNode) -> set[str]:
+    out: set[str] = set()
+    for cell in nb.cells:
+        checks = cell.metadata.get("minirims", {}).get("check", [])
+        out.update([checks] if isinstance(checks, str) else checks)
+    return out
+
+
+def blank_notebook_problems(
+    nb: nbformat.NotebookNode, name: str = "", stopped: str | None = None
+) -> list[str]:
+    """What is wrong with an executed blank notebook (empty when every failure is an exercise's stub)."""
+    problems = [f"the run stopped early: {stopped}"] if stopped else []
+    exercises = _exercises(nb)
+    reached: set[str] = set()
+    for index, cell in enumerate(nb.cells, start=1):
+        errors = [out for out in cell.get("outputs", []) if out.get("output_type") == "error"]
+        if cell.cell_type != "code" or not errors:
+            continue
+        ename, evalue = errors[0].get("ename", ""), errors[0].get("evalue", "")
+        first_line = cell.source.strip().split("\n")[0][:80]
+        if ename != "NotImplementedError" or not evalue.startswith("Exercise "):
+            problems.append(
+                f"cell {index} ({first_line!r}) raised {ename}: {' '.join(evalue.split())[:300]}; only an "
+                "exercise's NotImplementedError may fail in notebooks/ (keep answers inside functions so "
+                "that checks raise the stub's error, and make later cells use the package's reference)"
+            )
+        else:
+            exercise = evalue.split()[1].rstrip(":")
+            reached.add(exercise)
+            if exercise not in exercises:
+                problems.append(f"cell {index} ({first_line!r}) raised for an unknown exercise: {evalue}")
+        if "raises-exception" not in cell.metadata.get("tags", []):
+            problems.append(f"cell {index} ({first_line!r}) fails but has no 'raises-exception' tag")
+    for exercise in exercises:
+        if exercise not in reached:
+            problems.append(
+                f"Exercise {exercise}: no cell raised its NotImplementedError; its check must call the "
+                "learner's function"
+            )
+    if not stopped and not problems:
+        for result in grade.evaluate(nb, name):
+            if result.status != "not attempted":
+                problems.append(f"grade: Exercise {result.exercise} is {result.status!r} ({result.message})")
+    return problems
+
+
+def test_notebooks_are_generated_from_solutions():
+    if not SOLVED and not BLANK:
+        pytest.skip(NO_COURSE)
+    problems = mx.check(SOLUTIONS, NOTEBOOKS)
+    assert not problems, "\n".join([*problems, "regenerate them: python tools/make_exercises.py"])
+
+
+@pytest.mark.parametrize("name", _each(SOLVED, "solutions"))
+def test_solution_notebook_has_checked_exercises(name):
+    solution = mx.read_notebook(SOLUTIONS / name)
+    kernel = solution.metadata.get("kernelspec", {}).get("name", "python3")
+    assert kernel == "python3", (
+        f"solutions/{name}: kernelspec {kernel!r}; save it with the standard 'python3' kernel"
+    )
+    blank = mx.generate(solution, name)
+    exercises = _exercises(blank)
+    if 1 <= int(name[:2]) <= 5:
+        assert exercises, f"solutions/{name}: notebooks 01-05 must hold at least one exercise"
+    unchecked = [exercise for exercise in exercises if exercise not in _checked(blank)]
+    assert not unchecked, (
+        f"solutions/{name}: exercise(s) {', '.join(unchecked)} have no check: a later cell should call "
+        "checks.check_<thing>(<the learner's function>)"
+    )
+
+
+def run_blank_notebook(path: Path) -> list[str]:
+    """Execute a blank notebook as CI does (smoke profile, this checkout importable); return its problems."""
+    pythonpath = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    nb, stopped = grade.execute_notebook(
+        path, timeout=CELL_TIMEOUT, env={"MINIRIMS_PROFILE": "smoke", "PYTHONPATH": pythonpath}
+    )
+    return blank_notebook_problems(nb, path.name, stopped)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", _each(BLANK, "notebooks"))
+def test_blank_notebook_fails_only_with_its_exercises(name):
+    problems = run_blank_notebook(NOTEBOOKS / name)
+    assert not problems, f"notebooks/{name}:\n" + "\n".join(problems)
+
+
+# ---------------------------------------------------------------------------------- the checker itself
+
+
+def _executed(*cells) -> nbformat.NotebookNode:
+    out = []
+    for source, minirims, tagged, error in cells:
+        cell = new_code_cell(source, metadata={"minirims": minirims} if minirims else {})
+        if tagged:
+            cell.metadata["tags"] = ["raises-exception"]
+        if error:
+            cell.outputs = [new_output("error", ename=error[0], evalue=error[1], traceback=[])]
+        cell.execution_count = 1
+        out.append(cell)
+    return nbformat.v4.new_notebook(cells=out)
+
+
+def test_checker_accepts_a_notebook_that_fails_only_at_its_exercises():
+    nb = _executed(
+        ("def f(): ...", {"exercise": "1.1"}, False, None),
+        ("check_f(f)", {"check": "1.1"}, True, ("NotImplementedError", "Exercise 1.1: write f")),
+        ("x = 1", {"exercise": "1.2"}, True, ("NotImplementedError", "Exercise 1.2: set x")),
+        ("print(reference(1))", None, False, None),
+    )
+    assert blank_notebook_problems(nb) == []
+
+
+def test_checker_reports_other_errors_missing_tags_and_unreached_exercises():
+    nb = _executed(
+        ("def f(): ...", {"exercise": "1.1"}, False, None),
+        ("check_f(f)", {"check": "1.1"}, False, ("NotImplementedError", "Exercise 1.1: write f")),
+        ("def g(): ...", {"exercise": "1.2"}, False, None),
+        ("print(y)", None, True, ("NameError", "name 'y' is not defined")),
+    )
+    problems = blank_notebook_problems(nb, stopped="DeadKernelError: Kernel died")
+    assert problems[0] == "the run stopped early: DeadKernelError: Kernel died"
+    assert "cell 2 ('check_f(f)') fails but has no 'raises-exception' tag" in problems
+    assert any(
+        p.startswith("cell 4 ('print(y)') raised NameError: name 'y' is not defined") for p in problems
+    )
+    assert problems[-1].startswith("Exercise 1.2: no cell raised its NotImplementedError")
+
+
+@pytest.mark.slow
+def test_checker_end_to_end_on_the_demo_course(tmp_path):
+    demo = _load_fixture("demo_course")
+    demo.write(demo.solution(), tmp_path / "solutions" / demo.NAME)
+    mx.write(tmp_path / "solutions", tmp_path / "notebooks")
+    (tmp_path / "notebooks" / "data.txt").write_text("here\n")
+    assert run_blank_notebook(tmp_path / "notebooks" / demo.NAME) == []
