@@ -1,4 +1,4 @@
-"""Checks for notebooks 03 (competition), 04 (communication) and 05 (the RIM cell). See :mod:`minirims.checks`.
+"""Checks for notebooks 03 (competition), 04 (communication) and 05 (the cell); see :mod:`minirims.checks`.
 
 Every check takes the learner's function, calls it on fixed, seeded inputs (several cases: one input slot and
 m slots, k = 1 and k = n), compares with the package's reference and prints one ``✔ <name> passed: ...`` line,
@@ -34,7 +34,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from minirims.attention import merge_heads, split_heads
 from minirims.cell import RIMCell, RIMState
@@ -60,6 +60,8 @@ SEED = 3141
 
 # ----------------------------------------------------------------------------------------------------------
 # Helpers
+
+Hint = Callable[..., str]
 
 
 def _require_callable(fn: object, argument: str = "fn") -> None:
@@ -120,13 +122,19 @@ def _first_match(got: Any, candidates: Sequence[tuple[str, Callable[[], Any]]]) 
     return ""
 
 
-def _compare(name: str, got: Any, expected: Tensor, what: str, hint: Callable[[], str] | None = None) -> None:
-    """compare() with the package tolerances, plus a likely-mistake hint on failure."""
+def _with_hint(message: str, hint: Hint | None, hint_args: tuple) -> ExerciseFailure:
+    extra = hint(*hint_args) if hint is not None else ""
+    return ExerciseFailure(f"{message}. Hint: {extra}" if extra else message)
+
+
+def _compare(
+    name: str, got: Any, expected: Tensor, what: str, hint: Hint | None = None, hint_args: tuple = ()
+) -> None:
+    """compare() with the package tolerances, plus ``hint(*hint_args)`` (a likely mistake) on failure."""
     try:
         compare(name, got, expected, atol=ATOL, rtol=RTOL, what=what)
     except ExerciseFailure as err:
-        extra = hint() if hint is not None else ""
-        raise ExerciseFailure(f"{err}. Hint: {extra}" if extra else str(err)) from None
+        raise _with_hint(str(err), hint, hint_args) from None
 
 
 def _modules(row: Tensor) -> str:
@@ -134,8 +142,10 @@ def _modules(row: Tensor) -> str:
     return "[" + ", ".join(str(i) for i in torch.nonzero(row).flatten().tolist()) + "]"
 
 
-def _compare_mask(name: str, got: Any, expected: Tensor, what: str, k: int, hint: Callable[[], str]) -> None:
-    """Compare a (B, n) bool mask; on a mismatch name the selected and the expected modules."""
+def _compare_mask(
+    name: str, got: Any, expected: Tensor, what: str, k: int, hint: Hint | None = None, hint_args: tuple = ()
+) -> None:
+    """Compare a (B, n) bool mask; on a mismatch name the modules selected and the modules expected."""
     if isinstance(got, Tensor) and got.shape == expected.shape and got.dtype != torch.bool:
         raise ExerciseFailure(
             f"{name} {what}: expected a bool mask (dtype torch.bool), got dtype {got.dtype}; build it with "
@@ -144,8 +154,6 @@ def _compare_mask(name: str, got: Any, expected: Tensor, what: str, k: int, hint
     if not isinstance(got, Tensor) or got.shape != expected.shape:
         compare(name, got, expected, what=what)  # raises: type or shape
     got = got.detach().cpu()
-    counts = got.sum(-1)
-    wrong_count = torch.nonzero(counts != k).flatten().tolist()
     bad = torch.nonzero((got != expected).any(-1)).flatten().tolist()
     if not bad:
         return
@@ -155,19 +163,26 @@ def _compare_mask(name: str, got: Any, expected: Tensor, what: str, k: int, hint
         f"expected {_modules(expected[b])}"
     )
     if len(bad) > 1:
-        message += f" ({len(bad)} of {expected.shape[0]} examples differ)"
+        message += f" ({len(bad)} of {expected.shape[0]} rows differ)"
+    counts = got.sum(-1)
+    wrong_count = torch.nonzero(counts != k).flatten().tolist()
     if wrong_count:
-        message += (
-            f"; example {wrong_count[0]} has {int(counts[wrong_count[0]])} active modules, expected k={k}"
-        )
-    extra = hint()
-    raise ExerciseFailure(f"{message}. Hint: {extra}" if extra else message)
+        row = wrong_count[0]
+        message += f"; row {row} has {int(counts[row])} True entries, expected exactly k={k}"
+    raise _with_hint(message, hint, hint_args)
 
 
 def _compare_states(
-    name: str, got: Any, expected: Tensor, old: Tensor, mask: Tensor, what: str, hint: Callable[[], str]
+    name: str,
+    got: Any,
+    expected: Tensor,
+    old: Tensor,
+    mask: Tensor,
+    what: str,
+    hint: Hint | None = None,
+    hint_args: tuple = (),
 ) -> None:
-    """Compare module states (B, n, d): inactive modules must equal ``old`` exactly, active ones ``expected``."""
+    """Compare states (B, n, d): inactive modules must equal ``old`` exactly, active ones ``expected``."""
     if not (isinstance(got, Tensor) and got.shape == expected.shape and got.dtype == expected.dtype):
         compare(name, got, expected, atol=ATOL, rtol=RTOL, what=what)  # raises: type, shape or dtype
     got = got.detach()
@@ -176,22 +191,21 @@ def _compare_states(
         b = int(torch.nonzero(changed.any(-1)).flatten()[0])
         raise ExerciseFailure(
             f"{name} {what}: example {b}: inactive modules {_modules(changed[b])} must keep their state "
-            f"exactly, but yours changed them (active modules: {_modules(mask[b])}); apply the update to "
-            "active modules only, e.g. torch.where(mask.unsqueeze(-1), new, old)"
+            f"exactly, but yours changed them (the active modules are {_modules(mask[b])}); apply the update "
+            "to active modules only, e.g. torch.where(mask.unsqueeze(-1), new, old)"
         )
-    wrong = ~torch.isclose(got, expected, atol=ATOL, rtol=RTOL).all(-1) & mask
+    close = torch.isclose(got, expected, atol=ATOL, rtol=RTOL)
+    wrong = ~close.all(-1) & mask
     if bool(wrong.any()):
         b = int(torch.nonzero(wrong.any(-1)).flatten()[0])
+        diff = torch.where(close[b], 0.0, (got[b] - expected[b]).abs().to(torch.float64))
+        i, j = (int(v) for v in torch.unravel_index(diff.argmax(), diff.shape))
         message = (
-            f"{name} {what}: example {b}: active modules {_modules(wrong[b])} differ from the reference "
-            f"(the inactive ones are right)"
+            f"{name} {what}: example {b}: active modules {_modules(wrong[b])} differ from the reference (the "
+            f"inactive ones are right); max abs difference {float(diff.max()):.3g} at index ({b}, {i}, {j}): "
+            f"expected {float(expected[b, i, j]):.6g}, got {float(got[b, i, j]):.6g}"
         )
-        try:
-            compare(name, got, expected, atol=ATOL, rtol=RTOL, what=what)
-        except ExerciseFailure as err:
-            message += f"; {str(err).split(': ', 1)[1]}"
-        extra = hint()
-        raise ExerciseFailure(f"{message}. Hint: {extra}" if extra else message)
+        raise _with_hint(message, hint, hint_args)
 
 
 def _randn(gen: torch.Generator, *shape: int, scale: float = 1.0) -> Tensor:
@@ -207,14 +221,37 @@ def _random_mask(gen: torch.Generator, b: int, n: int, k: int) -> Tensor:
 # 03: input attention over [null, inputs]
 
 
-def _attention_over_slots(
-    x: Tensor, h: Tensor, key: nn.Module, value: nn.Module, query: nn.Module, *, null_first: bool = True
-) -> tuple[Tensor, Tensor, Tensor]:
-    """scores, attn, values for a variant with the null slot first (the reference) or last."""
+def _slot_scores(x: Tensor, h: Tensor, inp: InputAttention, *, null_first: bool = True) -> Tensor:
+    """Unscaled scores (B, n, 1+m) with the null slot first (the reference) or last (a common mistake)."""
     null = x.new_zeros(x.shape[0], 1, x.shape[-1])
     slots = torch.cat([null, x] if null_first else [x, null], dim=1)
-    k, v, q = key(slots), value(slots), query(h)
-    return q @ k.transpose(1, 2), k, v
+    return inp.query(h) @ inp.key(slots).transpose(1, 2)
+
+
+def _input_attention_hint(attn: Any, x: Tensor, h: Tensor, inp: InputAttention) -> str:
+    if isinstance(attn, Tensor) and attn.dim() == 3 and attn.shape[-1] == x.shape[1]:
+        return (
+            f"your attention has m={x.shape[1]} columns; prepend the null slot (a row of zeros) to the "
+            "inputs so that there are 1+m slots, the null slot first"
+        )
+    with torch.no_grad():
+        scores, last = _slot_scores(x, h, inp), _slot_scores(x, h, inp, null_first=False)
+    root = math.sqrt(inp.d_k)
+    return _first_match(
+        attn,
+        [
+            (
+                "the null slot must be slot 0: prepend it (torch.cat([null, x], dim=1)), do not append it",
+                lambda: torch.softmax(last / root, dim=-1),
+            ),
+            ("divide the scores by sqrt(d_k) before the softmax", lambda: torch.softmax(scores, dim=-1)),
+            (
+                "take the softmax over the slots (the last dim): each module spreads its attention over "
+                "[null, inputs]",
+                lambda: torch.softmax(scores / root, dim=1),
+            ),
+        ],
+    )
 
 
 def check_input_attention(fn: Callable[..., Any]) -> None:
@@ -234,44 +271,9 @@ def check_input_attention(fn: Callable[..., Any]) -> None:
             x, h = _randn(gen, b, m, d_in, scale=2.0), _randn(gen, b, n, d_h, scale=2.0)
             with torch.no_grad():
                 expected = inp(x, h)
-            got = _call(name, fn, (x, h, inp.key, inp.value, inp.query), label)
+            got = _call(name, fn, (x.clone(), h.clone(), inp.key, inp.value, inp.query), label)
         attn, read = _expect_tuple(name, got, label, ("attn (B, n, 1+m)", "read (B, n, d_v)"))
-
-        def attn_hint(attn: Any = attn, x: Tensor = x, h: Tensor = h, inp: InputAttention = inp) -> str:
-            if isinstance(attn, Tensor) and attn.dim() == 3 and attn.shape[-1] == x.shape[1]:
-                return (
-                    f"your attention has m={x.shape[1]} columns; prepend the null slot (a row of zeros) to the "
-                    "inputs so that there are 1+m slots, the null slot first"
-                )
-            with torch.no_grad():
-                scores, _, _ = _attention_over_slots(x, h, inp.key, inp.value, inp.query)
-                last, _, _ = _attention_over_slots(x, h, inp.key, inp.value, inp.query, null_first=False)
-            root = math.sqrt(inp.d_k)
-            return _first_match(
-                attn,
-                [
-                    (
-                        "the null slot must be slot 0: prepend it (torch.cat([null, x], dim=1)), don't append it",
-                        lambda: torch.softmax(last / root, dim=-1),
-                    ),
-                    (
-                        "divide the scores by sqrt(d_k) before the softmax",
-                        lambda: torch.softmax(scores, dim=-1),
-                    ),
-                    (
-                        "take the softmax over the slots (the last dim): each module spreads its attention over "
-                        "[null, inputs]",
-                        lambda: torch.softmax(scores / root, dim=1),
-                    ),
-                    (
-                        "rows are modules (queries) and columns slots (keys): scores = q @ k.transpose(1, 2)",
-                        lambda: torch.softmax(scores / root, dim=-1).transpose(1, 2),
-                    ),
-                ],
-            )
-
-        _compare(name, attn, expected.attn, f"attn ({label})", attn_hint)
-
+        _compare(name, attn, expected.attn, f"attn ({label})", _input_attention_hint, (attn, x, h, inp))
         _compare(
             name,
             read,
@@ -279,7 +281,7 @@ def check_input_attention(fn: Callable[..., Any]) -> None:
             f"read ({label})",
             lambda: "read = attn @ value(slots): the attention-weighted sum of the 1+m values, null included",
         )
-    passed(name, "2 cases (m = 1 and m = 3 input slots): attention over [null, inputs] and the read")
+    passed(name, "2 cases (m = 1 and m = 3 input slots)")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -287,7 +289,7 @@ def check_input_attention(fn: Callable[..., Any]) -> None:
 
 
 def _topk_cases() -> list[tuple[str, Tensor, int]]:
-    """(label, attn (B, n, 1+m), k): k = 1, a middle k with 3 input slots, k = n."""
+    """(label, attn (B, n, 1+m), k): k = 1, k = n and two in between, 1 to 3 input slots."""
     cases = []
     for index, (b, n, m, k) in enumerate([(4, 6, 1, 1), (5, 6, 3, 3), (3, 5, 2, 5), (4, 7, 1, 4)]):
         gen = torch.Generator().manual_seed(SEED + 10 + index)
@@ -296,9 +298,33 @@ def _topk_cases() -> list[tuple[str, Tensor, int]]:
     return cases
 
 
+def _topk_hint(got: Tensor, attn: Tensor, k: int) -> str:
+    null = attn[..., 0]
+    candidates = [
+        (
+            "you picked the modules that attend MOST to the null slot; the winners are the k modules with "
+            "the LEAST null attention (e.g. (-null).topk(k) or null.topk(k, largest=False))",
+            topk_mask(null, k),
+        ),
+        (
+            "you ranked the modules by their largest attention on one input slot; rank them by the null slot "
+            "(attn[..., 0]) instead -- with several input slots the two rules differ",
+            topk_mask(attn[..., 1:].max(-1).values, k),
+        ),
+        (
+            "you ranked the modules by slot 1 only; rank them by the null slot (attn[..., 0])",
+            topk_mask(attn[..., 1], k),
+        ),
+    ]
+    for text, mask in candidates:
+        if bool((got == mask).all()):
+            return text
+    return "the mask is True at the k smallest values of attn[..., 0] in each row"
+
+
 def check_topk_mask(fn: Callable[..., Any]) -> None:
-    """Check ``fn(attn (B, n, 1+m), k) -> mask (B, n) bool``: True for the k modules that attend *least* to the
-    null slot (slot 0). Cases: k = 1, k = n and two in between, with 1 to 3 input slots.
+    """Check ``fn(attn (B, n, 1+m), k) -> mask (B, n) bool``: True for the k modules that attend *least*
+    to the null slot (slot 0). Cases: k = 1, k = n and two in between, with 1 to 3 input slots.
     Reference: ``topk_mask(-null_attention(attn), k)``.
     """
     name = "top-k mask"
@@ -306,36 +332,37 @@ def check_topk_mask(fn: Callable[..., Any]) -> None:
     for label, attn, k in _topk_cases():
         expected = topk_mask(-null_attention(attn), k)
         got = _call(name, fn, (attn.clone(), k), label)
-
-        def hint(got: Any = got, attn: Tensor = attn, k: int = k) -> str:
-            null = attn[..., 0]
-            candidates = [
-                (
-                    "you picked the modules that attend MOST to the null slot; the winners are the k modules with "
-                    "the LEAST null attention (e.g. (-null).topk(k) or null.topk(k, largest=False))",
-                    topk_mask(null, k),
-                ),
-                (
-                    "you ranked the modules by their largest attention on one input slot; rank them by the null "
-                    "slot (attn[..., 0]) instead -- with several input slots the two rules differ",
-                    topk_mask(attn[..., 1:].max(-1).values, k),
-                ),
-                (
-                    "you ranked the modules by slot 1 only; rank them by the null slot (attn[..., 0])",
-                    topk_mask(attn[..., 1], k),
-                ),
-            ]
-            for text, mask in candidates:
-                if isinstance(got, Tensor) and got.shape == mask.shape and bool((got.bool() == mask).all()):
-                    return text
-            return "the mask is True for the k smallest values of attn[..., 0] in each row"
-
-        _compare_mask(name, got, expected, f"({label})", k, hint)
-    passed(name, "4 cases (k = 1, k = n and in between; 1 to 3 input slots): the k least-null modules win")
+        _compare_mask(name, got, expected, f"({label})", k, _topk_hint, (got, attn, k))
+    passed(name, "4 cases (k = 1 to k = n, 1 to 3 input slots)")
 
 
 # ----------------------------------------------------------------------------------------------------------
 # 04: attention among modules
+
+
+def _module_attention_hint(attn: Any, scores: Tensor, d_k: int, heads: int) -> str:
+    if isinstance(attn, Tensor) and attn.dim() == 3:
+        return (
+            "keep one attention map per head, (B, H, n, n) even when H = 1: split q, k and v into heads "
+            "with split_heads first"
+        )
+    root = math.sqrt(d_k)
+    return _first_match(
+        attn,
+        [
+            ("divide the scores by sqrt(d_k) (the key size per head)", lambda: torch.softmax(scores, dim=-1)),
+            (
+                "take the softmax over the modules being read (the last dim)",
+                lambda: torch.softmax(scores / root, dim=-2),
+            ),
+        ],
+    )
+
+
+def _read_hint(a: Any) -> str:
+    if isinstance(a, Tensor) and a.dim() == 4:
+        return "merge the heads back into one vector per module: merge_heads(attn @ v) -> (B, n, H*d_v)"
+    return "a = merge_heads(attn @ v): each module's attention-weighted sum of the values, heads concatenated"
 
 
 def check_module_attention(fn: Callable[..., Any]) -> None:
@@ -356,57 +383,47 @@ def check_module_attention(fn: Callable[..., Any]) -> None:
             h = _randn(gen, b, n, d_h, scale=2.0)
             with torch.no_grad():
                 _, attn_ref = comm(h, torch.ones(b, n, dtype=torch.bool))
-                values = split_heads(comm.value(h), heads)
-                a_ref = merge_heads(attn_ref @ values)
+                a_ref = merge_heads(attn_ref @ split_heads(comm.value(h), heads))
                 q, k = split_heads(comm.query(h), heads), split_heads(comm.key(h), heads)
                 scores = q @ k.transpose(-2, -1)
-            got = _call(name, fn, (h, comm.query, comm.key, comm.value, heads), label)
+            got = _call(name, fn, (h.clone(), comm.query, comm.key, comm.value, heads), label)
         a, attn = _expect_tuple(name, got, label, ("a (B, n, H*d_v)", "attn (B, H, n, n)"))
-
-        def attn_hint(attn: Any = attn, scores: Tensor = scores, d_k: int = d_k, heads: int = heads) -> str:
-            if isinstance(attn, Tensor) and attn.dim() == 3 and heads > 1:
-                return "keep one attention map per head: split q, k, v into heads with split_heads first"
-            root = math.sqrt(d_k)
-            return _first_match(
-                attn,
-                [
-                    (
-                        "divide the scores by sqrt(d_k) (the key size per head)",
-                        lambda: torch.softmax(scores, dim=-1),
-                    ),
-                    (
-                        "take the softmax over the modules being read (the last dim)",
-                        lambda: torch.softmax(scores / root, dim=-2),
-                    ),
-                    (
-                        "rows are the reading modules (queries), columns the modules read (keys): q @ k^T",
-                        lambda: torch.softmax(scores / root, dim=-1).transpose(-2, -1),
-                    ),
-                ],
-            )
-
-        _compare(name, attn, attn_ref, f"attn ({label})", attn_hint)
-
-        def a_hint(a: Any = a, attn_ref: Tensor = attn_ref, values: Tensor = values) -> str:
-            if isinstance(a, Tensor) and a.dim() == 4:
-                return (
-                    "merge the heads back into one vector per module: merge_heads(attn @ v) -> (B, n, H*d_v)"
-                )
-            return _first_match(a, [("a is the read attn @ v, heads merged", lambda: attn_ref @ values)])
-
-        _compare(name, a, a_ref, f"a ({label})", a_hint)
-    passed(name, "3 cases (1, 2 and 4 heads): every module reads from all modules")
+        _compare(name, attn, attn_ref, f"attn ({label})", _module_attention_hint, (attn, scores, d_k, heads))
+        _compare(name, a, a_ref, f"a ({label})", _read_hint, (a,))
+    passed(name, "3 cases (1, 2 and 4 heads)")
 
 
 # ----------------------------------------------------------------------------------------------------------
 # 04: gated residual, active modules only
 
 
+def _gated_update_hint(got: Any, h: Tensor, mask: Tensor, fa: Tensor, ga: Tensor) -> str:
+    m = mask.unsqueeze(-1)
+    return _first_match(
+        got,
+        [
+            (
+                "the gate is sigmoid(g(a)) and the candidate tanh(f(a)); you swapped f and g",
+                lambda: torch.where(m, h + torch.sigmoid(fa) * torch.tanh(ga), h),
+            ),
+            (
+                "the update is a residual: add it to h (h + sigmoid(g(a)) * tanh(f(a)))",
+                lambda: torch.where(m, torch.sigmoid(ga) * torch.tanh(fa), h),
+            ),
+            (
+                "the gate is a sigmoid and the candidate a tanh, not the other way round",
+                lambda: torch.where(m, h + torch.tanh(ga) * torch.sigmoid(fa), h),
+            ),
+        ],
+    )
+
+
 def check_gated_update(fn: Callable[..., Any]) -> None:
     """Check ``fn(h (B, n, d_h), a (B, n, d_a), mask (B, n) bool, f, g) -> h_out (B, n, d_h)``.
 
     ``h_out = h + sigmoid(g(a)) * tanh(f(a))`` for active modules (mask True) and exactly ``h`` for inactive
-    ones; ``f`` and ``g`` are per-module :class:`~minirims.group.GroupLinear`. Cases: k = 1, k = n, k = 3 of 6.
+    ones; ``f`` and ``g`` are per-module :class:`~minirims.group.GroupLinear`.
+    Cases: k = 1, k = n, k = 3 of 6.
     """
     name = "gated update"
     _require_callable(fn)
@@ -418,40 +435,13 @@ def check_gated_update(fn: Callable[..., Any]) -> None:
             h, a = _randn(gen, b, n, d_h), _randn(gen, b, n, d_a, scale=2.0)
             mask = _random_mask(gen, b, n, k)
             with torch.no_grad():
-                gate, candidate = torch.sigmoid(g(a)), torch.tanh(f(a))
-            expected = torch.where(mask.unsqueeze(-1), h + gate * candidate, h)
+                fa, ga = f(a), g(a)
+            expected = torch.where(mask.unsqueeze(-1), h + torch.sigmoid(ga) * torch.tanh(fa), h)
             got = _call(name, fn, (h.clone(), a.clone(), mask.clone(), f, g), label)
-
-        def hint(
-            got: Any = got,
-            h: Tensor = h,
-            mask: Tensor = mask,
-            fa: Tensor = f(a).detach(),
-            ga: Tensor = g(a).detach(),
-        ) -> str:
-            m = mask.unsqueeze(-1)
-            return _first_match(
-                got,
-                [
-                    (
-                        "the gate is sigmoid(g(a)) and the candidate tanh(f(a)); you swapped f and g",
-                        lambda: torch.where(m, h + torch.sigmoid(fa) * torch.tanh(ga), h),
-                    ),
-                    (
-                        "the update is a residual: add it to h (h + sigmoid(g(a)) * tanh(f(a)))",
-                        lambda: torch.where(m, torch.sigmoid(ga) * torch.tanh(fa), h),
-                    ),
-                    (
-                        "the gate is a sigmoid and the candidate a tanh",
-                        lambda: torch.where(m, h + torch.tanh(ga) * torch.sigmoid(fa), h),
-                    ),
-                ],
-            )
-
-        _compare_states(name, got, expected, h, mask, f"h_out ({label})", hint)
-    passed(
-        name, "3 cases (k = 1, k = n, k = 3 of 6): active modules take the gated residual, inactive keep h"
-    )
+        _compare_states(
+            name, got, expected, h, mask, f"h_out ({label})", _gated_update_hint, (got, h, mask, fa, ga)
+        )
+    passed(name, "3 cases (k = 1, 3 and n)")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -460,8 +450,17 @@ def check_gated_update(fn: Callable[..., Any]) -> None:
 _SMALL_CELL = dict(input_d_k=4, input_d_v=5, comm_heads=2, comm_d_k=3, comm_d_v=3, dropout=0.0)
 
 
-def _small_cell(d_in: int, n: int, k: int, d_h: int) -> RIMCell:
-    return RIMCell(d_in, n_modules=n, k_active=k, d_hidden=d_h, rnn="lstm", **_SMALL_CELL).eval()
+def _rim_step_hint(h: Any, h_tilde: Tensor, mask: Tensor, old: Tensor) -> str:
+    return _first_match(
+        h,
+        [
+            (
+                "active modules take the state after communication, cell.communication(h~, mask), not h~ "
+                "straight from the recurrent cell",
+                lambda: torch.where(mask.unsqueeze(-1), h_tilde, old),
+            ),
+        ],
+    )
 
 
 def check_rim_step(fn: Callable[..., Any]) -> None:
@@ -478,19 +477,19 @@ def check_rim_step(fn: Callable[..., Any]) -> None:
     for index, (b, m, n, k) in enumerate(cases):
         label = f"case {index + 1}: B={b}, m={m} input slot{'s' if m > 1 else ''}, n={n}, k={k}"
         with _seeded(SEED + 40 + index) as gen:
-            cell = _small_cell(d_in, n, k, d_h)
+            cell = RIMCell(d_in, n_modules=n, k_active=k, d_hidden=d_h, rnn="lstm", **_SMALL_CELL).eval()
             x = _randn(gen, b, m, d_in, scale=2.0)
             state = RIMState(_randn(gen, b, n, d_h, scale=0.5), _randn(gen, b, n, d_h, scale=0.5))
             with torch.no_grad():
                 _, ref, info = cell(x, state)
                 comp = cell.input_attention(x, state.h)
                 h_tilde, _ = cell.rnn(comp.read, (state.h, state.c))
-            got = _call(name, fn, (cell, x, RIMState(state.h.clone(), state.c.clone())), label)
+            got = _call(name, fn, (cell, x.clone(), RIMState(state.h.clone(), state.c.clone())), label)
         new_state, mask = _expect_tuple(name, got, label, ("RIMState(h, c)", "mask (B, n)"))
         if not isinstance(new_state, (tuple, list)) or len(new_state) != 2:
             raise ExerciseFailure(
-                f"{name} ({label}): expected the new state as a RIMState(h, c), got "
-                f"{type(new_state).__name__}"
+                f"{name} ({label}): expected the new state as a RIMState(h, c), "
+                f"got {type(new_state).__name__}"
             )
         h, c = new_state
         _compare_mask(
@@ -499,24 +498,18 @@ def check_rim_step(fn: Callable[..., Any]) -> None:
             info.mask,
             f"mask ({label})",
             k,
-            lambda: "the mask is the one the competition returns (cell.input_attention(x, h).mask)",
+            lambda: "return the mask of the competition, cell.input_attention(x, h).mask",
         )
-
-        def h_hint(
-            h: Any = h, h_tilde: Tensor = h_tilde, mask: Tensor = info.mask, old: Tensor = state.h
-        ) -> str:
-            return _first_match(
-                h,
-                [
-                    (
-                        "active modules take the state after communication, cell.communication(h~, mask), "
-                        "not h~ straight from the recurrent cell",
-                        lambda: torch.where(mask.unsqueeze(-1), h_tilde, old),
-                    ),
-                ],
-            )
-
-        _compare_states(name, h, ref.h, state.h, info.mask, f"h ({label})", h_hint)
+        _compare_states(
+            name,
+            h,
+            ref.h,
+            state.h,
+            info.mask,
+            f"h ({label})",
+            _rim_step_hint,
+            (h, h_tilde, info.mask, state.h),
+        )
         _compare_states(
             name,
             c,
@@ -526,15 +519,33 @@ def check_rim_step(fn: Callable[..., Any]) -> None:
             f"c ({label})",
             lambda: "active modules take the cell state c~ from the recurrent cell",
         )
-    passed(name, "3 cases (m = 1 and several slots, k = 1 and k = n): same state and mask as RIMCell")
+    passed(name, "3 cases (1 to 3 input slots, k = 1, 3 and n)")
+
+
+def _run_rim_hint(hs: Any, hs_ref: Tensor, rim: RIM, x: Tensor) -> str:
+    if not isinstance(hs, Tensor):
+        return ""
+    if hs.shape == (hs_ref.shape[1], hs_ref.shape[0], *hs_ref.shape[2:]):
+        return "stack the steps along dim 1 (time): torch.stack(hs, dim=1) -> (B, T, n, d_h)"
+    if hs.shape != hs_ref.shape or hs.dtype != hs_ref.dtype:
+        return ""
+    with torch.no_grad():
+        fresh = torch.stack([rim.cell(x[:, t])[0] for t in range(x.shape[1])], dim=1)
+    if _close(hs, fresh):
+        return "pass the state returned by each step into the next step (yours restarts from zeros)"
+    bad = ~torch.isclose(hs.detach(), hs_ref, atol=ATOL, rtol=RTOL).flatten(2).all(-1).all(0)  # (T,)
+    return (
+        f"the first time step that differs is t={int(torch.nonzero(bad).flatten()[0])}" if bad.any() else ""
+    )
 
 
 def check_run_rim(fn: Callable[..., Any]) -> None:
     """Check ``fn(cell, x (B, T, m, d_in)) -> (hs (B, T, n, d_h), masks (B, T, n) bool)``.
 
     Run the cell over the sequence from its zero initial state, carrying the state from step to step;
-    ``hs[:, t]`` is the module state after step t and ``masks[:, t]`` who was active. Reference:
-    :class:`minirims.model.RIM`. Cases: (T = 5, m = 1, k = 2 of 4), (T = 4, m = 2, k = 3 of 5), (k = n).
+    ``hs[:, t]`` is the module state after step t and ``masks[:, t]`` says who was active.
+    Reference: :class:`minirims.model.RIM`. Cases: (T = 5, m = 1, k = 2 of 4), (T = 4, m = 2, k = 3 of 5),
+    (T = 3, k = n).
     """
     name = "run RIM"
     _require_callable(fn)
@@ -550,30 +561,16 @@ def check_run_rim(fn: Callable[..., Any]) -> None:
             hs_ref = out.reshape(b, t_len, n, d_h)
             got = _call(name, fn, (rim.cell, x.clone()), label)
         hs, masks = _expect_tuple(name, got, label, ("hs (B, T, n, d_h)", "masks (B, T, n)"))
-
-        def hint(hs: Any = hs, hs_ref: Tensor = hs_ref, rim: RIM = rim, x: Tensor = x) -> str:
-            if isinstance(hs, Tensor) and hs.shape == (hs_ref.shape[1], hs_ref.shape[0], *hs_ref.shape[2:]):
-                return "stack the steps along dim 1 (time): torch.stack(hs, dim=1) -> (B, T, n, d_h)"
-            if isinstance(hs, Tensor) and hs.shape == hs_ref.shape:
-                with torch.no_grad():
-                    fresh = torch.stack([rim.cell(x[:, t])[0] for t in range(x.shape[1])], dim=1)
-                if _close(hs, fresh):
-                    return "pass the state returned by each step into the next step (you restart from zeros)"
-                bad = ~torch.isclose(hs.detach(), hs_ref, atol=ATOL, rtol=RTOL).flatten(2).all(-1).all(0)
-                t = int(torch.nonzero(bad).flatten()[0]) if bool(bad.any()) else 0
-                return f"the first time step that differs is t={t}"
-            return ""
-
-        _compare(name, hs, hs_ref, f"hs ({label})", hint)
-        if isinstance(masks, Tensor) and masks.dim() == 3 and masks.shape == trace.masks.shape:
+        _compare(name, hs, hs_ref, f"hs ({label})", _run_rim_hint, (hs, hs_ref, rim, x))
+        if isinstance(masks, Tensor) and masks.shape == trace.masks.shape:
             _compare_mask(
                 name,
                 masks.flatten(0, 1),
                 trace.masks.flatten(0, 1),
-                f"masks ({label}, rows = example*T + t)",
+                f"masks ({label}; row = example * T + t)",
                 k,
                 lambda: "keep info.mask of every step and stack along dim 1 (time)",
             )
         else:
             compare(name, masks, trace.masks, what=f"masks ({label})")
-    passed(name, "3 cases (T = 3 to 5 steps; k = 2, 3 and n): same states and masks as RIM")
+    passed(name, "3 cases (T = 3 to 5 steps, k = 2, 3 and n)")
