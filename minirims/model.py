@@ -87,9 +87,11 @@ class RIM(nn.Module):
         state = self.initial_state(b, x.device, x.dtype) if state is None else self.cell.check_state(state, b)
         # Keys and values do not depend on the state: project the whole sequence in one matmul.
         keys, values = self.cell.input_attention.project_inputs(x)  # (B, T, H, 1+m, d)
+        # unbind (not keys[:, t]): its backward stacks the T gradients once, where indexing would allocate and
+        # zero-fill a full (B, T, ...) gradient at every step.
         outputs, masks, in_attn, comm_attn = [], [], [], []
-        for t in range(t_len):
-            h, state, info = self.cell.step(keys[:, t], values[:, t], state)
+        for keys_t, values_t in zip(keys.unbind(1), values.unbind(1), strict=True):
+            h, state, info = self.cell.step(keys_t, values_t, state)
             outputs.append(h.reshape(b, self.d_out))
             if trace:
                 masks.append(info.mask)

@@ -1,0 +1,491 @@
+"""Training-step throughput of the batched RIM against an LSTM, a loop-over-modules RIM and a dense RIM.
+
+One training step = forward over a whole sequence, cross-entropy on the last step's output, backward, and an
+Adam step. Every contender sees the same task: sequential MNIST's shape (B sequences of T binary pixels, each
+pixel embedded by ``nn.Embedding(2, d_in)``, a linear head to 10 classes on the last output). Contenders:
+
+- ``rim``: :class:`minirims.RIM`, the package's batched version (dropout 0, like the loop version).
+- ``lstm``: ``torch.nn.LSTM`` with the same total hidden size (n * d_h = 600), cuDNN / MKL fused kernels.
+- ``loop``: :class:`minirims.naive.LoopRIMCell` stepped over the sequence: the same RIM computed with a
+  Python loop over modules (~n times more small kernels per step). It has no dropout, and it does not
+  block the gradient of inactive modules' discarded candidate state (a few more backward ops, same FLOPs).
+- ``dense``: the package RIM with its group LSTM replaced by ONE dense LSTM cell of n*d_h units whose
+  off-diagonal blocks are masked to zero (:class:`DenseBlockLSTMCell`): a pitfall of public
+  implementations. It computes exactly the same function as ``rim`` but does n times the recurrent FLOPs and
+  keeps n times the recurrent weights (and Adam state).
+
+Timing: ``--warmup`` untimed steps, then the median of ``--iters`` timed steps (``torch.cuda.synchronize``
+around each on CUDA). Ratios are between contenders measured in one run on one machine; never compare
+absolute numbers across machines or loads.
+
+Run from the repository root::
+
+    python -m benchmarks.bench_cell                       # CPU: B=64, T=196, 3 timed steps each
+    python -m benchmarks.bench_cell --device cuda --iters 20 --json results/bench_cell_h100.json
+
+Shapes: B batch, T time, n modules, k active, d_h hidden size per module, d_in embedding size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from minirims.cell import RIMCell, RIMState
+from minirims.group import GroupLSTMCell
+from minirims.model import RIM
+from minirims.naive import LoopRIMCell
+
+__all__ = [
+    "IMPLEMENTATIONS",
+    "LABELS",
+    "BenchConfig",
+    "DenseBlockLSTMCell",
+    "LoopRIM",
+    "SequenceClassifier",
+    "build_model",
+    "count_parameters",
+    "time_training_step",
+    "run_benchmark",
+    "format_table",
+    "main",
+]
+
+IMPLEMENTATIONS = ("rim", "lstm", "loop", "dense")
+LABELS = {
+    "rim": "minirims.RIM (batched)",
+    "lstm": "nn.LSTM (600 units)",
+    "loop": "RIM, loop over modules",
+    "dense": "RIM, dense block-diag LSTM",
+}
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """Model and data sizes (defaults: the paper's sequential-MNIST settings at 14x14)."""
+
+    batch: int = 64
+    steps: int = 196
+    n_modules: int = 6
+    k_active: int = 4
+    d_hidden: int = 100
+    d_in: int = 64
+    input_heads: int = 1
+    input_d_k: int = 64
+    input_d_v: int = 400
+    comm_heads: int = 4
+    comm_d_k: int = 32
+    comm_d_v: int = 32
+    n_classes: int = 10
+    lr: float = 7e-4
+
+    def __post_init__(self) -> None:
+        for name, value in asdict(self).items():
+            if name == "lr":
+                if not (isinstance(value, (int, float)) and value > 0):
+                    raise ValueError(f"lr: expected a positive number, got {value!r}")
+            elif isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: expected a positive int, got {value!r}")
+        if self.k_active > self.n_modules:
+            raise ValueError(
+                f"k_active: expected an int in [1, n_modules={self.n_modules}], got {self.k_active}"
+            )
+
+    def cell_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for :class:`minirims.cell.RIMCell` (dropout 0 for a like-for-like comparison)."""
+        return dict(
+            n_modules=self.n_modules,
+            k_active=self.k_active,
+            d_hidden=self.d_hidden,
+            input_heads=self.input_heads,
+            input_d_k=self.input_d_k,
+            input_d_v=self.input_d_v,
+            comm_heads=self.comm_heads,
+            comm_d_k=self.comm_d_k,
+            comm_d_v=self.comm_d_v,
+            dropout=0.0,
+        )
+
+
+class DenseBlockLSTMCell(nn.Module):
+    """The pitfall, for comparison only: one dense LSTM cell of n*d_h units, off-diagonal blocks masked to 0.
+
+    Drop-in for :class:`minirims.group.GroupLSTMCell` (same call signature and result). The modules' inputs
+    are concatenated into one (B, n*d_in) vector and multiplied by a (n*d_in, 4*n*d_h) matrix of which only
+    the n diagonal blocks are non-zero, so n-1 of every n multiply-adds (and n-1 of every n weights and Adam
+    moments) are wasted. Gate layout: [i | f | g | o], each gate's n*d_h units in module order.
+
+    Shapes: x (B, n, d_in); h, c (B, n, d_h). weight_ih (4*n*d_h, n*d_in), weight_hh (4*n*d_h, n*d_h),
+    bias (4*n*d_h); masks of the same shapes as the weights (buffers).
+    """
+
+    def __init__(self, n: int, d_in: int, d_h: int) -> None:
+        super().__init__()
+        self.n, self.d_in, self.d_h = n, d_in, d_h
+        self.weight_ih = nn.Parameter(torch.empty(4 * n * d_h, n * d_in))
+        self.weight_hh = nn.Parameter(torch.empty(4 * n * d_h, n * d_h))
+        self.bias = nn.Parameter(torch.empty(4 * n * d_h))
+        self.register_buffer("mask_ih", self._block_mask(n, d_in, d_h))
+        self.register_buffer("mask_hh", self._block_mask(n, d_h, d_h))
+        bound = 1.0 / d_h**0.5
+        with torch.no_grad():
+            for p in (self.weight_ih, self.weight_hh, self.bias):
+                p.uniform_(-bound, bound)
+            self.weight_ih.mul_(self.mask_ih)
+            self.weight_hh.mul_(self.mask_hh)
+
+    @staticmethod
+    def _block_mask(n: int, d_in: int, d_h: int) -> Tensor:
+        mask = torch.zeros(4, n, d_h, n, d_in)
+        for i in range(n):
+            mask[:, i, :, i, :] = 1.0
+        return mask.reshape(4 * n * d_h, n * d_in)
+
+    @classmethod
+    def from_group(cls, group: GroupLSTMCell) -> DenseBlockLSTMCell:
+        """A dense cell holding ``group``'s weights on its diagonal blocks (computes the same function)."""
+        n, d_in, d_h = group.n, group.d_in, group.d_h
+        dense = cls(n, d_in, d_h).to(device=group.weight_ih.device, dtype=group.weight_ih.dtype)
+        with torch.no_grad():
+            w_ih = dense.weight_ih.view(4, n, d_h, n, d_in)
+            w_hh = dense.weight_hh.view(4, n, d_h, n, d_h)
+            w_ih.zero_()
+            w_hh.zero_()
+            for i in range(n):
+                # group (d_in, 4*d_h) -> (4, d_h, d_in): gate-major rows, like nn.LSTMCell.weight_ih
+                w_ih[:, i, :, i, :] = group.weight_ih[i].view(d_in, 4, d_h).permute(1, 2, 0)
+                w_hh[:, i, :, i, :] = group.weight_hh[i].view(d_h, 4, d_h).permute(1, 2, 0)
+            dense.bias.copy_(group.bias.view(n, 4, d_h).transpose(0, 1).reshape(-1))
+        return dense
+
+    def forward(self, x: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+        """One step. x (B, n, d_in), state (h, c) each (B, n, d_h) -> (h', c') each (B, n, d_h)."""
+        h, c = state
+        b = x.shape[0]
+        gates = F.linear(x.reshape(b, -1), self.weight_ih * self.mask_ih, self.bias) + F.linear(
+            h.reshape(b, -1), self.weight_hh * self.mask_hh
+        )
+        i, f, g, o = gates.chunk(4, dim=-1)  # each (B, n*d_h), module-major
+        c_new = torch.sigmoid(f) * c.reshape(b, -1) + torch.sigmoid(i) * torch.tanh(g)
+        h_new = torch.sigmoid(o) * torch.tanh(c_new)
+        return h_new.view(b, self.n, self.d_h), c_new.view(b, self.n, self.d_h)
+
+
+class LoopRIM(nn.Module):
+    """A sequence layer over :class:`minirims.naive.LoopRIMCell`: x (B, T, d_in) -> outputs (B, T, n*d_h)."""
+
+    def __init__(self, cell: LoopRIMCell) -> None:
+        super().__init__()
+        self.cell = cell
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, t_len = x.shape[:2]
+        n, d_h = self.cell.n, self.cell.d_h
+        h = x.new_zeros(b, n, d_h)
+        state = RIMState(h, torch.zeros_like(h))
+        outputs = []
+        for t in range(t_len):
+            h, state, _ = self.cell(x[:, t], state)
+            outputs.append(h.reshape(b, n * d_h))
+        return torch.stack(outputs, dim=1)
+
+
+class _FirstOutput(nn.Module):
+    """Adapter: a recurrent layer returning a tuple -> its first element, the outputs (B, T, d_out)."""
+
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layer(x)[0]
+
+
+class SequenceClassifier(nn.Module):
+    """Embedding of binary pixels -> recurrent core -> linear head on the last step.
+
+    tokens (B, T) int64 in {0, 1} -> logits (B, n_classes). ``core`` maps (B, T, d_in) -> (B, T, d_out).
+    """
+
+    def __init__(self, core: nn.Module, d_in: int, d_out: int, n_classes: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(2, d_in)
+        self.core = core
+        self.head = nn.Linear(d_out, n_classes)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        return self.head(self.core(self.embed(tokens))[:, -1])
+
+
+def build_model(impl: str, config: BenchConfig) -> SequenceClassifier:
+    """The classifier for one contender (see the module docstring); weights seeded by the caller."""
+    d_total = config.n_modules * config.d_hidden
+    if impl == "rim":
+        core: nn.Module = _FirstOutput(RIM(config.d_in, **config.cell_kwargs()))
+    elif impl == "lstm":
+        core = _FirstOutput(nn.LSTM(config.d_in, d_total, batch_first=True))
+    elif impl == "loop":
+        core = LoopRIM(LoopRIMCell.from_cell(RIMCell(config.d_in, **config.cell_kwargs())))
+    elif impl == "dense":
+        rim = RIM(config.d_in, **config.cell_kwargs())
+        rim.cell.rnn = DenseBlockLSTMCell.from_group(rim.cell.rnn)
+        core = _FirstOutput(rim)
+    else:
+        raise ValueError(f"impl: expected one of {IMPLEMENTATIONS}, got {impl!r}")
+    return SequenceClassifier(core, config.d_in, d_total, config.n_classes)
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable scalars (for ``dense``: including the masked zeros, which Adam keeps state for)."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_training_step(
+    impl: str,
+    config: BenchConfig,
+    device: torch.device | str = "cpu",
+    iters: int = 3,
+    warmup: int = 1,
+    seed: int = 0,
+    progress: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """Time ``warmup + iters`` training steps of one contender; the median of the timed ones is reported.
+
+    Returns a dict: impl, label, params (whole classifier), core_params (recurrent layer only), ms_per_step
+    and seq_per_s (from the median), times_ms (every timed step), peak_mem_mib (CUDA only, else None), loss
+    (last step, a finite float: the step really ran).
+    """
+    if impl not in IMPLEMENTATIONS:
+        raise ValueError(f"impl: expected one of {IMPLEMENTATIONS}, got {impl!r}")
+    if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
+        raise ValueError(f"iters: expected a positive int, got {iters!r}")
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"warmup: expected a non-negative int, got {warmup!r}")
+    device = torch.device(device)
+    torch.manual_seed(seed)
+    model = build_model(impl, config).to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    gen = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(0, 2, (config.batch, config.steps), generator=gen).to(device)
+    labels = torch.randint(0, config.n_classes, (config.batch,), generator=gen).to(device)
+
+    def step() -> Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(tokens), labels)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    for _ in range(warmup):
+        step()
+        if progress is not None:
+            progress()
+    _synchronize(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    times = []
+    loss = torch.tensor(float("nan"))
+    for _ in range(iters):
+        _synchronize(device)
+        start = time.perf_counter()
+        loss = step()
+        _synchronize(device)
+        times.append(time.perf_counter() - start)
+        if progress is not None:
+            progress()
+    median = statistics.median(times)
+    return {
+        "impl": impl,
+        "label": LABELS[impl],
+        "params": count_parameters(model),
+        "core_params": count_parameters(model.core),
+        "ms_per_step": 1e3 * median,
+        "seq_per_s": config.batch / median,
+        "times_ms": [1e3 * t for t in times],
+        "peak_mem_mib": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
+        "loss": float(loss),
+    }
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _load() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def run_benchmark(
+    config: BenchConfig,
+    impls: Sequence[str] = IMPLEMENTATIONS,
+    device: torch.device | str = "cpu",
+    iters: int = 3,
+    warmup: int = 1,
+    seed: int = 0,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Time every contender in ``impls`` and add ratios.
+
+    Returns a dict: settings (config, device, iters, warmup, seed, threads), environment (device name, torch
+    version, python, load average before and after), results (one dict per contender, as
+    :func:`time_training_step` plus ``time_vs_lstm`` / ``time_vs_rim`` = this contender's ms per step
+    divided by that reference's, > 1 means slower; None when the reference was not run).
+    """
+    impls = list(impls)
+    unknown = [i for i in impls if i not in IMPLEMENTATIONS]
+    if not impls or unknown or len(set(impls)) != len(impls):
+        raise ValueError(f"impls: expected distinct names from {IMPLEMENTATIONS}, got {impls!r}")
+    device = torch.device(device)
+    load_before = _load()
+    results = []
+    with tqdm(total=len(impls) * (iters + warmup), desc="bench_cell", disable=not show_progress) as bar:
+        for impl in impls:
+            bar.set_postfix_str(impl)
+            results.append(
+                time_training_step(impl, config, device, iters, warmup, seed, progress=lambda: bar.update(1))
+            )
+    by_impl = {r["impl"]: r for r in results}
+    for r in results:
+        for ref in ("lstm", "rim"):
+            r[f"time_vs_{ref}"] = r["ms_per_step"] / by_impl[ref]["ms_per_step"] if ref in by_impl else None
+    return {
+        "settings": {
+            **asdict(config),
+            "device": str(device),
+            "iters": iters,
+            "warmup": warmup,
+            "seed": seed,
+            "threads": torch.get_num_threads(),
+            "dropout": 0.0,
+            "dtype": "float32",
+        },
+        "environment": {
+            "device_name": _device_name(device),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "cpu_count": os.cpu_count(),
+            "load_avg_before": load_before,
+            "load_avg_after": _load(),
+        },
+        "results": results,
+    }
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """A plain-text table of one :func:`run_benchmark` report, with the settings it ran at."""
+    s, env = report["settings"], report["environment"]
+    on_cuda = any(r["peak_mem_mib"] is not None for r in report["results"])
+    lines = [
+        f"device: {s['device']} ({env['device_name']}), torch {env['torch']}, threads {s['threads']}, "
+        f"load avg (1/5/15 min) before {env['load_avg_before']} after {env['load_avg_after']}",
+        f"settings: B={s['batch']} T={s['steps']} n={s['n_modules']} k={s['k_active']} d_h={s['d_hidden']} "
+        f"d_in={s['d_in']} (nn.Embedding(2, d_in)), input attn {s['input_heads']} head d_k {s['input_d_k']} "
+        f"d_v {s['input_d_v']}, comm {s['comm_heads']} heads d_k {s['comm_d_k']} d_v {s['comm_d_v']}, "
+        f"dropout 0, float32",
+        f"step: forward + cross-entropy + backward + Adam; median of {s['iters']} timed steps after "
+        f"{s['warmup']} warm-up",
+        "time ratios: this row's ms/step divided by the reference's (> 1 = slower)",
+    ]
+    header = ["implementation", "params", "seq/s", "ms/step", "vs nn.LSTM", "vs RIM"]
+    if on_cuda:
+        header.append("peak MiB")
+    rows = []
+    for r in report["results"]:
+        row = [
+            r["label"],
+            f"{r['params']:,}",
+            f"{r['seq_per_s']:.1f}",
+            f"{r['ms_per_step']:.1f}",
+            "-" if r["time_vs_lstm"] is None else f"{r['time_vs_lstm']:.2f}x",
+            "-" if r["time_vs_rim"] is None else f"{r['time_vs_rim']:.2f}x",
+        ]
+        if on_cuda:
+            row.append(f"{r['peak_mem_mib']:.0f}")
+        rows.append(row)
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
+
+    def fmt(cells: list[str]) -> str:
+        first = cells[0].ljust(widths[0])
+        return "  ".join([first, *(c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True))])
+
+    lines += ["", fmt(header), fmt(["-" * w for w in widths])]
+    lines += [fmt(row) for row in rows]
+    return "\n".join(lines)
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Training-step throughput: batched RIM vs nn.LSTM vs loop-over-modules RIM vs dense RIM."
+    )
+    parser.add_argument("--device", default=None, help="cpu or cuda[:i] (default: cuda if available)")
+    parser.add_argument("--batch", type=int, default=64, help="B (default 64)")
+    parser.add_argument("--steps", type=int, default=196, help="T, sequence length (default 196 = 14x14)")
+    parser.add_argument("--iters", type=int, default=None, help="timed steps (default 3 on CPU, 20 on CUDA)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed steps (1 on CPU, 3 on CUDA)")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument(
+        "--impls", default=",".join(IMPLEMENTATIONS), help=f"comma-separated subset of {IMPLEMENTATIONS}"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, default=None, help="also write the report as JSON here")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Command line entry point; prints the table and returns the report."""
+    args = _parse_args(argv)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device: CUDA is not available, got {args.device!r}")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device: expected cpu or cuda[:i], got {args.device!r}")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"threads: expected a positive int, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    on_cuda = device.type == "cuda"
+    iters = args.iters if args.iters is not None else (20 if on_cuda else 3)
+    warmup = args.warmup if args.warmup is not None else (3 if on_cuda else 1)
+    config = BenchConfig(batch=args.batch, steps=args.steps)
+    impls = [s.strip() for s in args.impls.split(",") if s.strip()]
+    report = run_benchmark(config, impls, device, iters, warmup, args.seed)
+    print(format_table(report))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"\nwrote {args.json}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
