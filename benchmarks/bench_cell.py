@@ -20,7 +20,7 @@ absolute numbers across machines or loads.
 
 Run from the repository root::
 
-    python -m benchmarks.bench_cell                       # CPU: B=64, T=196, 3 timed steps each
+    python -m benchmarks.bench_cell                       # CPU: B=64, T=196, 1 thread, 3 timed steps each
     python -m benchmarks.bench_cell --device cuda --iters 20 --json results/bench_cell_h100.json
 
 Shapes: B batch, T time, n modules, k active, d_h hidden size per module, d_in embedding size.
@@ -126,7 +126,9 @@ class DenseBlockLSTMCell(nn.Module):
     Drop-in for :class:`minirims.group.GroupLSTMCell` (same call signature and result). The modules' inputs
     are concatenated into one (B, n*d_in) vector and multiplied by a (n*d_in, 4*n*d_h) matrix of which only
     the n diagonal blocks are non-zero, so n-1 of every n multiply-adds (and n-1 of every n weights and Adam
-    moments) are wasted. Gate layout: [i | f | g | o], each gate's n*d_h units in module order.
+    moments) are wasted. The masks are applied at every step (``weight * mask``), so the off-diagonal
+    blocks get zero gradient and stay zero under Adam. Gate layout: [i | f | g | o], each gate's n*d_h
+    units in module order.
 
     Shapes: x (B, n, d_in); h, c (B, n, d_h). weight_ih (4*n*d_h, n*d_in), weight_hh (4*n*d_h, n*d_h),
     bias (4*n*d_h); masks of the same shapes as the weights (buffers).
@@ -452,7 +454,12 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=196, help="T, sequence length (default 196 = 14x14)")
     parser.add_argument("--iters", type=int, default=None, help="timed steps (default 3 on CPU, 20 on CUDA)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps (1 on CPU, 3 on CUDA)")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch.set_num_threads (default: 1 on CPU, see the README; torch's default on CUDA)",
+    )
     parser.add_argument(
         "--impls", default=",".join(IMPLEMENTATIONS), help=f"comma-separated subset of {IMPLEMENTATIONS}"
     )
@@ -469,17 +476,27 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         raise ValueError(f"device: CUDA is not available, got {args.device!r}")
     if device.type not in ("cpu", "cuda"):
         raise ValueError(f"device: expected cpu or cuda[:i], got {args.device!r}")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"threads: expected a positive int, got {args.threads}")
-        torch.set_num_threads(args.threads)
     on_cuda = device.type == "cuda"
+    threads = args.threads if args.threads is not None else (None if on_cuda else 1)
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"threads: expected a positive int, got {threads}")
+        torch.set_num_threads(threads)
     iters = args.iters if args.iters is not None else (20 if on_cuda else 3)
     warmup = args.warmup if args.warmup is not None else (3 if on_cuda else 1)
     config = BenchConfig(batch=args.batch, steps=args.steps)
     impls = [s.strip() for s in args.impls.split(",") if s.strip()]
     report = run_benchmark(config, impls, device, iters, warmup, args.seed)
     print(format_table(report))
+    load = report["environment"]["load_avg_before"]
+    n_cpu = os.cpu_count() or 1
+    if not on_cuda and load is not None and load[0] + torch.get_num_threads() > n_cpu + 0.5:
+        print(
+            f"\nnote: load average {load[0]} on {n_cpu} cores before the run: other processes compete "
+            "for the cores, so these times are slower and noisier than on an idle machine. With "
+            "--threads > 1 every parallel op can stall until a busy core frees up (milliseconds per op); "
+            "prefer --threads 1."
+        )
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n")

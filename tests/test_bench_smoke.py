@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+import json
+import math
+
 import pytest
 import torch
 
@@ -9,26 +13,56 @@ from benchmarks.bench_cell import (
     IMPLEMENTATIONS,
     BenchConfig,
     DenseBlockLSTMCell,
+    LoopRIM,
     format_table,
+    main,
     run_benchmark,
 )
 from minirims.group import GroupLSTMCell
+from minirims.model import RIM
+from minirims.naive import LoopRIMCell
+
+TINY = dict(batch=2, steps=3, d_hidden=8, d_in=4, input_d_k=4, input_d_v=6, comm_d_k=3, comm_d_v=3)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: on a busy 2-core machine a second OpenMP thread stalls every parallel op."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def test_tiny_benchmark_reports_every_contender():
-    config = BenchConfig(
-        batch=2, steps=3, d_hidden=8, d_in=4, input_d_k=4, input_d_v=6, comm_d_k=3, comm_d_v=3
-    )
+    config = BenchConfig(**TINY)
     report = run_benchmark(config, device="cpu", iters=1, warmup=0, show_progress=False)
+    assert report["settings"]["batch"] == 2 and report["settings"]["steps"] == 3
+    assert report["settings"]["iters"] == 1 and report["settings"]["threads"] == 1
+    assert report["environment"]["torch"] == torch.__version__
     rows = {r["impl"]: r for r in report["results"]}
-    assert set(rows) == set(IMPLEMENTATIONS)
+    assert list(rows) == list(IMPLEMENTATIONS)
     for row in rows.values():
-        assert row["ms_per_step"] > 0 and row["params"] > 0
+        assert row["ms_per_step"] > 0 and row["params"] > row["core_params"] > 0
+        assert len(row["times_ms"]) == 1 and row["peak_mem_mib"] is None  # CPU: no peak memory
+        assert row["seq_per_s"] == pytest.approx(1e3 * config.batch / row["ms_per_step"])
+        assert math.isfinite(row["loss"])
     assert rows["rim"]["time_vs_rim"] == pytest.approx(1.0)
     assert rows["lstm"]["time_vs_lstm"] == pytest.approx(1.0)
+    # the loop RIM holds the same model (plus nn.LSTMCell's second, zeroed bias: n * 4 * d_h scalars)
+    assert rows["loop"]["core_params"] == rows["rim"]["core_params"] + 6 * 4 * 8
     # the dense pitfall keeps n times the recurrent weights of the grouped cell
     assert rows["dense"]["params"] > rows["rim"]["params"]
-    assert "minirims.RIM" in format_table(report)
+    table = format_table(report)
+    assert "minirims.RIM" in table and "B=2 T=3" in table and "peak MiB" not in table
+    json.dumps(report)  # the --json report is plain data
+
+
+def test_subset_without_references_has_no_ratios():
+    report = run_benchmark(BenchConfig(**TINY), impls=["dense"], iters=1, warmup=0, show_progress=False)
+    (row,) = report["results"]
+    assert row["time_vs_lstm"] is None and row["time_vs_rim"] is None
+    assert "-" in format_table(report).splitlines()[-1]
 
 
 def test_dense_block_cell_computes_the_group_cell():
@@ -40,6 +74,40 @@ def test_dense_block_cell_computes_the_group_cell():
         torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
 
 
-def test_unknown_contender_is_rejected():
-    with pytest.raises(ValueError, match=r"impls: expected distinct names"):
-        run_benchmark(BenchConfig(batch=1, steps=1), impls=["gru"], show_progress=False)
+def test_loop_rim_runs_the_same_model_as_the_package_rim():
+    torch.manual_seed(0)
+    rim = RIM(4, **BenchConfig(**TINY).cell_kwargs()).double().eval()
+    loop = LoopRIM(LoopRIMCell.from_cell(copy.deepcopy(rim.cell)))
+    x = torch.randn(2, 5, 4, dtype=torch.float64)
+    torch.testing.assert_close(loop(x), rim(x)[0], atol=1e-10, rtol=0)
+
+
+def test_command_line_writes_json(tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    args = ["--device", "cpu", "--batch", "2", "--steps", "2", "--iters", "1", "--warmup", "0"]
+    main([*args, "--impls", "rim,lstm", "--json", str(path)])
+    report = json.loads(path.read_text())
+    assert [r["impl"] for r in report["results"]] == ["rim", "lstm"]
+    assert report["settings"]["d_hidden"] == 100 and report["settings"]["input_d_v"] == 400  # paper sizes
+    assert "nn.LSTM (600 units)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(impls=["gru"]), r"impls: expected distinct names"),
+        (dict(impls=["rim", "rim"]), r"impls: expected distinct names"),
+        (dict(iters=0), r"iters: expected a positive int, got 0"),
+        (dict(warmup=-1), r"warmup: expected a non-negative int, got -1"),
+    ],
+)
+def test_bad_arguments_are_rejected(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        run_benchmark(BenchConfig(batch=1, steps=1), **{"show_progress": False, **kwargs})
+
+
+def test_bad_config_is_rejected():
+    with pytest.raises(ValueError, match=r"k_active: expected an int in \[1, n_modules=6\], got 7"):
+        BenchConfig(k_active=7)
+    with pytest.raises(ValueError, match=r"batch: expected a positive int, got 0"):
+        BenchConfig(batch=0)

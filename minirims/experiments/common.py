@@ -1,0 +1,269 @@
+"""What every experiment shares: profiles, provenance, result records in ``results/``.
+
+A *result record* is one JSON file per (experiment, profile) run, e.g. ``results/mnist_resolution_cpu.json``::
+
+    {
+      "experiment": "mnist_resolution", "profile": "cpu", "created": "2025-01-01T12:00:00+00:00",
+      "settings": {...},            # every knob the run used (printed by the notebook as well)
+      "seeds": [0, 1, 2],
+      "provenance": {"git_commit": "...", "git_dirty": false, "device": "cpu", "device_name": "...",
+                     "torch": "2.x", "python": "3.11.x", "platform": "...", "threads": 2},
+      "wall_time": 812.3,           # seconds, whole run
+      "parameters": {"rim-6-4": 123456, ...},
+      "metrics": {...},             # experiment-specific summary (per model: mean/std/per-seed values)
+      "curves": {...}               # per model, per seed: the per-epoch history of fit()
+    }
+
+API::
+
+    PROFILES, resolve_profile(profile=None) -> str          # re-exported from minirims.train
+    results_dir() -> Path                                    # env MINIRIMS_RESULTS or <repo>/results
+    record_path(experiment, profile, results=None) -> Path   # <results>/<experiment>_<profile>.json
+    provenance(device=None) -> dict
+    count_parameters(model) -> int
+    mean_std(values) -> dict(mean, std, n, values)
+    make_record(experiment, profile, settings, seeds, metrics, curves=None, parameters=None,
+                wall_time=None, device=None, extra=None) -> dict
+    save_record(record, path=None) -> Path                   # atomic JSON write
+    load_record(path) -> dict
+    load_reference_results(experiment, results=None) -> dict[profile, record]
+    describe_record(record) -> str                           # "cpu profile, CPU (..), 1 seed, 812 s"
+    format_settings(settings) -> str                         # aligned "key: value" lines
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from minirims.train import PROFILES, resolve_profile
+
+__all__ = [
+    "PROFILES",
+    "count_parameters",
+    "describe_record",
+    "format_settings",
+    "load_record",
+    "load_reference_results",
+    "make_record",
+    "mean_std",
+    "provenance",
+    "record_path",
+    "resolve_profile",
+    "results_dir",
+    "save_record",
+]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def results_dir() -> Path:
+    """Where result records live: env ``MINIRIMS_RESULTS`` if set, else ``<repo>/results``."""
+    env = os.environ.get("MINIRIMS_RESULTS", "").strip()
+    return Path(env).expanduser() if env else REPO_ROOT / "results"
+
+
+def _check_name(name: str, value: object) -> str:
+    if not isinstance(value, str) or not value or not all(c.isalnum() or c in "_-" for c in value):
+        raise ValueError(f"{name}: expected a non-empty name of letters, digits, '_' or '-', got {value!r}")
+    return value
+
+
+def record_path(experiment: str, profile: str, results: str | os.PathLike[str] | None = None) -> Path:
+    """The stable file name of a record: ``<results>/<experiment>_<profile>.json``."""
+    _check_name("experiment", experiment)
+    if profile not in PROFILES:
+        raise ValueError(f"profile: expected one of {', '.join(PROFILES)}, got {profile!r}")
+    folder = Path(results) if results is not None else results_dir()
+    return folder / f"{experiment}_{profile}.json"
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out
+
+
+def provenance(device: str | torch.device | None = None) -> dict[str, Any]:
+    """Where and with what a run was made: git commit (None if unavailable), device, versions, threads."""
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    if dev.type == "cuda" and torch.cuda.is_available():
+        name = torch.cuda.get_device_name(dev)
+    else:
+        name = platform.processor() or platform.machine() or "cpu"
+    commit = _git("rev-parse", "HEAD")
+    status = _git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {
+        "git_commit": commit,
+        "git_dirty": bool(status) if status is not None else None,
+        "device": dev.type,
+        "device_name": name,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+    }
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def mean_std(values: Iterable[float]) -> dict[str, Any]:
+    """``{"mean", "std", "n", "values"}`` of a list of numbers (std over seeds, ddof=0; 0 for one value)."""
+    vals = [float(v) for v in values]
+    if not vals:
+        raise ValueError("values: expected at least one number, got none")
+    arr = np.asarray(vals, dtype=np.float64)
+    return {"mean": float(arr.mean()), "std": float(arr.std()), "n": len(vals), "values": vals}
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, torch.Tensor):
+        return _jsonable(obj.detach().cpu().tolist())
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, (Path, torch.device, torch.dtype)):
+        return str(obj)
+    if isinstance(obj, float) and math.isnan(obj):  # NaN -> null (strict JSON)
+        return None
+    return obj
+
+
+def make_record(
+    experiment: str,
+    profile: str,
+    settings: Mapping[str, Any],
+    seeds: Iterable[int],
+    metrics: Mapping[str, Any],
+    curves: Mapping[str, Any] | None = None,
+    parameters: Mapping[str, int] | None = None,
+    wall_time: float | None = None,
+    device: str | torch.device | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Assemble a JSON-ready result record (see the module docstring for the layout)."""
+    _check_name("experiment", experiment)
+    if profile not in PROFILES:
+        raise ValueError(f"profile: expected one of {', '.join(PROFILES)}, got {profile!r}")
+    record = {
+        "experiment": experiment,
+        "profile": profile,
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv and sys.argv[0] else None,
+        "settings": dict(settings),
+        "seeds": [int(s) for s in seeds],
+        "provenance": provenance(device),
+        "wall_time": wall_time,
+        "parameters": dict(parameters or {}),
+        "metrics": dict(metrics),
+        "curves": dict(curves or {}),
+    }
+    if extra:
+        record.update(dict(extra))
+    return _jsonable(record)
+
+
+def save_record(record: Mapping[str, Any], path: str | os.PathLike[str] | None = None) -> Path:
+    """Write ``record`` as indented JSON, atomically (default path: :func:`record_path`)."""
+    if not isinstance(record, Mapping) or "experiment" not in record or "profile" not in record:
+        raise ValueError("record: expected a mapping with 'experiment' and 'profile' keys (see make_record)")
+    target = Path(path) if path is not None else record_path(record["experiment"], record["profile"])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(_jsonable(record), indent=2) + "\n")
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return target
+
+
+def load_record(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read one record; ValueError if it is not a record."""
+    p = Path(path)
+    try:
+        record = json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"path: expected a readable JSON result record, got {p} ({err})") from None
+    if not isinstance(record, dict) or "experiment" not in record or "metrics" not in record:
+        raise ValueError(f"path: expected a result record with 'experiment' and 'metrics', got {p}")
+    return record
+
+
+def load_reference_results(
+    experiment: str, results: str | os.PathLike[str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Every saved record of ``experiment`` in ``results`` (default :func:`results_dir`), keyed by profile.
+
+    Missing records are simply absent (an empty dict when there are none), so a notebook can show whatever
+    reference runs exist -- e.g. a ``cpu`` record but no ``full`` GPU record yet.
+    """
+    _check_name("experiment", experiment)
+    folder = Path(results) if results is not None else results_dir()
+    found: dict[str, dict[str, Any]] = {}
+    for profile in PROFILES:
+        p = folder / f"{experiment}_{profile}.json"
+        if p.exists():
+            found[profile] = load_record(p)
+    return found
+
+
+def describe_record(record: Mapping[str, Any]) -> str:
+    """A one-line label, e.g. ``"cpu profile, CPU (x86_64, 2 threads), 1 seed, 812 s"``."""
+    prov = record.get("provenance", {})
+    dev = prov.get("device", "?")
+    where = (
+        f"GPU ({prov.get('device_name')})" if dev == "cuda" else f"CPU ({prov.get('threads', '?')} threads)"
+    )
+    seeds = record.get("seeds", [])
+    wall = record.get("wall_time")
+    parts = [
+        f"{record.get('profile', '?')} profile",
+        where,
+        f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}",
+    ]
+    if wall is not None:
+        parts.append(f"{wall / 60:.1f} min" if wall >= 120 else f"{wall:.0f} s")
+    return ", ".join(parts)
+
+
+def format_settings(settings: Mapping[str, Any], indent: str = "  ") -> str:
+    """Aligned ``key: value`` lines (nested mappings indented), for printing a profile's settings."""
+    lines: list[str] = []
+    width = max((len(str(k)) for k in settings), default=0)
+    for key, val in settings.items():
+        if isinstance(val, Mapping):
+            lines.append(f"{indent}{key}:")
+            lines.append(format_settings(val, indent + "  "))
+        else:
+            lines.append(f"{indent}{str(key).ljust(width)} : {val}")
+    return "\n".join(lines)

@@ -1,0 +1,405 @@
+"""The shared training loop: seeding, device choice, profiles, checkpoints that resume exactly.
+
+Every experiment in the course trains the same way, so the loop lives here once::
+
+    seed_everything(seed: int) -> None
+    pick_device(device: str | torch.device | None = None) -> torch.device
+    resolve_profile(profile: str | None = None) -> str            # "smoke" | "cpu" | "full"
+    epoch_generator(seed: int, epoch: int) -> torch.Generator     # data order of one epoch
+    batch_indices(n, batch_size, seed, epoch, shuffle=True, drop_last=False) -> list[Tensor]
+
+    @dataclass TrainConfig(epochs, lr=7e-4, grad_clip=1.0, amp=True, seed=0, log_every=25,
+                           weight_decay=0.0, progress=True, restore_best=True)
+
+    fit(model, train_batches, loss_fn, evaluate, config, checkpoint=None, select="val_acc", mode="max",
+        desc="") -> FitResult(history, best_epoch, best_metrics, best_state, wall_time, resumed_from)
+
+``fit`` contract:
+
+* ``train_batches(epoch: int) -> Iterable[batch]``: the batches of one epoch (epochs count from 0). The data
+  order must be a function of the epoch number only -- use :func:`epoch_generator` / :func:`batch_indices`,
+  which derive a fresh ``torch.Generator`` from ``(seed, epoch)``. That is what makes the data order
+  resumable without storing a generator: epoch 7 after a resume sees exactly the batches it would have seen.
+* ``loss_fn(model, batch) -> (loss, metrics)``: a scalar loss tensor and a dict of *detached scalar tensors*
+  (e.g. ``{"acc": ...}``). They are accumulated on the device; the host reads them once every ``log_every``
+  steps (for the progress bar) and once per epoch -- never ``.item()`` per step.
+* ``evaluate(model) -> dict[str, float]``: called after every epoch with ``model.eval()`` and
+  ``torch.no_grad()``; must contain the ``select`` key unless ``select`` is None (then the last epoch wins).
+* ``checkpoint``: a file path. After every epoch the model, optimizer, the python / numpy / torch (and CUDA)
+  RNG states, the history, the best epoch and its weights are written atomically (temporary file +
+  ``os.replace``), so an interrupted run loses at most the epoch in progress. Calling ``fit`` again with the
+  same arguments resumes after the last completed epoch and ends with the same result, bit for bit on CPU,
+  as a run that was never interrupted. A checkpoint with at least ``config.epochs`` epochs returns at once.
+* The optimizer is Adam(lr, weight_decay) with gradient-norm clipping at ``grad_clip`` (None: no clipping).
+* On CUDA with ``config.amp`` the forward passes run under bf16 autocast (no loss scaling is needed for bf16);
+  on CPU ``amp`` is ignored: CPU bf16 is slower than fp32 for these small recurrent models.
+* At the end, with ``restore_best`` the model holds the weights of the best epoch (by ``select``/``mode``).
+
+History rows look like ``{"epoch": 0, "train_loss": 0.9, "train_acc": 0.7, "val_acc": 0.8, "seconds": 3.1}``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+__all__ = [
+    "PROFILES",
+    "FitResult",
+    "TrainConfig",
+    "atomic_torch_save",
+    "batch_indices",
+    "epoch_generator",
+    "fit",
+    "pick_device",
+    "resolve_profile",
+    "seed_everything",
+]
+
+PROFILES = ("smoke", "cpu", "full")
+CHECKPOINT_VERSION = 1
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python's ``random``, numpy's global RNG and torch (CPU and every CUDA device)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed: expected a non-negative int, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)  # also seeds all CUDA devices
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """``device`` if given (``"cuda"`` must then be available), else ``cuda`` when available, else ``cpu``."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device: expected 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device: expected an available device, got {device!r} but CUDA is not available")
+    return dev
+
+
+def resolve_profile(profile: str | None = None) -> str:
+    """The experiment size: ``profile``, else env ``MINIRIMS_PROFILE``, else ``full`` on CUDA, else ``cpu``.
+
+    Raises:
+        ValueError: for anything other than ``smoke``, ``cpu`` or ``full``.
+    """
+    source = "profile"
+    if profile is None:
+        env = os.environ.get("MINIRIMS_PROFILE", "").strip()
+        if env:
+            profile, source = env, "MINIRIMS_PROFILE"
+        else:
+            profile = "full" if torch.cuda.is_available() else "cpu"
+    if not isinstance(profile, str) or profile.strip().lower() not in PROFILES:
+        raise ValueError(f"{source}: expected one of {', '.join(PROFILES)}, got {profile!r}")
+    return profile.strip().lower()
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """A CPU ``torch.Generator`` that depends only on ``(seed, epoch)``: the data order of one epoch."""
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise ValueError(f"epoch: expected a non-negative int, got {epoch!r}")
+    g = torch.Generator()
+    g.manual_seed((int(seed) * 1_000_003 + epoch * 7_919 + 12_345) % 2**63)
+    return g
+
+
+def batch_indices(
+    n: int, batch_size: int, seed: int, epoch: int, shuffle: bool = True, drop_last: bool = False
+) -> list[Tensor]:
+    """Split ``range(n)`` into int64 index batches of at most ``batch_size``, shuffled per (seed, epoch)."""
+    for name, val in (("n", n), ("batch_size", batch_size)):
+        if isinstance(val, bool) or not isinstance(val, int) or val < 1:
+            raise ValueError(f"{name}: expected a positive int, got {val!r}")
+    order = torch.randperm(n, generator=epoch_generator(seed, epoch)) if shuffle else torch.arange(n)
+    batches = list(order.split(batch_size))
+    if drop_last and len(batches) > 1 and len(batches[-1]) < batch_size:
+        batches.pop()
+    return batches
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings of one :func:`fit` call.
+
+    Attributes:
+        epochs: number of passes over ``train_batches``.
+        lr: Adam learning rate (the RIM paper: 7e-4).
+        grad_clip: max global gradient norm, or None for no clipping.
+        amp: bf16 autocast on CUDA (ignored on CPU).
+        seed: seeds python/numpy/torch at the start of a fresh run (a resume restores the saved RNG states).
+        log_every: steps between host reads of the running metrics (progress-bar refresh).
+        weight_decay: Adam weight decay.
+        progress: show tqdm progress bars.
+        restore_best: load the best epoch's weights into the model at the end.
+    """
+
+    epochs: int
+    lr: float = 7e-4
+    grad_clip: float | None = 1.0
+    amp: bool = True
+    seed: int = 0
+    log_every: int = 25
+    weight_decay: float = 0.0
+    progress: bool = True
+    restore_best: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
+            raise ValueError(f"epochs: expected a positive int, got {self.epochs!r}")
+        if not isinstance(self.lr, (int, float)) or not self.lr > 0:
+            raise ValueError(f"lr: expected a positive float, got {self.lr!r}")
+        if self.grad_clip is not None and (
+            not isinstance(self.grad_clip, (int, float)) or self.grad_clip <= 0
+        ):
+            raise ValueError(f"grad_clip: expected a positive float or None, got {self.grad_clip!r}")
+        if isinstance(self.log_every, bool) or not isinstance(self.log_every, int) or self.log_every < 1:
+            raise ValueError(f"log_every: expected a positive int, got {self.log_every!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed: expected a non-negative int, got {self.seed!r}")
+        if not isinstance(self.weight_decay, (int, float)) or self.weight_decay < 0:
+            raise ValueError(f"weight_decay: expected a float >= 0, got {self.weight_decay!r}")
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns.
+
+    Attributes:
+        history: one dict per completed epoch (train metrics, evaluate()'s metrics, seconds).
+        best_epoch: index of the selected epoch.
+        best_metrics: the history row of the best epoch.
+        best_state: the model's ``state_dict`` at the best epoch (CPU tensors).
+        wall_time: seconds spent in training and evaluation, summed over resumed runs.
+        resumed_from: number of epochs found in the checkpoint when this call started (0: fresh run).
+    """
+
+    history: list[dict[str, float]]
+    best_epoch: int
+    best_metrics: dict[str, float]
+    best_state: dict[str, Tensor]
+    wall_time: float = 0.0
+    resumed_from: int = 0
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
+    """``torch.save`` to a temporary file in the same directory, then ``os.replace`` it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Mapping[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _cpu_state_dict(model: nn.Module) -> dict[str, Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def _is_better(value: float, best: float | None, mode: str) -> bool:
+    if best is None:
+        return True
+    if math.isnan(value):
+        return False
+    return value > best if mode == "max" else value < best
+
+
+def fit(
+    model: nn.Module,
+    train_batches: Callable[[int], Iterable[Any]],
+    loss_fn: Callable[[nn.Module, Any], tuple[Tensor, Mapping[str, Tensor]]],
+    evaluate: Callable[[nn.Module], Mapping[str, float]],
+    config: TrainConfig,
+    checkpoint: str | os.PathLike[str] | None = None,
+    select: str | None = "val_acc",
+    mode: str = "max",
+    desc: str = "",
+) -> FitResult:
+    """Train ``model`` for ``config.epochs`` epochs, evaluating and checkpointing after each one.
+
+    See the module docstring for the contract of ``train_batches``, ``loss_fn``, ``evaluate`` and
+    ``checkpoint``. ``select`` names the evaluate() metric that picks the best epoch (``mode`` "max" or
+    "min"); None picks the last epoch.
+
+    Returns:
+        FitResult(history, best_epoch, best_metrics, best_state, wall_time, resumed_from, config).
+
+    Raises:
+        ValueError: bad ``config``/``mode``/``select``, a checkpoint from a different model, or a
+            ``select`` key that ``evaluate`` does not return.
+        FloatingPointError: the training loss became NaN/inf.
+    """
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(config, TrainConfig):
+        raise ValueError(f"config: expected a TrainConfig, got {type(config).__name__}")
+    if mode not in ("max", "min"):
+        raise ValueError(f"mode: expected 'max' or 'min', got {mode!r}")
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("model: expected at least one trainable parameter, got none")
+    device = params[0].device
+    use_amp = bool(config.amp) and device.type == "cuda"
+    optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+
+    history: list[dict[str, float]] = []
+    best_epoch, best_value, best_state = -1, None, _cpu_state_dict(model)
+    wall_time, start_epoch = 0.0, 0
+    ckpt_path = Path(checkpoint) if checkpoint is not None else None
+    if ckpt_path is not None and ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        if not isinstance(ckpt, dict) or ckpt.get("version") != CHECKPOINT_VERSION:
+            raise ValueError(
+                f"checkpoint: expected a minirims fit checkpoint (v{CHECKPOINT_VERSION}), got {ckpt_path}"
+            )
+        try:
+            model.load_state_dict(ckpt["model"])
+        except RuntimeError as err:
+            raise ValueError(f"checkpoint: {ckpt_path} does not match the model: {err}") from None
+        optimizer.load_state_dict(ckpt["optimizer"])
+        history, best_epoch, best_value = ckpt["history"], ckpt["best_epoch"], ckpt["best_value"]
+        best_state, wall_time, start_epoch = ckpt["best_state"], ckpt["wall_time"], ckpt["epoch"]
+        _set_rng_state(ckpt["rng"])
+    else:
+        seed_everything(config.seed)
+    resumed_from = start_epoch
+
+    epoch_bar = tqdm(
+        range(start_epoch, config.epochs),
+        desc=desc or "epochs",
+        initial=start_epoch,
+        total=config.epochs,
+        disable=not config.progress,
+        leave=True,
+    )
+    for epoch in epoch_bar:
+        t0 = time.perf_counter()
+        model.train()
+        batches = train_batches(epoch)
+        total = len(batches) if hasattr(batches, "__len__") else None  # type: ignore[arg-type]
+        step_bar = tqdm(
+            batches, desc=f"epoch {epoch + 1}", total=total, leave=False, disable=not config.progress
+        )
+        sums: dict[str, Tensor] = {}
+        steps = 0
+        for batch in step_bar:
+            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
+                loss, metrics = loss_fn(model, batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip is not None:
+                nn.utils.clip_grad_norm_(params, config.grad_clip)
+            optimizer.step()
+            steps += 1
+            for key, val in (("loss", loss), *metrics.items()):
+                val = val.detach().float()
+                sums[key] = sums[key] + val if key in sums else val.clone()
+            if steps % config.log_every == 0:  # one host sync per log interval
+                running = {k: v.item() / steps for k, v in sums.items()}
+                if not math.isfinite(running["loss"]):
+                    raise FloatingPointError(
+                        f"loss: expected a finite value, got {running['loss']} at epoch {epoch}"
+                    )
+                step_bar.set_postfix({k: f"{v:.3f}" for k, v in running.items()}, refresh=False)
+        step_bar.close()
+        if steps == 0:
+            raise ValueError(f"train_batches: expected at least one batch, got none for epoch {epoch}")
+        row: dict[str, float] = {"epoch": epoch}
+        row.update({f"train_{k}": v.item() / steps for k, v in sums.items()})
+        if not math.isfinite(row["train_loss"]):
+            raise FloatingPointError(
+                f"loss: expected a finite value, got {row['train_loss']} at epoch {epoch}"
+            )
+
+        model.eval()
+        with torch.no_grad(), torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
+            scores = dict(evaluate(model))
+        model.train()
+        if select is not None and select not in scores:
+            raise ValueError(
+                f"select: expected a key returned by evaluate(), one of {sorted(scores)}, got {select!r}"
+            )
+        row.update({k: float(v) for k, v in scores.items()})
+        seconds = time.perf_counter() - t0
+        row["seconds"] = seconds
+        wall_time += seconds
+        history.append(row)
+
+        value = row[select] if select is not None else float(epoch)
+        if select is None or _is_better(value, best_value, mode):
+            best_epoch, best_value, best_state = epoch, value, _cpu_state_dict(model)
+        shown = {k: row[k] for k in ("train_loss", "train_acc", select) if k is not None and k in row}
+        epoch_bar.set_postfix({k: f"{v:.3f}" for k, v in shown.items()})
+
+        if ckpt_path is not None:
+            atomic_torch_save(
+                {
+                    "version": CHECKPOINT_VERSION,
+                    "epoch": epoch + 1,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "rng": _rng_state(),
+                    "history": history,
+                    "best_epoch": best_epoch,
+                    "best_value": best_value,
+                    "best_state": best_state,
+                    "wall_time": wall_time,
+                    "config": asdict(config),
+                },
+                ckpt_path,
+            )
+    epoch_bar.close()
+
+    if best_epoch < 0:  # resumed from a checkpoint that already had every epoch and no best (cannot happen)
+        raise ValueError(f"checkpoint: expected at least one completed epoch in {ckpt_path}, got none")
+    if config.restore_best:
+        model.load_state_dict(best_state)
+    return FitResult(
+        history=history,
+        best_epoch=best_epoch,
+        best_metrics=copy.deepcopy(history[best_epoch]),
+        best_state=best_state,
+        wall_time=wall_time,
+        resumed_from=resumed_from,
+        config=asdict(config),
+    )

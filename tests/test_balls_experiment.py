@@ -1,0 +1,237 @@
+"""Bouncing-balls experiment: frame models, rollouts, training, the smoke run and the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from minirims.__main__ import build_parser  # noqa: E402
+from minirims.experiments import bouncing_balls as bb  # noqa: E402
+from minirims.video import FrameDecoder, FrameEncoder, make_frame_model, next_frame_loss, rollout  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _frames(b: int = 2, t: int = 6, size: int = 16) -> torch.Tensor:
+    from minirims.data.balls import make_balls
+
+    return make_balls(b, 4, t, seed=0).frames(size=size)
+
+
+@pytest.mark.parametrize("name", ["rim-6-4", "lstm-256"])
+def test_model_forward_shapes(name: str) -> None:
+    torch.manual_seed(0)
+    model = make_frame_model(name, frame_size=16, d_embed=32, channels=(8, 16), d_hidden=16)
+    frames = _frames()
+    logits, _, trace = model(frames, trace=True) if name.startswith("rim") else model(frames)
+    assert logits.shape == frames.shape
+    if name.startswith("rim"):
+        assert trace.masks.shape == (2, 6, 6) and torch.all(trace.masks.sum(-1) == 4)
+
+
+def test_rollout_shapes() -> None:
+    torch.manual_seed(0)
+    model = make_frame_model("rim-6-4", frame_size=16, d_embed=32, channels=(8, 16), d_hidden=16)
+    frames = _frames(2, 30)
+    out = rollout(model, frames, n_given=15, n_future=15, trace=True)
+    assert out.predictions.shape == (2, 15, 1, 16, 16)
+    assert out.targets.shape == (2, 15, 1, 16, 16) and torch.equal(out.targets, frames[:, 15:30])
+    assert out.bce.shape == (2, 15) and torch.all(out.bce > 0)
+    assert 0 <= out.predictions.min() and out.predictions.max() <= 1
+    with pytest.raises(ValueError, match="frames"):
+        rollout(model, frames[:, :20], n_given=15, n_future=15)
+
+
+def test_training_lowers_the_loss() -> None:
+    torch.manual_seed(0)
+    model = make_frame_model("lstm-32", frame_size=16, d_embed=32, channels=(8, 16))
+    frames = _frames(8, 6)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = next_frame_loss(model, frames)[0].item()
+    for _ in range(30):
+        loss, _ = next_frame_loss(model, frames)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert next_frame_loss(model, frames)[0].item() < 0.8 * first
+
+
+def test_smoke_run_writes_record(tmp_path) -> None:
+    result = bb.run("smoke", seeds=1, models=["rim-6-4", "lstm-256"], results=tmp_path, progress=False)
+    assert result.path is not None and result.path.exists()
+    record = json.loads(result.path.read_text())
+    n_future = result.settings.n_future
+    for model in ("rim-6-4", "lstm-256"):
+        for set_name in bb.TEST_SETS:
+            entry = record["metrics"][model][set_name]
+            assert len(entry["per_frame"]) == n_future
+            assert np.all(np.isfinite(entry["per_frame"]))
+    assert (tmp_path / "bouncing_balls_smoke_examples.npz").exists()
+    assert "rim-6-4" in bb.summary_table(result.record)
+
+
+def test_unknown_model_and_profile() -> None:
+    with pytest.raises(ValueError, match="name: expected 'rim-<n>-<k>' or 'lstm-<d_h>'"):
+        make_frame_model("gru-3")
+    with pytest.raises(ValueError, match="models"):
+        bb.get_settings("smoke", models=("transformer",))
+    with pytest.raises(ValueError, match="profile"):
+        bb.get_settings("huge")
+
+
+def test_cli_parses_profile_and_seeds() -> None:
+    argv = ["bouncing-balls", "--profile", "full", "--seeds", "3"]
+    parser, _ = build_parser(argv)
+    args = parser.parse_args(argv)
+    assert args.profile == "full" and args.seeds == 3
+    with pytest.raises(SystemExit):
+        parser.parse_args(["bouncing-balls", "--profile", "huge"])
+
+
+def _tiny(name: str = "rim-6-4"):
+    torch.manual_seed(0)
+    return make_frame_model(name, frame_size=16, d_embed=32, channels=(8, 16), d_hidden=16)
+
+
+def test_rollout_feeds_back_its_own_predictions() -> None:
+    model = _tiny()
+    frames = _frames(2, 10)
+    out = rollout(model, frames, n_given=4, n_future=5)
+    # the future true frames are only targets: changing them changes the score, not the predictions
+    other = frames.clone()
+    other[:, 4:] = 1.0 - other[:, 4:]
+    out2 = rollout(model, other, n_given=4, n_future=5)
+    torch.testing.assert_close(out2.predictions, out.predictions)
+    assert not torch.allclose(out2.bce, out.bce)
+    # step by step by hand: the first prediction comes from the given frames, the next from it
+    model.eval()
+    with torch.no_grad():
+        logits, state, _ = model(frames[:, :4])
+        first = torch.sigmoid(logits[:, -1:])
+        second = torch.sigmoid(model(first, state)[0])
+    torch.testing.assert_close(out.predictions[:, :1], first)
+    torch.testing.assert_close(out.predictions[:, 1:2], second)
+    # the score is the BCE summed over the pixels of each frame
+    manual = torch.nn.functional.binary_cross_entropy(out.predictions, out.targets, reduction="none")
+    torch.testing.assert_close(out.bce, manual.sum(dim=(2, 3, 4)), rtol=1e-4, atol=1e-3)
+
+
+def test_rollout_trace_covers_every_step_and_restores_training_mode() -> None:
+    model = _tiny()
+    model.train()
+    out = rollout(model, _frames(3, 9), n_given=5, n_future=4, trace=True)
+    assert model.training
+    assert out.trace.masks.shape == (3, 5 + 4 - 1, 6)
+    assert torch.all(out.trace.masks.sum(-1) == 4)
+    assert rollout(_tiny("lstm-32"), _frames(1, 9), 5, 4, trace=True).trace is None
+
+
+def test_encoder_signal_and_decoder_prior_at_init() -> None:
+    torch.manual_seed(0)
+    frames = _frames(4, 3)[:, :, 0:1].reshape(-1, 1, 16, 16)
+    z = FrameEncoder(16, 32, (8, 16))(frames)
+    assert z.shape == (12, 32) and z.std() > 0.1  # He init: the frame reaches the core at init
+    logits = FrameDecoder(32, 16, (8, 16))(torch.zeros(2, 32))
+    assert logits.shape == (2, 1, 16, 16)
+    assert torch.allclose(logits, torch.full_like(logits, -2.5))  # starts at the "mostly black" prior
+
+
+def test_frame_model_validation_messages() -> None:
+    model = _tiny("lstm-32")
+    with pytest.raises(
+        ValueError, match=r"frames: expected shape \(B, T, 1, 16, 16\) with T >= 1, got \(2, 6, 1, 8, 8\)"
+    ):
+        model(torch.zeros(2, 6, 1, 8, 8))
+    with pytest.raises(ValueError, match=r"frames: expected a floating-point tensor"):
+        model(torch.zeros(2, 6, 1, 16, 16, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"frames: expected at least 2 frames"):
+        next_frame_loss(model, torch.zeros(2, 1, 1, 16, 16))
+    with pytest.raises(ValueError, match=r"frame_size: expected a positive multiple of 4, got 18"):
+        make_frame_model("lstm-32", frame_size=18, channels=(8, 16))
+    with pytest.raises(ValueError, match=r"channels: expected a non-empty tuple of positive ints"):
+        make_frame_model("lstm-32", frame_size=16, channels=())
+    with pytest.raises(ValueError, match=r"n_given: expected a positive int, got 0"):
+        rollout(model, _frames(1, 6), n_given=0, n_future=2)
+
+
+def test_settings_overrides_and_validation() -> None:
+    s = bb.get_settings("smoke", epochs=2)
+    assert s.profile == "smoke" and s.epochs == 2 and s.models == bb.MODELS
+    assert bb.get_settings("cpu").frame_size == 32 and bb.get_settings("full").frame_size == 64
+    with pytest.raises(ValueError, match=r"overrides: expected keys among .*, got 'epoch'"):
+        bb.get_settings("smoke", epoch=2)
+    with pytest.raises(ValueError, match=r"n_frames: expected >= n_given \+ n_future = 12, got 10"):
+        bb.get_settings("smoke", n_frames=10)
+    with pytest.raises(ValueError, match=r"batch_size: expected a positive int, got 0"):
+        bb.get_settings("smoke", batch_size=0)
+    with pytest.raises(ValueError, match=r"seeds: expected a count >= 1 or a list"):
+        bb.run("smoke", seeds=0, save=False)
+
+
+def test_profile_comes_from_the_environment(smoke_profile) -> None:
+    assert bb.get_settings().profile == "smoke"
+
+
+def test_evaluation_and_baseline_shapes() -> None:
+    s = bb.get_settings("smoke", n_test=5)
+    data = bb.make_data(s)
+    on = {k: v.to("cpu") for k, v in data.items()}
+    curve = bb.evaluate_rollouts(_tiny(), on["4 balls"], s, batch_size=2)
+    assert curve.shape == (s.n_future,) and np.all(curve > 0)
+    base = bb.mean_frame_baseline(on["6-8 balls"], s)
+    assert base.shape == (s.n_future,) and np.all(np.isfinite(base)) and np.all(base > 0)
+    # more balls: more white pixels, more uncertainty for a guess that ignores motion
+    assert bb.mean_frame_baseline(on["4 balls"], s).mean() < base.mean()
+
+
+def test_figures_and_viewer() -> None:
+    truth = np.random.default_rng(0).random((8, 16, 16))
+    preds = {"rim-6-4": (truth * 255).astype(np.uint8), "lstm-256": truth}
+    masks = np.zeros((7, 6), dtype=bool)
+    masks[:, :4] = True
+    assert isinstance(bb.plot_frames(truth, title="strip", every=2), Figure)
+    assert isinstance(bb.plot_rollouts(truth, preds, n_given=4), Figure)
+    fig = bb.show_rollout_frame(5, truth, preds, 4, masks)
+    assert isinstance(fig, Figure) and len(fig.axes) == 4
+    curves = {"4 balls": {"rim-6-4": np.arange(4.0)}, "curtain": {"rim-6-4": np.ones(4)}}
+    assert len(bb.plot_bce_curves(curves, n_given=4).axes) == 2
+    with pytest.raises(ValueError, match=r"t: expected an int in \[0, 7\], got 8"):
+        bb.show_rollout_frame(8, truth, preds, 4)
+    with pytest.raises(ValueError, match=r"masks: expected shape \(7, n\), got \(8, 6\)"):
+        bb.show_rollout_frame(1, truth, preds, 4, np.zeros((8, 6), dtype=bool))
+    with pytest.raises(ValueError, match=r"truth: expected frames of shape \(T, H, W\)"):
+        bb.plot_rollouts(truth[0], preds, 4)
+    viewer = bb.rollout_viewer(truth, preds, 4, masks, t=4)
+    slider = viewer.children[0]
+    assert (slider.min, slider.max, slider.value) == (0, 7, 4)
+    slider.value = 6  # redraws without error
+
+
+def test_cli_smoke_end_to_end(tmp_path, capsys) -> None:
+    argv = ["bouncing-balls", "--profile", "smoke", "--models", "lstm-32", "--results", str(tmp_path)]
+    argv += ["--no-progress"]
+    parser, modules = build_parser(argv)
+    args = parser.parse_args(argv)
+    assert bb.main(args) == 0
+    record = json.loads((tmp_path / "bouncing_balls_smoke.json").read_text())
+    assert record["profile"] == "smoke" and record["seeds"] == [0]
+    assert set(record["metrics"]) == {"lstm-32", bb.BASELINE}
+    assert record["settings"]["frame_size"] == 16 and record["provenance"]["device"] == "cpu"
+    examples = np.load(tmp_path / "bouncing_balls_smoke_examples.npz")
+    assert examples["curtain/truth"].shape == (2, 12, 16, 16) and examples["curtain/truth"].dtype == np.uint8
+    out = capsys.readouterr().out
+    assert "profile smoke" in out and "mean-frame" in out

@@ -1,0 +1,158 @@
+"""Offline MNIST: checksums, restricted unpickling, cache repair, IDX input, resolution transform."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import pickle
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from minirims.data import mnist
+
+REAL_CACHE = Path(os.environ.get("MINIRIMS_DATA", "") or Path.home() / ".cache" / "minirims")
+
+
+@pytest.fixture(scope="module")
+def real_cache() -> Path:
+    """The real MNIST cache: built here (download + verify) if `make data` has not built it yet.
+
+    Never skipped: a machine that cannot get MNIST fails here with the fetch error, which says what to do.
+    """
+    mnist.fetch_mnist(REAL_CACHE)
+    assert (REAL_CACHE / "mnist.npz").is_file() and (REAL_CACHE / "mnist.pkl.gz").is_file()
+    return REAL_CACHE
+
+
+#: SHA-256 of the uint8 / int64 arrays (C order bytes) of the classic mnist.pkl.gz, converted exactly.
+ARRAY_SHA256 = {
+    "train_images": "c80ceb24eedca80f31cfca280b8fb911cbb41b9990f998bebd40e26b1ab6d0f8",
+    "train_labels": "3fc61c21900fc0b58d42fdaf93c02687003667ff54f671496c1d367a95cae2ba",
+    "valid_images": "2b079632b0defaf508a5ebf8c4ac1e18ce15c8b337da087e9c3e1c84c618d244",
+    "valid_labels": "bfddcd2fec1923668512623a71a47033ec687581bc04ac5708c8857aa0193630",
+    "test_images": "6d87418db22cc8025d05968bec9bd5c3932904b23485740db143a061a2c9d161",
+    "test_labels": "2fd8de6bdb8d11780b4b96dc57847bcfe6953f7c32aa48bfcd8237c3b7847243",
+}
+
+
+def _sha(a: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+
+
+def test_cached_arrays_match_known_checksums_and_counts(real_cache: Path) -> None:
+    for split, n in (("train", 50_000), ("valid", 10_000), ("test", 10_000)):
+        x, y = mnist.load_mnist(split, REAL_CACHE, download=False)
+        assert x.shape == (n, 28, 28) and x.dtype == np.uint8
+        assert y.shape == (n,) and y.dtype == np.int64 and 0 <= y.min() and y.max() <= 9
+        assert _sha(x) == ARRAY_SHA256[f"{split}_images"]
+        assert _sha(y) == ARRAY_SHA256[f"{split}_labels"]
+
+
+def test_restricted_unpickler_refuses_os_system() -> None:
+    class Evil:
+        def __reduce__(self) -> tuple:
+            return (os.system, ("echo pwned",))
+
+    with pytest.raises(mnist.UnsafePickleError, match=r"refusing to unpickle global .*system"):
+        mnist.restricted_loads(pickle.dumps(Evil()))
+    with pytest.raises(mnist.UnsafePickleError, match="builtins.eval"):
+        mnist.restricted_loads(pickle.dumps(eval))
+
+
+def test_restricted_unpickler_rebuilds_numpy_arrays() -> None:
+    a = (np.arange(12, dtype=np.float32).reshape(3, 4), np.array([1, 2], dtype=np.int64))
+    b = mnist.restricted_loads(pickle.dumps(a, protocol=3))
+    assert all(np.array_equal(x, y) and x.dtype == y.dtype for x, y in zip(a, b, strict=True))
+
+
+def test_resize_nearest_uses_pixel_centres() -> None:
+    img = torch.arange(16, dtype=torch.uint8).reshape(4, 4)
+    assert mnist.resize_nearest(img, 2).tolist() == [[5, 7], [13, 15]]
+    assert mnist.resize_nearest(img, 4).equal(img)
+    up = mnist.resize_nearest(torch.tensor([[1, 2], [3, 4]]), 4)
+    assert up.tolist() == [[1, 1, 2, 2], [1, 1, 2, 2], [3, 3, 4, 4], [3, 3, 4, 4]]
+    x = torch.randint(0, 256, (3, 28, 28), dtype=torch.uint8)
+    for s in (14, 16, 19, 24):
+        ref = torch.nn.functional.interpolate(x[:, None].float(), size=(s, s), mode="nearest-exact")[:, 0]
+        assert mnist.resize_nearest(x, s).float().equal(ref)
+
+
+def test_binarize_and_sequences() -> None:
+    img = torch.tensor([[0, 127], [128, 255]], dtype=torch.uint8)
+    assert mnist.binarize(img).tolist() == [[0, 0], [1, 1]]
+    images = torch.zeros(2, 28, 28, dtype=torch.uint8)
+    images[:, :2, :] = 200  # top two rows bright
+    for s, t in zip((14, 16, 19, 24), (196, 256, 361, 576), strict=True):
+        seq = mnist.pixel_sequences(images, s)
+        assert seq.shape == (2, t) and mnist.sequence_length(s) == t
+        assert seq[0, :s].eq(1).all() and seq[0, 2 * s :].eq(0).all()
+
+
+def test_validation_messages() -> None:
+    with pytest.raises(ValueError, match=r"images: expected shape \(N, 28, 28\), got \(2, 27, 28\)"):
+        mnist.pixel_sequences(torch.zeros(2, 27, 28, dtype=torch.uint8), 14)
+    with pytest.raises(ValueError, match="images: expected dtype torch.uint8"):
+        mnist.binarize(torch.zeros(2, 2))
+    with pytest.raises(ValueError, match="size: expected a positive int, got 0"):
+        mnist.resize_nearest(torch.zeros(4, 4), 0)
+    with pytest.raises(ValueError, match="split: expected one of train, valid, test, got 'dev'"):
+        mnist.load_mnist("dev")
+
+
+def test_no_cache_and_no_network_says_what_to_do(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(mnist.MNISTUnavailableError, match=r"python -m minirims data fetch"):
+        mnist.fetch_mnist(data_dir, download=False)
+
+    def offline(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+        return subprocess.CompletedProcess(cmd, 1, "", "ERROR: network is unreachable")
+
+    monkeypatch.setattr(mnist.subprocess, "run", offline)
+    with pytest.raises(mnist.MNISTUnavailableError, match=r"(?s)network is unreachable.*IDX files"):
+        mnist.fetch_mnist(data_dir)
+
+
+def test_corrupt_cache_is_detected_and_rebuilt_offline(real_cache: Path, data_dir: Path) -> None:
+    for name in ("mnist.npz", "mnist.json", "mnist.pkl.gz"):
+        shutil.copy(REAL_CACHE / name, data_dir / name)
+    npz = data_dir / "mnist.npz"
+    with open(npz, "r+b") as f:  # a partial write
+        f.truncate(npz.stat().st_size // 3)
+    assert mnist._read_cache(data_dir) is None
+    mnist.fetch_mnist(data_dir, download=False)
+    x, y = mnist.load_mnist("valid", data_dir, download=False)
+    assert _sha(x) == ARRAY_SHA256["valid_images"] and _sha(y) == ARRAY_SHA256["valid_labels"]
+
+
+def _write_idx(path: Path, a: np.ndarray) -> None:
+    header = struct.pack(">I", 0x0800 + a.ndim) + struct.pack(">" + "I" * a.ndim, *a.shape)
+    path.write_bytes(gzip.compress(header + a.astype(np.uint8).tobytes(), compresslevel=1))
+
+
+def test_idx_files_are_accepted(real_cache: Path, data_dir: Path) -> None:
+    tr, trl = mnist.load_mnist("train", REAL_CACHE, download=False)
+    va, val = mnist.load_mnist("valid", REAL_CACHE, download=False)
+    te, tel = mnist.load_mnist("test", REAL_CACHE, download=False)
+    raw = data_dir / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    _write_idx(raw / "train-images-idx3-ubyte.gz", np.concatenate([tr, va]))
+    _write_idx(raw / "train-labels-idx1-ubyte.gz", np.concatenate([trl, val]))
+    _write_idx(raw / "t10k-images-idx3-ubyte.gz", te)
+    _write_idx(raw / "t10k-labels-idx1-ubyte.gz", tel)
+    mnist.fetch_mnist(data_dir, download=False)
+    assert "IDX" in mnist.cache_info(data_dir)["source"]
+    x, y = mnist.load_mnist("valid", data_dir, download=False)
+    assert _sha(x) == ARRAY_SHA256["valid_images"] and _sha(y) == ARRAY_SHA256["valid_labels"]
+
+
+def test_bad_idx_file_is_reported(tmp_path: Path) -> None:
+    p = tmp_path / "x-idx3-ubyte"
+    p.write_bytes(struct.pack(">I", 0x0801) + b"\x00" * 8)
+    with pytest.raises(mnist.MNISTUnavailableError, match="expected an IDX file of 3 dims"):
+        mnist._read_idx(p, 3)

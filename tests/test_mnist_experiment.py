@@ -1,0 +1,128 @@
+"""The sequential-MNIST resolution experiment: models, profiles, a tiny end-to-end run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from minirims.experiments import mnist_resolution as mr
+from minirims.experiments.common import count_parameters
+from minirims.transformer import CausalTransformer
+
+SMOKE = mr.profile_settings("smoke")
+TINY = {"n_train": 32, "n_valid": 16, "n_test": 4, "batch_size": 16, "eval_batch_size": 16, "epochs": 1}
+
+
+def test_make_model_names_and_parameter_counts() -> None:
+    full = {name: count_parameters(mr.make_model(name)) for name in mr.MODEL_NAMES}
+    # RIM 6x100: ~1.6M (6 separate LSTM blocks with 400-wide reads); LSTM-600 > LSTM-300 (~4x)
+    assert 1_000_000 < full["rim-6-4"] < 2_500_000
+    assert full["rim-6-4"] == full["rim-6-5"] == full["rim-6-6"]  # k does not change the weights
+    assert 3.5 < full["lstm-600"] / full["lstm-300"] < 4.1
+    assert 100_000 < full["transformer"] < 2_000_000
+    model = mr.make_model("rim-6-4")
+    assert model.core.n_modules == 6 and model.core.k_active == 4 and model.core.d_out == 600
+    assert mr.make_model("lstm-600").core.d_out == 600
+
+
+@pytest.mark.parametrize("name", mr.MODEL_NAMES)
+def test_forward_shapes_at_each_resolution(name: str) -> None:
+    torch.manual_seed(0)
+    model = mr.make_model(name, SMOKE).eval()
+    for s in (14, 24):
+        logits = model(torch.randint(0, 2, (1, s * s)))
+        assert logits.shape == (1, 10) and torch.isfinite(logits).all()
+
+
+def test_activity_masks_shape_and_k_active() -> None:
+    model = mr.make_model("rim-6-4", SMOKE)
+    masks = mr.activity_masks(model, torch.randint(0, 2, (196,)))
+    assert masks.shape == (1, 196, 6) and masks.dtype == torch.bool
+    assert masks.sum(-1).eq(4).all()
+    with pytest.raises(ValueError, match="model: expected an MNISTClassifier with a RIM core"):
+        mr.activity_masks(mr.make_model("lstm-300", SMOKE), torch.zeros(196, dtype=torch.long))
+
+
+def test_transformer_is_causal_and_extrapolates() -> None:
+    torch.manual_seed(0)
+    tf = CausalTransformer(8, 16, 1, 2).eval()
+    x = torch.randn(2, 30, 8)
+    full, _, _ = tf(x)
+    prefix, _, _ = tf(x[:, :10])
+    assert full.shape == (2, 30, 16) and torch.allclose(full[:, :10], prefix, atol=1e-5)
+    with pytest.raises(ValueError, match=r"x: expected shape \(B, T, 8\), got \(2, 30, 7\)"):
+        tf(torch.randn(2, 30, 7))
+
+
+def test_unknown_names_raise() -> None:
+    with pytest.raises(ValueError, match="name: expected one of rim-6-4.*got 'gru-7'"):
+        mr.make_model("gru-7")
+    with pytest.raises(ValueError, match="profile: expected one of smoke, cpu, full, got 'huge'"):
+        mr.profile_settings("huge")
+    with pytest.raises(ValueError, match="overrides: expected keys"):
+        mr.profile_settings("smoke", n_trian=3)
+    with pytest.raises(ValueError, match="name: expected one of"):
+        mr.run("smoke", models=["lstm-999"])
+
+
+def test_training_lowers_the_loss_on_a_tiny_subset() -> None:
+    torch.manual_seed(0)
+    x, y = torch.randint(0, 2, (16, 25)), torch.arange(16) % 10
+    model = mr.make_model("lstm-300", SMOKE)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(25):
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_tiny_run_end_to_end_writes_a_record(tmp_path: Path) -> None:
+    trained: dict[str, torch.nn.Module] = {}
+    record = mr.run(
+        "smoke",
+        models=["rim-6-4", "lstm-300"],
+        seeds=1,
+        overrides=TINY,
+        results=tmp_path / "results",
+        runs_dir=tmp_path / "runs",
+        progress=False,
+        trained=trained,
+    )
+    path = tmp_path / "results" / "mnist_resolution_smoke.json"
+    saved = json.loads(path.read_text())
+    for key in (
+        "experiment",
+        "profile",
+        "settings",
+        "seeds",
+        "provenance",
+        "wall_time",
+        "parameters",
+        "metrics",
+    ):
+        assert key in saved
+    assert saved["seeds"] == [0] and saved["settings"]["n_train"] == 32
+    for name in ("rim-6-4", "lstm-300"):
+        acc = saved["metrics"][name]["acc"]
+        assert set(acc) == {"14", "16", "19", "24"}
+        assert all(0.0 <= a["mean"] <= 1.0 and len(a["values"]) == 1 for a in acc.values())
+        assert len(saved["curves"][name]["0"]) == 1 and "val_acc" in saved["curves"][name]["0"][0]
+        assert saved["parameters"][name] == count_parameters(trained[name])
+    assert "14x14" in mr.format_table(record)
+    assert list((tmp_path / "runs").glob("mnist_resolution_smoke_*/rim-6-4_seed0.pt"))
+
+
+def test_cli_accepts_profile_seeds_models() -> None:
+    parser = argparse.ArgumentParser()
+    mr.add_arguments(parser)
+    args = parser.parse_args(["--profile", "cpu", "--seeds", "3", "--models", "rim-6-4,lstm-600"])
+    assert (args.profile, args.seeds, args.models) == ("cpu", 3, "rim-6-4,lstm-600")

@@ -1,0 +1,177 @@
+"""The shared training loop: seeding, profiles, best-epoch selection, checkpoints that resume exactly."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from minirims.train import (
+    FitResult,
+    TrainConfig,
+    batch_indices,
+    epoch_generator,
+    fit,
+    pick_device,
+    resolve_profile,
+    seed_everything,
+)
+
+
+def _toy_problem(n: int = 96, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 8, generator=g)
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).long()
+    return x, y
+
+
+def _toy_model() -> nn.Module:
+    # Dropout makes the run consume the torch RNG, so resuming must restore it.
+    return nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Dropout(0.2), nn.Linear(16, 2))
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def _pieces(x: torch.Tensor, y: torch.Tensor, interrupt_at: tuple[int, int] | None = None):
+    def train_batches(epoch: int):
+        for step, idx in enumerate(batch_indices(len(x), 16, seed=3, epoch=epoch)):
+            if interrupt_at == (epoch, step):
+                raise _Interrupt
+            # python and numpy RNGs are used too, so their states must survive a resume
+            noise = 0.01 * random.random() + 0.01 * float(np.random.rand())
+            yield x[idx] + noise, y[idx]
+
+    def loss_fn(model, batch):
+        xb, yb = batch
+        logits = model(xb)
+        loss = nn.functional.cross_entropy(logits, yb)
+        return loss, {"acc": (logits.argmax(-1) == yb).float().mean()}
+
+    def evaluate(model):
+        return {"val_acc": (model(x).argmax(-1) == y).float().mean().item()}
+
+    return train_batches, loss_fn, evaluate
+
+
+def test_resolve_profile(monkeypatch):
+    monkeypatch.delenv("MINIRIMS_PROFILE", raising=False)
+    assert resolve_profile("smoke") == "smoke"
+    assert resolve_profile(None) == ("full" if torch.cuda.is_available() else "cpu")
+    monkeypatch.setenv("MINIRIMS_PROFILE", "smoke")
+    assert resolve_profile(None) == "smoke"
+    assert resolve_profile("cpu") == "cpu"  # an explicit argument beats the environment
+    with pytest.raises(ValueError, match=r"profile: expected one of smoke, cpu, full, got 'huge'"):
+        resolve_profile("huge")
+    monkeypatch.setenv("MINIRIMS_PROFILE", "tiny")
+    with pytest.raises(ValueError, match=r"MINIRIMS_PROFILE: expected one of smoke, cpu, full, got 'tiny'"):
+        resolve_profile(None)
+
+
+def test_pick_device_and_seed():
+    assert pick_device("cpu") == torch.device("cpu")
+    assert pick_device(None).type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="device: expected"):
+        pick_device("banana")
+    seed_everything(5)
+    a = (random.random(), np.random.rand(), torch.rand(1))
+    seed_everything(5)
+    assert (random.random(), np.random.rand(), torch.rand(1)) == a
+    with pytest.raises(ValueError, match="seed: expected a non-negative int, got -1"):
+        seed_everything(-1)
+
+
+def test_batch_order_depends_only_on_seed_and_epoch():
+    a = torch.cat(batch_indices(10, 4, seed=1, epoch=2))
+    torch.rand(100)  # global RNG use must not change the order
+    assert torch.equal(a, torch.cat(batch_indices(10, 4, seed=1, epoch=2)))
+    assert not torch.equal(a, torch.cat(batch_indices(10, 4, seed=1, epoch=3)))
+    assert sorted(a.tolist()) == list(range(10))
+    assert [len(b) for b in batch_indices(10, 4, 0, 0, drop_last=True)] == [4, 4]
+    assert torch.equal(torch.cat(batch_indices(5, 2, 0, 0, shuffle=False)), torch.arange(5))
+    g1, g2 = epoch_generator(0, 1), epoch_generator(0, 1)
+    assert torch.equal(torch.rand(3, generator=g1), torch.rand(3, generator=g2))
+    with pytest.raises(ValueError, match="batch_size: expected a positive int, got 0"):
+        batch_indices(10, 0, 0, 0)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="epochs: expected a positive int, got 0"):
+        TrainConfig(epochs=0)
+    with pytest.raises(ValueError, match="lr: expected a positive float"):
+        TrainConfig(epochs=1, lr=-1.0)
+    with pytest.raises(ValueError, match="grad_clip: expected a positive float or None"):
+        TrainConfig(epochs=1, grad_clip=0.0)
+
+
+def test_fit_lowers_the_loss_and_selects_the_best_epoch():
+    x, y = _toy_problem()
+    train_batches, loss_fn, evaluate = _pieces(x, y)
+    torch.manual_seed(0)
+    model = _toy_model()
+    res = fit(model, train_batches, loss_fn, evaluate, TrainConfig(epochs=6, lr=1e-2, progress=False))
+    assert isinstance(res, FitResult)
+    losses = [row["train_loss"] for row in res.history]
+    assert losses[-1] < 0.7 * losses[0]
+    accs = [row["val_acc"] for row in res.history]
+    assert res.best_epoch == int(np.argmax(accs))
+    assert res.best_metrics["val_acc"] == max(accs)
+    assert set(res.history[0]) >= {"epoch", "train_loss", "train_acc", "val_acc", "seconds"}
+    # restore_best: the model now holds the best epoch's weights
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, res.best_state[k])
+
+
+def test_fit_validates_select_and_mode():
+    x, y = _toy_problem(32)
+    train_batches, loss_fn, evaluate = _pieces(x, y)
+    cfg = TrainConfig(epochs=1, progress=False)
+    with pytest.raises(
+        ValueError, match=r"select: expected a key returned by evaluate\(\), one of \['val_acc'\]"
+    ):
+        fit(_toy_model(), train_batches, loss_fn, evaluate, cfg, select="val_loss")
+    with pytest.raises(ValueError, match="mode: expected 'max' or 'min', got 'up'"):
+        fit(_toy_model(), train_batches, loss_fn, evaluate, cfg, mode="up")
+
+
+def test_interrupted_run_resumes_bit_exact(tmp_path):
+    x, y = _toy_problem()
+    cfg = TrainConfig(epochs=4, lr=5e-3, seed=11, progress=False)
+
+    torch.manual_seed(1)
+    ref_model = _toy_model()
+    ref = fit(ref_model, *_pieces(x, y), cfg, checkpoint=tmp_path / "ref.pt")
+
+    ckpt = tmp_path / "run.pt"
+    torch.manual_seed(1)
+    with pytest.raises(_Interrupt):  # killed in the middle of epoch 2: epochs 0 and 1 are checkpointed
+        fit(_toy_model(), *_pieces(x, y, interrupt_at=(2, 3)), cfg, checkpoint=ckpt)
+    assert ckpt.exists() and not list(tmp_path.glob(".*tmp*"))
+    torch.manual_seed(123)  # whatever happened in between must not matter
+    random.random()
+    model = _toy_model()  # fresh weights: the checkpoint restores them
+    res = fit(model, *_pieces(x, y), cfg, checkpoint=ckpt)
+
+    assert res.resumed_from == 2
+    assert res.best_epoch == ref.best_epoch
+    strip = [{k: v for k, v in row.items() if k != "seconds"} for row in res.history]
+    assert strip == [{k: v for k, v in row.items() if k != "seconds"} for row in ref.history]
+    for k, v in ref_model.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v), k
+
+    # a finished checkpoint returns at once with the same result
+    again = fit(_toy_model(), *_pieces(x, y), cfg, checkpoint=ckpt)
+    assert again.resumed_from == 4 and again.best_epoch == ref.best_epoch
+
+
+def test_checkpoint_of_another_model_is_refused(tmp_path):
+    x, y = _toy_problem(32)
+    cfg = TrainConfig(epochs=1, progress=False)
+    fit(_toy_model(), *_pieces(x, y), cfg, checkpoint=tmp_path / "c.pt")
+    other = nn.Sequential(nn.Linear(8, 4), nn.Linear(4, 2))
+    with pytest.raises(ValueError, match="checkpoint: .* does not match the model"):
+        fit(other, *_pieces(x, y), cfg, checkpoint=tmp_path / "c.pt")
