@@ -79,17 +79,28 @@ class GroupLSTMCell(nn.Module):
         n: number of modules.
         d_in: input size per module.
         d_h: hidden size per module.
+        forget_bias: added to the forget gate's bias at initialisation (default 1.0).
 
     Shapes: x (B, n, d_in); h, c (B, n, d_h). Parameters: weight_ih (n, d_in, 4*d_h),
     weight_hh (n, d_h, 4*d_h), bias (n, 4*d_h) (``nn.LSTMCell``'s two biases summed).
-    Initialised like ``nn.LSTMCell``, independently per module: U(-1/sqrt(d_h), 1/sqrt(d_h)).
+    Initialised like ``nn.LSTMCell``, independently per module: U(-1/sqrt(d_h), 1/sqrt(d_h)), plus
+    ``forget_bias`` on the forget gate (Gers et al. 2000; Jozefowicz et al. 2015). With 0 the cell forgets
+    half its memory at every step at initialisation and, on 196-step pixel sequences, training sits on the
+    chance plateau for hundreds of steps (measured: ``results/README.md``).
     """
 
-    def __init__(self, n: int, d_in: int, d_h: int) -> None:
+    def __init__(self, n: int, d_in: int, d_h: int, forget_bias: float = 1.0) -> None:
         super().__init__()
         self.n = check_positive_int("n", n)
         self.d_in = check_positive_int("d_in", d_in)
         self.d_h = check_positive_int("d_h", d_h)
+        if (
+            isinstance(forget_bias, bool)
+            or not isinstance(forget_bias, (int, float))
+            or not math.isfinite(forget_bias)
+        ):
+            raise ValueError(f"forget_bias: expected a finite float, got {forget_bias!r}")
+        self.forget_bias = float(forget_bias)
         self.weight_ih = nn.Parameter(torch.empty(n, d_in, 4 * d_h))
         self.weight_hh = nn.Parameter(torch.empty(n, d_h, 4 * d_h))
         self.bias = nn.Parameter(torch.empty(n, 4 * d_h))
@@ -99,6 +110,8 @@ class GroupLSTMCell(nn.Module):
         bound = 1.0 / math.sqrt(self.d_h)
         for p in (self.weight_ih, self.weight_hh, self.bias):
             _uniform_(p, bound)
+        with torch.no_grad():
+            self.bias[:, self.d_h : 2 * self.d_h] += self.forget_bias
 
     def forward(self, x: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
         """One step. x (B, n, d_in), state (h, c) each (B, n, d_h) -> (h', c') each (B, n, d_h)."""
@@ -119,7 +132,7 @@ class GroupLSTMCell(nn.Module):
         return h_new, c_new
 
     def extra_repr(self) -> str:
-        return f"n={self.n}, d_in={self.d_in}, d_h={self.d_h}"
+        return f"n={self.n}, d_in={self.d_in}, d_h={self.d_h}, forget_bias={self.forget_bias}"
 
 
 class GroupGRUCell(nn.Module):

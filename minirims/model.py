@@ -9,6 +9,7 @@ Shapes: B batch, T time, n modules, m input slots, H communication heads, d_h hi
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import torch
@@ -112,14 +113,24 @@ class LSTMBaseline(nn.Module):
     Args:
         d_in: input feature size.
         d_hidden: hidden size (``d_out``).
+        forget_bias: added to the forget gate's bias at initialisation, as in the RIM's
+            :class:`~minirims.group.GroupLSTMCell` (default 1.0), so that the two start alike.
     """
 
-    def __init__(self, d_in: int, d_hidden: int) -> None:
+    def __init__(self, d_in: int, d_hidden: int, forget_bias: float = 1.0) -> None:
         super().__init__()
         self.d_in = check_positive_int("d_in", d_in)
         self.d_hidden = check_positive_int("d_hidden", d_hidden)
+        if (
+            isinstance(forget_bias, bool)
+            or not isinstance(forget_bias, (int, float))
+            or not math.isfinite(forget_bias)
+        ):
+            raise ValueError(f"forget_bias: expected a finite float, got {forget_bias!r}")
         self.d_out = d_hidden
         self.lstm = nn.LSTM(d_in, d_hidden, batch_first=True)
+        with torch.no_grad():
+            self.lstm.bias_ih_l0[d_hidden : 2 * d_hidden] += float(forget_bias)
 
     def initial_state(
         self, batch_size: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None

@@ -200,3 +200,23 @@ def test_checker_end_to_end_on_the_demo_course(tmp_path):
     mx.write(tmp_path / "solutions", tmp_path / "notebooks")
     (tmp_path / "notebooks" / "data.txt").write_text("here\n")
     assert run_blank_notebook(tmp_path / "notebooks" / demo.NAME) == []
+
+
+SCREEN_LINES = 40  # "no cell prints more than a screen of text"
+
+
+@pytest.mark.parametrize("name", _each(SOLVED, "solutions"))
+def test_solution_is_saved_after_run_all_with_short_outputs(name):
+    """Saved after run-all (counts 1..N, no error), opens with markdown, prints no wall of text."""
+    nb = nbformat.read(SOLUTIONS / name, as_version=4)
+    assert nb.cells[0].cell_type == "markdown", f"{name}: the first cell should say what the learner will do"
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    counts = [cell.execution_count for cell in code]
+    assert counts == list(range(1, len(code) + 1)), f"{name}: execution counts {counts} (run all, then save)"
+    for index, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []):
+            assert out.output_type != "error", f"{name} cell {index}: saved with an error output"
+            text = out.get("text") or out.get("data", {}).get("text/plain", "")
+            text = "".join(text) if isinstance(text, list) else text
+            lines = text.count("\n")
+            assert lines <= SCREEN_LINES, f"{name} cell {index}: prints {lines} lines (> {SCREEN_LINES})"

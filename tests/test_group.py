@@ -98,3 +98,16 @@ def test_initialisation_is_per_module_random_not_constant(layer):
 def test_group_validation(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_lstm_forget_gate_bias_starts_at_one() -> None:
+    torch.manual_seed(0)
+    cell = GroupLSTMCell(6, 8, 50)
+    b = cell.bias.detach().view(6, 4, 50)  # gate order i, f, g, o
+    bound = 1 / 50**0.5
+    assert (b[:, 1] - 1.0).abs().max() <= bound
+    assert b[:, [0, 2, 3]].abs().max() <= bound
+    zero = GroupLSTMCell(6, 8, 50, forget_bias=0.0).bias.detach().view(6, 4, 50)
+    assert zero.abs().max() <= bound
+    with pytest.raises(ValueError, match=r"forget_bias: expected a finite float, got nan"):
+        GroupLSTMCell(2, 3, 4, forget_bias=float("nan"))

@@ -70,6 +70,16 @@ def test_unknown_names_raise() -> None:
         mr.run("smoke", models=["lstm-999"])
 
 
+def test_classifier_rejects_bad_tokens() -> None:
+    model = mr.make_model("lstm-300", SMOKE)
+    with pytest.raises(ValueError, match=r"tokens: expected shape \(B, T\) of integer tokens, got \(2, 5\)"):
+        model(torch.zeros(2, 5))
+    with pytest.raises(ValueError, match=r"tokens: expected shape \(B, T\) of integer tokens, got \(5,\)"):
+        model(torch.zeros(5, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"tokens: expected pixel tokens in \{0, 1\}, got values in \[0, 2"):
+        model(torch.tensor([[0, 1, 2]]))
+
+
 def test_training_lowers_the_loss_on_a_tiny_subset() -> None:
     torch.manual_seed(0)
     x, y = torch.randint(0, 2, (16, 25)), torch.arange(16) % 10
@@ -117,6 +127,7 @@ def test_tiny_run_end_to_end_writes_a_record(tmp_path: Path) -> None:
         assert all(0.0 <= a["mean"] <= 1.0 and len(a["values"]) == 1 for a in acc.values())
         assert len(saved["curves"][name]["0"]) == 1 and "val_acc" in saved["curves"][name]["0"][0]
         assert saved["parameters"][name] == count_parameters(trained[name])
+        assert saved["metrics"][name]["train_seconds"] > 0  # rounded to ms
     assert "14x14" in mr.format_table(record)
     assert list((tmp_path / "runs").glob("mnist_resolution_smoke_*/rim-6-4_seed0.pt"))
 

@@ -141,3 +141,14 @@ def test_small_rim_learns_the_adding_task():
 def test_model_validation(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_lstm_baseline_forget_gate_bias_matches_the_rim() -> None:
+    torch.manual_seed(0)
+    base = LSTMBaseline(8, 40)
+    bias = (base.lstm.bias_ih_l0 + base.lstm.bias_hh_l0).detach().view(4, 40)  # gate order i, f, g, o
+    bound = 2 / 40**0.5  # two U(-1/sqrt(d), 1/sqrt(d)) biases summed
+    assert (bias[1] - 1.0).abs().max() <= bound and bias[[0, 2, 3]].abs().max() <= bound
+    assert bias[1].mean() > 0.7 and bias[[0, 2, 3]].mean().abs() < 0.2
+    with pytest.raises(ValueError, match=r"forget_bias: expected a finite float, got 'one'"):
+        LSTMBaseline(8, 40, forget_bias="one")  # type: ignore[arg-type]

@@ -180,7 +180,14 @@ class MNISTClassifier(nn.Module):
     def forward(self, tokens: Tensor, trace: bool = False) -> Tensor | tuple[Tensor, Any]:
         """tokens (B, T) int in {0, 1} -> logits (B, 10); with ``trace`` also the core's Trace (or None)."""
         if tokens.dim() != 2 or tokens.dtype.is_floating_point:
-            raise ValueError(f"tokens: expected shape (B, T) of integer tokens, got {tuple(tokens.shape)}")
+            raise ValueError(
+                f"tokens: expected shape (B, T) of integer tokens, got {tuple(tokens.shape)} {tokens.dtype}"
+            )
+        if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) > 1):
+            raise ValueError(
+                f"tokens: expected pixel tokens in {{0, 1}}, got values in "
+                f"[{int(tokens.min())}, {int(tokens.max())}]"
+            )
         out, _, tr = self.core(self.embed(tokens.long()), trace=trace)
         logits = self.head(out[:, -1])
         return (logits, tr) if trace else logits
@@ -340,6 +347,7 @@ def run(
         per_size: dict[int, list[float]] = {int(s): [] for s in settings["test_sizes"]}
         curves[name] = {}
         best_epochs: list[int] = []
+        train_seconds = 0.0
         for seed in seed_list:
             torch.manual_seed(seed)
             model = make_model(name, settings).to(dev)
@@ -370,6 +378,8 @@ def run(
             )
             curves[name][str(seed)] = result.history
             best_epochs.append(int(result.best_epoch))
+            # Summed from the per-epoch history, so it stays right when a run was resumed from a checkpoint.
+            train_seconds += sum(float(e.get("seconds", 0.0)) for e in result.history)
             sizes = list(per_size)
             bar = tqdm(sizes, desc=f"{name} test", leave=False, disable=not progress)
             for s in bar:
@@ -379,6 +389,7 @@ def run(
         metrics[name] = {
             "acc": {str(s): mean_std(v) for s, v in per_size.items()},
             "best_epoch": best_epochs,
+            "train_seconds": round(train_seconds, 3),
         }
     wall = time.perf_counter() - start
     record = make_record(
