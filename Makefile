@@ -24,7 +24,7 @@ PYTEST_ARGS ?=
 TEST_ENV := MINIRIMS_PROFILE=smoke OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MPLBACKEND=Agg PYTHONHASHSEED=0
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lab test lint format exercises data reproduce bench clean distclean FORCE
+.PHONY: help venv lab test lint format exercises run-solutions data reproduce bench clean distclean FORCE
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -54,6 +54,11 @@ lab: data  ## set everything up and open the course in JupyterLab
 	$(BIN)/jupyter lab notebooks/
 
 exercises: $(STAMP)  ## regenerate notebooks/ from solutions/
+	$(PY) tools/make_exercises.py
+
+run-solutions: $(STAMP)  ## re-execute solutions/ in place (smoke profile, as CI runs them), then regenerate notebooks/
+	MINIRIMS_PROFILE=smoke $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+		--ExecutePreprocessor.timeout=900 solutions/[0-9][0-9]_*.ipynb
 	$(PY) tools/make_exercises.py
 
 # --- checks ------------------------------------------------------------------------------------------------

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 import torch
@@ -202,10 +200,12 @@ def test_render_on_cuda():
     assert b.batch(torch.arange(2, device="cuda"), 16).device.type == "cuda"
 
 
-def test_simulation_is_fast_and_vectorized_over_sequences():
-    t0 = time.perf_counter()
-    make_balls(2000, 4, 51, seed=0)
-    assert time.perf_counter() - t0 < 2.0  # 50k sequences take a few seconds
+def test_simulator_benchmark_runs():
+    """Speed lives in benchmarks/bench_balls.py (ratios, never a timed assertion); here it only has to run."""
+    from benchmarks.bench_balls import main
+
+    rows = main(["--sequences", "20", "40", "--frames", "6"])
+    assert [r["sequences"] for r in rows] == [20, 40] and all(r["seconds"] > 0 for r in rows)
 
 
 @pytest.mark.parametrize(
