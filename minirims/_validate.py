@@ -6,6 +6,7 @@ argument, what was expected and what was received, e.g. ``x: expected shape (B, 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -52,6 +53,13 @@ def check_positive_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name}: expected a positive int, got {value!r}")
     return value
+
+
+def check_finite_float(name: str, value: object) -> float:
+    """A real number (int or float, not bool) that is finite; returned as float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name}: expected a finite float, got {value!r}")
+    return float(value)
 
 
 def check_probability(name: str, value: object) -> float:

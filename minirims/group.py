@@ -16,7 +16,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from minirims._validate import check_positive_int, check_shape
+from minirims._validate import check_finite_float, check_positive_int, check_shape
 
 __all__ = ["GroupLinear", "GroupLSTMCell", "GroupGRUCell"]
 
@@ -94,12 +94,7 @@ class GroupLSTMCell(nn.Module):
         self.n = check_positive_int("n", n)
         self.d_in = check_positive_int("d_in", d_in)
         self.d_h = check_positive_int("d_h", d_h)
-        if (
-            isinstance(forget_bias, bool)
-            or not isinstance(forget_bias, (int, float))
-            or not math.isfinite(forget_bias)
-        ):
-            raise ValueError(f"forget_bias: expected a finite float, got {forget_bias!r}")
+        forget_bias = check_finite_float("forget_bias", forget_bias)
         self.forget_bias = float(forget_bias)
         self.weight_ih = nn.Parameter(torch.empty(n, d_in, 4 * d_h))
         self.weight_hh = nn.Parameter(torch.empty(n, d_h, 4 * d_h))

@@ -9,13 +9,12 @@ Shapes: B batch, T time, n modules, m input slots, H communication heads, d_h hi
 
 from __future__ import annotations
 
-import math
 from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from minirims._validate import check_positive_int, check_shape, check_tensor
+from minirims._validate import check_finite_float, check_positive_int, check_shape, check_tensor
 from minirims.cell import RIMCell, RIMState
 
 __all__ = ["Trace", "RIM", "LSTMBaseline"]
@@ -121,12 +120,7 @@ class LSTMBaseline(nn.Module):
         super().__init__()
         self.d_in = check_positive_int("d_in", d_in)
         self.d_hidden = check_positive_int("d_hidden", d_hidden)
-        if (
-            isinstance(forget_bias, bool)
-            or not isinstance(forget_bias, (int, float))
-            or not math.isfinite(forget_bias)
-        ):
-            raise ValueError(f"forget_bias: expected a finite float, got {forget_bias!r}")
+        forget_bias = check_finite_float("forget_bias", forget_bias)
         self.d_out = d_hidden
         self.lstm = nn.LSTM(d_in, d_hidden, batch_first=True)
         with torch.no_grad():
