@@ -29,3 +29,14 @@ def smoke_profile(monkeypatch: pytest.MonkeyPatch) -> str:
     """Sets ``MINIRIMS_PROFILE=smoke`` for one test (whatever the caller's environment says)."""
     monkeypatch.setenv("MINIRIMS_PROFILE", "smoke")
     return "smoke"
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread: on a busy 2-core machine a second OpenMP thread stalls every parallel op."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

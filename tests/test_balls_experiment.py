@@ -17,13 +17,7 @@ from minirims.__main__ import build_parser  # noqa: E402
 from minirims.experiments import bouncing_balls as bb  # noqa: E402
 from minirims.video import FrameDecoder, FrameEncoder, make_frame_model, next_frame_loss, rollout  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _frames(b: int = 2, t: int = 6, size: int = 16) -> torch.Tensor:

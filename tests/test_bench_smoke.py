@@ -25,13 +25,7 @@ from minirims.naive import LoopRIMCell
 TINY = dict(batch=2, steps=3, d_hidden=8, d_in=4, input_d_k=4, input_d_v=6, comm_d_k=3, comm_d_v=3)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a busy 2-core machine a second OpenMP thread stalls every parallel op."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_tiny_benchmark_reports_every_contender():

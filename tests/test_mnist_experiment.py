@@ -11,7 +11,7 @@ import torch
 from torch.nn import functional as F
 
 from minirims.experiments import mnist_resolution as mr
-from minirims.experiments.common import count_parameters
+from minirims.experiments.common import count_parameters, seed_list
 from minirims.transformer import CausalTransformer
 
 SMOKE = mr.profile_settings("smoke")
@@ -137,3 +137,13 @@ def test_cli_accepts_profile_seeds_models() -> None:
     mr.add_arguments(parser)
     args = parser.parse_args(["--profile", "cpu", "--seeds", "3", "--models", "rim-6-4,lstm-600"])
     assert (args.profile, args.seeds, args.models) == ("cpu", 3, "rim-6-4,lstm-600")
+
+
+def test_seed_lists_are_shared_and_validated() -> None:
+    assert seed_list(3) == [0, 1, 2] and seed_list([4, 7]) == [4, 7]
+    with pytest.raises(ValueError, match=r"seeds: expected a count >= 1 or a list of seeds, got 0"):
+        mr.run("smoke", seeds=0)
+    with pytest.raises(
+        ValueError, match=r"seeds: expected a count >= 1 or a list of non-negative ints, got \[\]"
+    ):
+        mr.run("smoke", seeds=[])

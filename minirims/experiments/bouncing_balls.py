@@ -56,6 +56,7 @@ from minirims.experiments.common import (
     record_path,
     resolve_profile,
     save_record,
+    seed_list,
 )
 from minirims.train import FitResult, TrainConfig, batch_indices, fit, pick_device, seed_everything
 from minirims.video import FramePredictor, make_frame_model, next_frame_loss, rollout
@@ -347,19 +348,6 @@ class BallsRun:
     path: Path | None = None
 
 
-def _seeds(seeds: int | Sequence[int]) -> list[int]:
-    if isinstance(seeds, bool):
-        raise ValueError(f"seeds: expected a count >= 1 or a list of seeds, got {seeds!r}")
-    if isinstance(seeds, int):
-        if seeds < 1:
-            raise ValueError(f"seeds: expected a count >= 1 or a list of seeds, got {seeds!r}")
-        return list(range(seeds))
-    out = list(seeds)
-    if not out or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in out):
-        raise ValueError(f"seeds: expected a count >= 1 or a list of non-negative ints, got {seeds!r}")
-    return out
-
-
 def example_rollouts(
     models: dict[str, FramePredictor],
     data: dict[str, BallsTensors],
@@ -421,7 +409,7 @@ def run(
     if models is not None:
         overrides["models"] = tuple(models)
     settings = get_settings(profile, **overrides)
-    seed_list = _seeds(seeds)
+    seeds_used = seed_list(seeds)
     dev = pick_device(device)
     t0 = time.perf_counter()
     data = make_data(settings)
@@ -435,7 +423,7 @@ def run(
     for name in settings.models:
         per_set: dict[str, list[np.ndarray]] = {s: [] for s in TEST_SETS}
         seconds, best_epochs, curves[name] = [], [], {}
-        for seed in seed_list:
+        for seed in seeds_used:
             ckpt = None
             if checkpoint_dir is not None:
                 ckpt = Path(checkpoint_dir) / f"{EXPERIMENT}_{settings.profile}_{name}_seed{seed}.pt"
@@ -473,7 +461,7 @@ def run(
         EXPERIMENT,
         settings.profile,
         dataclasses.asdict(settings) | {"notes": PROFILE_NOTES[settings.profile], "sets": SETS},
-        seed_list,
+        seeds_used,
         metrics,
         curves=curves,
         parameters=parameters,

@@ -40,7 +40,7 @@ import os
 import platform
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,7 @@ __all__ = [
     "resolve_profile",
     "results_dir",
     "save_record",
+    "seed_list",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -121,6 +122,20 @@ def provenance(device: str | torch.device | None = None) -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
     }
+
+
+def seed_list(seeds: int | Sequence[int]) -> list[int]:
+    """``seeds`` as a list: a count n >= 1 gives 0..n-1; a non-empty list of ints >= 0 is kept as is."""
+    if isinstance(seeds, bool):
+        raise ValueError(f"seeds: expected a count >= 1 or a list of seeds, got {seeds!r}")
+    if isinstance(seeds, int):
+        if seeds < 1:
+            raise ValueError(f"seeds: expected a count >= 1 or a list of seeds, got {seeds!r}")
+        return list(range(seeds))
+    out = list(seeds)
+    if not out or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in out):
+        raise ValueError(f"seeds: expected a count >= 1 or a list of non-negative ints, got {seeds!r}")
+    return out
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -40,6 +40,7 @@ from minirims.experiments.common import (
     mean_std,
     record_path,
     save_record,
+    seed_list,
 )
 from minirims.model import RIM, LSTMBaseline
 from minirims.train import TrainConfig, batch_indices, fit, pick_device, resolve_profile
@@ -185,11 +186,10 @@ class MNISTClassifier(nn.Module):
             raise ValueError(
                 f"tokens: expected shape (B, T) of integer tokens, got {tuple(tokens.shape)} {tokens.dtype}"
             )
-        if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) > 1):
-            raise ValueError(
-                f"tokens: expected pixel tokens in {{0, 1}}, got values in "
-                f"[{int(tokens.min())}, {int(tokens.max())}]"
-            )
+        if tokens.numel():
+            lo, hi = torch.stack(torch.aminmax(tokens)).tolist()  # one host sync per batch
+            if lo < 0 or hi > 1:
+                raise ValueError(f"tokens: expected pixel tokens in {{0, 1}}, got values in [{lo}, {hi}]")
         out, _, tr = self.core(self.embed(tokens.long()), trace=trace)
         logits = self.head(out[:, -1])
         return (logits, tr) if trace else logits
@@ -316,14 +316,7 @@ def run(
         raise ValueError("models: expected at least one model name, got an empty list")
     for name in names:
         _check_model_name(name)
-    if isinstance(seeds, int) and not isinstance(seeds, bool):
-        if seeds < 1:
-            raise ValueError(f"seeds: expected a positive count or a list of seeds, got {seeds!r}")
-        seed_list = list(range(seeds))
-    else:
-        seed_list = [int(s) for s in seeds]
-        if not seed_list:
-            raise ValueError("seeds: expected a positive count or a non-empty list, got []")
+    seeds_used = seed_list(seeds)
     dev = pick_device(device)
     start = time.perf_counter()
     size0 = int(settings["train_size"])
@@ -350,7 +343,7 @@ def run(
         curves[name] = {}
         best_epochs: list[int] = []
         train_seconds = 0.0
-        for seed in seed_list:
+        for seed in seeds_used:
             torch.manual_seed(seed)
             model = make_model(name, settings).to(dev)
             parameters[name] = count_parameters(model)
@@ -398,7 +391,7 @@ def run(
         EXPERIMENT,
         settings["profile"],
         settings,
-        seed_list,
+        seeds_used,
         metrics,
         curves=curves,
         parameters=parameters,
