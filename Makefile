@@ -50,8 +50,11 @@ data: $(STAMP)  ## download and check the datasets (cache: MINIRIMS_DATA, defaul
 
 # --- the course --------------------------------------------------------------------------------------------
 
+# Jupyter refuses to start as root (e.g. in a container) unless told; LAB_ARGS adds more options.
+LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
+
 lab: data  ## set everything up and open the course in JupyterLab
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab $(LAB_ARGS) notebooks/
 
 exercises: $(STAMP)  ## regenerate notebooks/ from solutions/
 	$(PY) tools/make_exercises.py
