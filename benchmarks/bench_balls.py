@@ -13,7 +13,7 @@ import argparse
 import time
 from collections.abc import Sequence
 
-from minirims.data.balls import make_balls
+from minirims.experiments.data.balls import make_balls
 
 
 def time_simulation(n_sequences: int, n_balls: int = 4, n_frames: int = 51, seed: int = 0) -> float:

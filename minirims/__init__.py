@@ -1,13 +1,21 @@
 """minirims: Recurrent Independent Mechanisms (Goyal et al., ICLR 2021) built from scratch in PyTorch.
 
-Read the package in this order; it follows the course notebooks:
+The package has three rooms; dependencies point one way (``course`` and ``experiments`` use the core, the core
+uses neither):
 
-- :mod:`minirims.attention`: multi-head key-value attention.
-- :mod:`minirims.group`: one weight block per module, all modules in one batched op.
-- :mod:`minirims.competition`: input attention with a null slot, top-k activation.
-- :mod:`minirims.communication`: active modules read from all modules.
-- :mod:`minirims.cell`: the RIM cell (one time step).
-- :mod:`minirims.model`: the RIM sequence layer and the LSTM baseline.
+- ``minirims/`` itself: the from-scratch core, in the order the course notebooks build it.
+
+  - :mod:`minirims.attention` (01): multi-head key-value attention.
+  - :mod:`minirims.group` (02): one weight block per module, all modules in one batched op.
+  - :mod:`minirims.competition` (03): input attention with a null slot, top-k activation.
+  - :mod:`minirims.communication` (04): active modules read from all modules.
+  - :mod:`minirims.cell` (05): the RIM cell (one time step).
+  - :mod:`minirims.model` (05): the RIM sequence layer and the LSTM baseline.
+  - :mod:`minirims.naive`: the cell as a loop over modules: the oracle the batched cell is tested against.
+
+- :mod:`minirims.course`: the exercise checks (one module per notebook), the figures, the grader.
+- :mod:`minirims.experiments`: data (MNIST, bouncing balls), the training loop, the experiments' own models
+  and one module per experiment (``python -m minirims <experiment>``).
 """
 
 from minirims.attention import MultiHeadAttention, merge_heads, scaled_dot_product_attention, split_heads

@@ -20,7 +20,10 @@ from types import ModuleType
 
 #: command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "data": ("minirims.data.cli", "fetch or check the datasets (MNIST; bouncing balls are simulated)"),
+    "data": (
+        "minirims.experiments.data.cli",
+        "fetch or check the datasets (MNIST; bouncing balls are simulated)",
+    ),
     "mnist-resolution": (
         "minirims.experiments.mnist_resolution",
         "train RIMs and an LSTM on 14x14 sequential MNIST, test on 16x16, 19x19, 24x24",
@@ -29,7 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "minirims.experiments.bouncing_balls",
         "bouncing balls: next-frame prediction, rollouts, out-of-distribution sets",
     ),
-    "grade": ("minirims.grade", "run a learner's notebook and report which exercises pass"),
+    "grade": ("minirims.course.grade", "run a learner's notebook and report which exercises pass"),
 }
 
 

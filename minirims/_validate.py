@@ -82,3 +82,11 @@ def check_mask(name: str, mask: object, shape: Sequence[int]) -> Tensor:
             f"{name}: expected a shape broadcastable to {tuple(shape)}, got {tuple(mask.shape)}"
         ) from None
     return mask
+
+
+def check_input_slots(name: str, x: object, d_in: int) -> Tensor:
+    """``x`` as input slots (B, m, d_in); a single input vector (B, d_in) becomes one slot (B, 1, d_in)."""
+    x = check_tensor(name, x)
+    if x.dim() not in (2, 3) or x.shape[-1] != d_in:
+        raise ValueError(f"{name}: expected shape (B, {d_in}) or (B, m, {d_in}), got {tuple(x.shape)}")
+    return x.unsqueeze(1) if x.dim() == 2 else x

@@ -1,4 +1,6 @@
-"""Multi-head key-value attention, written out.
+"""Notebook 01 (attention) builds this module.
+
+Multi-head key-value attention, written out.
 
 A query asks "what do I need?", keys say "what do I hold?", and values are what gets read. With queries
 ``Q (Lq, d_k)``, keys ``K (Lk, d_k)`` and values ``V (Lk, d_v)``::

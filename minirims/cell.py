@@ -1,4 +1,6 @@
-"""The RIM cell: one time step of Recurrent Independent Mechanisms.
+"""Notebook 05 (the RIM cell) builds this module.
+
+The RIM cell: one time step of Recurrent Independent Mechanisms.
 
 One step has four stages (Goyal et al., 2021):
 
@@ -25,7 +27,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from minirims._validate import check_positive_int, check_shape, check_tensor
+from minirims._validate import check_input_slots, check_positive_int, check_shape
 from minirims.communication import CommunicationAttention
 from minirims.competition import InputAttention
 from minirims.group import GroupGRUCell, GroupLSTMCell
@@ -182,13 +184,7 @@ class RIMCell(nn.Module):
             h (B, n, d_h) new module states, the new RIMState, and :class:`StepInfo`
             (mask (B, n), input_attn (B, n, 1+m), comm_attn (B, H, n, n)).
         """
-        check_tensor("x", x)
-        if x.dim() not in (2, 3) or x.shape[-1] != self.d_in:
-            raise ValueError(
-                f"x: expected shape (B, {self.d_in}) or (B, m, {self.d_in}), got {tuple(x.shape)}"
-            )
-        if x.dim() == 2:
-            x = x.unsqueeze(1)
+        x = check_input_slots("x", x, self.d_in)
         if state is None:
             state = self.initial_state(x.shape[0], x.device, x.dtype)
         state = self.check_state(state, x.shape[0])

@@ -1,4 +1,6 @@
-"""Communication: active modules read from the other modules.
+"""Notebook 04 (communication) builds this module.
+
+Communication: active modules read from the other modules.
 
 After the independent dynamics, each module makes a query (its own weights) and every module offers a key
 and a value from its freshly updated state h~. Multi-head attention gives each module a read ``a``, which

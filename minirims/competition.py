@@ -1,4 +1,6 @@
-"""Top-down competition: which modules get to read the input at this step.
+"""Notebook 03 (top-down competition) builds this module.
+
+Top-down competition: which modules get to read the input at this step.
 
 Every module makes a *query* from its own state; the input slots, plus one extra **null slot** of zeros,
 make *keys* and *values* with shared weights and **no bias**. Because the null slot is zero and there is no
@@ -22,7 +24,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from minirims._validate import check_positive_int, check_probability, check_shape, check_tensor
+from minirims._validate import (
+    check_input_slots,
+    check_positive_int,
+    check_probability,
+    check_shape,
+    check_tensor,
+)
 from minirims.attention import merge_heads
 from minirims.group import GroupLinear
 
@@ -173,13 +181,7 @@ class InputAttention(nn.Module):
         Returns:
             :class:`CompetitionOutput` (read (B, n, H*d_v), mask (B, n) bool, attn (B, n, 1+m)).
         """
-        check_tensor("x", x)
-        if x.dim() not in (2, 3) or x.shape[-1] != self.d_in:
-            raise ValueError(
-                f"x: expected shape (B, {self.d_in}) or (B, m, {self.d_in}), got {tuple(x.shape)}"
-            )
-        if x.dim() == 2:
-            x = x.unsqueeze(1)
+        x = check_input_slots("x", x, self.d_in)
         check_shape("h", h, (x.shape[0], self.n_modules, self.d_hidden))
         keys, values = self.project_inputs(x)
         return self.attend(keys, values, h)

@@ -1,4 +1,6 @@
-"""Group layers: one weight block per module, all modules in one batched op.
+"""Notebook 02 (independent dynamics) builds this module.
+
+Group layers: one weight block per module, all modules in one batched op.
 
 A RIM has ``n`` modules, each with its *own* parameters. Running ``n`` separate ``nn.LSTMCell`` s in a Python
 loop is correct but slow (n small kernels per step); packing them into one big LSTM with the off-diagonal

@@ -1,4 +1,6 @@
-"""Sequence models: ``RIM`` (a layer over :class:`~minirims.cell.RIMCell`) and an LSTM baseline.
+"""Notebook 05 (the RIM cell) builds this module.
+
+Sequence models: ``RIM`` (a layer over :class:`~minirims.cell.RIMCell`) and an LSTM baseline.
 
 Both take a sequence (B, T, d_in) and return ``(outputs, final_state, trace)`` so an experiment can swap one
 for the other; the experiment puts its own embedding/encoder in front and its own head after (``.d_out``

@@ -1,4 +1,6 @@
-"""The RIM cell written the slow, obvious way: a Python loop over modules.
+"""Notebook 05 (the RIM cell) writes this loop first, then checks the batched cell against it.
+
+The RIM cell written the slow, obvious way: a Python loop over modules.
 
 This is the version the course builds first (notebook 05). Every module owns plain ``nn.Linear`` /
 ``nn.LSTMCell`` layers and the step loops over them. It computes exactly what :class:`minirims.cell.RIMCell`

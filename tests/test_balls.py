@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from minirims.data.balls import (
+from minirims.experiments.data.balls import (
     SETS,
     elastic_collision,
     make_balls,

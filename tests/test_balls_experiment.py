@@ -15,13 +15,13 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from minirims.__main__ import build_parser  # noqa: E402
 from minirims.experiments import bouncing_balls as bb  # noqa: E402
-from minirims.video import FrameDecoder, FrameEncoder, make_frame_model, next_frame_loss, rollout  # noqa: E402
+from minirims.experiments.video import FrameDecoder, FrameEncoder, make_frame_model, next_frame_loss, rollout  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _frames(b: int = 2, t: int = 6, size: int = 16) -> torch.Tensor:
-    from minirims.data.balls import make_balls
+    from minirims.experiments.data.balls import make_balls
 
     return make_balls(b, 4, t, seed=0).frames(size=size)
 

@@ -12,9 +12,9 @@ import math
 import pytest
 import torch
 
-from minirims import checks
 from minirims.attention import merge_heads, scaled_dot_product_attention, split_heads
-from minirims.checks_base import ExerciseFailure
+from minirims.course import checks
+from minirims.course.checks._base import ExerciseFailure
 
 # ----------------------------------------------------------------------------------------------------------
 # Reference answers, written as a learner would
@@ -188,11 +188,14 @@ ALL_CHECKS = [
 
 
 def test_re_exported_from_checks():
-    from minirims import _checks_foundations
+    from minirims.course.checks import attention, dynamics
 
-    for name in _checks_foundations.__all__:
-        assert getattr(checks, name) is getattr(_checks_foundations, name)
-    assert {check.__name__ for check in ALL_CHECKS} == set(_checks_foundations.__all__)
+    names = [*attention.__all__, *dynamics.__all__]
+    for name in names:
+        assert getattr(checks, name) is getattr(attention if hasattr(attention, name) else dynamics, name)
+    assert {check.__name__ for check in ALL_CHECKS} == set(names)
+    assert checks.BY_NOTEBOOK["01"] == tuple(attention.__all__)
+    assert checks.BY_NOTEBOOK["02"] == tuple(dynamics.__all__)
 
 
 @pytest.mark.parametrize(

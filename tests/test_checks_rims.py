@@ -8,11 +8,11 @@ import re
 import pytest
 import torch
 
-from minirims import checks
 from minirims.attention import merge_heads, split_heads
 from minirims.cell import RIMState
-from minirims.checks_base import ExerciseFailure
 from minirims.competition import topk_mask
+from minirims.course import checks
+from minirims.course.checks._base import ExerciseFailure
 
 # ----------------------------------------------------------------------------------------------------------
 # Reference answers, written the way a learner would (these are the notebooks' solutions)
@@ -86,11 +86,14 @@ def fails(check, fn, *patterns):
 
 
 def test_all_checks_exported():
-    from minirims import _checks_rims
+    from minirims.course.checks import cell, communication, competition
 
-    assert set(_checks_rims.__all__) == set(REFERENCE)
-    for name in REFERENCE:
-        assert getattr(checks, name) is getattr(_checks_rims, name)
+    modules = {"03": competition, "04": communication, "05": cell}
+    assert {name for m in modules.values() for name in m.__all__} == set(REFERENCE)
+    for notebook, module in modules.items():
+        assert checks.BY_NOTEBOOK[notebook] == tuple(module.__all__)
+        for name in module.__all__:
+            assert getattr(checks, name) is getattr(module, name)
 
 
 @pytest.mark.parametrize("name", sorted(REFERENCE))

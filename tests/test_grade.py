@@ -1,4 +1,4 @@
-"""minirims.checks_base (the exercise-check helpers) and minirims.grade (the notebook grader)."""
+"""minirims.course.checks._base (exercise-check helpers) and minirims.course.grade (the notebook grader)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import pytest
 import torch
 from nbformat.v4 import new_code_cell, new_output
 
-from minirims import grade
-from minirims.checks_base import Case, ExerciseFailure, compare, passed, run_check
+from minirims.course import grade
+from minirims.course.checks._base import Case, ExerciseFailure, compare, passed, run_check
 
 
 def _load(name: str):

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from minirims.data import mnist
+from minirims.experiments.data import mnist
 
 REAL_CACHE = Path(os.environ.get("MINIRIMS_DATA", "") or Path.home() / ".cache" / "minirims")
 

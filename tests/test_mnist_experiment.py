@@ -12,7 +12,7 @@ from torch.nn import functional as F
 
 from minirims.experiments import mnist_resolution as mr
 from minirims.experiments.common import count_parameters, seed_list
-from minirims.transformer import CausalTransformer
+from minirims.experiments.transformer import CausalTransformer
 
 SMOKE = mr.profile_settings("smoke")
 TINY = {"n_train": 32, "n_valid": 16, "n_test": 4, "batch_size": 16, "eval_batch_size": 16, "epochs": 1}

@@ -201,3 +201,87 @@ def _help_text(cli, capsys) -> str:
         cli.main(["--help"])
     assert exit_info.value.code == 0
     return capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------------ layout
+
+CORE_MODULES = {
+    "__init__",
+    "__main__",
+    "_validate",
+    "attention",
+    "group",
+    "competition",
+    "communication",
+    "cell",
+    "model",
+    "naive",
+    "fast",
+}
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Every module named by an import statement in ``path`` (absolute names; relative ones resolved)."""
+    import ast
+
+    tree = ast.parse(path.read_text(), filename=str(path))
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                names.add(".".join([*base, node.module] if node.module else base))
+            elif node.module:
+                names.add(node.module)
+    return names
+
+
+def test_the_package_folder_holds_only_the_core():
+    top = {p.stem for p in (ROOT / "minirims").glob("*.py")}
+    assert top <= CORE_MODULES, f"not core modules in minirims/: {sorted(top - CORE_MODULES)}"
+    assert {"attention", "group", "competition", "communication", "cell", "model", "naive"} <= top
+    assert (ROOT / "minirims" / "course" / "__init__.py").is_file()
+    assert (ROOT / "minirims" / "experiments" / "__init__.py").is_file()
+
+
+def test_core_imports_neither_course_nor_experiments():
+    for path in sorted((ROOT / "minirims").glob("*.py")):
+        if path.stem == "__main__":  # the CLI names command modules as strings, imported lazily
+            continue
+        bad = {
+            name
+            for name in _imported_modules(path)
+            if name.startswith(("minirims.course", "minirims.experiments"))
+        }
+        assert not bad, (
+            f"{path.name} (core) imports {sorted(bad)}: course/experiments use the core, not the reverse"
+        )
+
+
+def test_course_and_experiments_do_not_import_each_other():
+    for room, other in (("course", "experiments"), ("experiments", "course")):
+        for path in sorted((ROOT / "minirims" / room).rglob("*.py")):
+            bad = {name for name in _imported_modules(path) if name.startswith(f"minirims.{other}")}
+            assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
+def test_core_modules_open_with_the_notebook_that_builds_them():
+    import ast
+
+    notebooks = {
+        "attention": "01",
+        "group": "02",
+        "competition": "03",
+        "communication": "04",
+        "cell": "05",
+        "model": "05",
+        "naive": "05",
+    }
+    for module, number in notebooks.items():
+        doc = ast.get_docstring(ast.parse((ROOT / "minirims" / f"{module}.py").read_text())) or ""
+        assert doc.startswith(f"Notebook {number}"), (
+            f"minirims/{module}.py: docstring opens 'Notebook {number}'"
+        )

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from minirims.train import (
+from minirims.experiments.train import (
     FitResult,
     TrainConfig,
     batch_indices,

@@ -11,7 +11,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from minirims import viz  # noqa: E402
+from minirims.course import viz  # noqa: E402
 from minirims.model import RIM, Trace  # noqa: E402
 
 B, T, N, M, H = 3, 7, 5, 2, 2

@@ -46,7 +46,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from minirims.data.balls import SETS, Balls, BallsTensors, make_sets
 from minirims.experiments.common import (
     count_parameters,
     describe_record,
@@ -58,8 +57,16 @@ from minirims.experiments.common import (
     save_record,
     seed_list,
 )
-from minirims.train import FitResult, TrainConfig, batch_indices, fit, pick_device, seed_everything
-from minirims.video import FramePredictor, make_frame_model, next_frame_loss, rollout
+from minirims.experiments.data.balls import SETS, Balls, BallsTensors, make_sets
+from minirims.experiments.train import (
+    FitResult,
+    TrainConfig,
+    batch_indices,
+    fit,
+    pick_device,
+    seed_everything,
+)
+from minirims.experiments.video import FramePredictor, make_frame_model, next_frame_loss, rollout
 
 __all__ = [
     "BASELINE",
@@ -293,7 +300,7 @@ def train_model(
     checkpoint: str | Path | None = None,
     progress: bool = True,
 ) -> tuple[FramePredictor, FitResult]:
-    """Train one model with :func:`minirims.train.fit`; the best epoch is picked by validation rollout BCE.
+    """Train one model with :func:`minirims.experiments.train.fit`; best epoch by validation rollout BCE.
 
     Args:
         name: a model name (see :func:`build_model`).

@@ -16,7 +16,7 @@ A *result record* is one JSON file per (experiment, profile) run, e.g. ``results
 
 API::
 
-    PROFILES, resolve_profile(profile=None) -> str          # re-exported from minirims.train
+    PROFILES, resolve_profile(profile=None) -> str          # re-exported from minirims.experiments.train
     results_dir() -> Path                                    # env MINIRIMS_RESULTS or <repo>/results
     record_path(experiment, profile, results=None) -> Path   # <results>/<experiment>_<profile>.json
     provenance(device=None) -> dict
@@ -48,7 +48,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from minirims.train import PROFILES, resolve_profile
+from minirims.experiments.train import PROFILES, resolve_profile
 
 __all__ = [
     "PROFILES",

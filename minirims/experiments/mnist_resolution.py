@@ -9,7 +9,7 @@ should still recognise the longer sequences. API::
     profile_settings(profile=None, **overrides) -> dict
     make_model(name, settings=None) -> MNISTClassifier     # tokens (B, T) int -> logits (B, 10)
     activity_masks(model, tokens) -> (B, T, n) bool        # which RIM modules are active at each pixel
-    run(profile=None, models=None, seeds=1, ...) -> record # trains with minirims.train.fit, saves a record
+    run(profile=None, models=None, seeds=1, ...) -> record # trains with experiments.train.fit, saves a record
     add_arguments(parser) / main(args) -> int              # python -m minirims mnist-resolution ...
 
 Every model is ``nn.Embedding(2, d_emb)`` (a pixel is a token, not a raw scalar) -> recurrent layer
@@ -31,7 +31,6 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from minirims.data.mnist import load_mnist, pixel_sequences
 from minirims.experiments.common import (
     REPO_ROOT,
     count_parameters,
@@ -42,9 +41,10 @@ from minirims.experiments.common import (
     save_record,
     seed_list,
 )
+from minirims.experiments.data.mnist import load_mnist, pixel_sequences
+from minirims.experiments.train import TrainConfig, batch_indices, fit, pick_device, resolve_profile
+from minirims.experiments.transformer import CausalTransformer
 from minirims.model import RIM, LSTMBaseline
-from minirims.train import TrainConfig, batch_indices, fit, pick_device, resolve_profile
-from minirims.transformer import CausalTransformer
 
 __all__ = [
     "EXPERIMENT",

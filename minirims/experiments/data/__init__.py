@@ -1,11 +1,11 @@
 """Data for the experiments.
 
-- :mod:`minirims.data.mnist`: offline, verified MNIST; nearest-neighbour resolution transform; binary
-  pixel sequences (``python -m minirims data fetch`` builds the cache).
-- :mod:`minirims.data.balls`: the bouncing-balls simulator and renderer.
+- :mod:`minirims.experiments.data.mnist`: offline, verified MNIST; nearest-neighbour resolution transform;
+  binary pixel sequences (``python -m minirims data fetch`` builds the cache).
+- :mod:`minirims.experiments.data.balls`: the bouncing-balls simulator and renderer.
 """
 
-from minirims.data.mnist import (
+from minirims.experiments.data.mnist import (
     RESOLUTIONS,
     SPLITS,
     MNISTUnavailableError,

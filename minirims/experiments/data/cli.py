@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from minirims.data import mnist
+from minirims.experiments.data import mnist
 
 __all__ = ["add_arguments", "main"]
 
@@ -47,7 +47,7 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-if __name__ == "__main__":  # python -m minirims.data.cli fetch
-    _parser = argparse.ArgumentParser(prog="python -m minirims.data.cli")
+if __name__ == "__main__":  # python -m minirims.experiments.data.cli fetch
+    _parser = argparse.ArgumentParser(prog="python -m minirims.experiments.data.cli")
     add_arguments(_parser)
     sys.exit(main(_parser.parse_args()))

@@ -1,4 +1,4 @@
-"""Building blocks for the exercise checks in ``minirims.checks``.
+"""Building blocks for the exercise checks in ``minirims.course.checks``.
 
 A check calls the learner's function on fixed, seeded inputs, compares each result with the reference and
 prints exactly one line when everything matches::

@@ -273,6 +273,8 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    _parser = argparse.ArgumentParser(prog="python -m minirims.grade", description=__doc__.split("\n\n")[0])
+    _parser = argparse.ArgumentParser(
+        prog="python -m minirims.course.grade", description=__doc__.split("\n\n")[0]
+    )
     add_arguments(_parser)
     sys.exit(main(_parser.parse_args()))

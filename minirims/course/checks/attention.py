@@ -1,162 +1,50 @@
-"""Checks for notebooks 01 (attention) and 02 (independent dynamics). See :mod:`minirims.checks`.
+"""Checks for notebook 01 (multi-head key-value attention); see :mod:`minirims.course.checks`.
 
-Every check takes the learner's function, calls it on fixed, seeded inputs (several cases: with and without a
-mask, odd sizes), compares with the package's reference and prints one ``✔ <name> passed: ...`` line, or
-raises :class:`~minirims.checks_base.ExerciseFailure` saying what differs (which output, shape, dtype, the
-first differing entry, which head or module) and, when the answer matches a common mistake (no
-``1/sqrt(d_k)``, heads interleaved, gates in the wrong order, ...), what that mistake probably is.
+Checks (learner signature):
 
-A ``NotImplementedError`` from the learner's function (the blanked exercise) propagates unchanged. A
-learner's function that is not callable is a ``ValueError`` naming the argument.
-
-Checks (notebook: exercise -> learner signature):
-
-- 01: :func:`check_attention` -> ``attention(q, k, v, mask=None) -> (out, weights)``
-- 01: :func:`check_split_heads` -> ``split_heads(x (B, L, H*d), n_heads) -> (B, H, L, d)``
-- 01: :func:`check_merge_heads` -> ``merge_heads(x (B, H, L, d)) -> (B, L, H*d)``
-- 01: :func:`check_multi_head_attention` -> ``multi_head_attention(mha, query, key_value, mask=None)
+- :func:`check_attention` -> ``attention(q, k, v, mask=None) -> (out, weights)``
+- :func:`check_split_heads` -> ``split_heads(x (B, L, H*d), n_heads) -> (B, H, L, d)``
+- :func:`check_merge_heads` -> ``merge_heads(x (B, H, L, d)) -> (B, L, H*d)``
+- :func:`check_multi_head_attention` -> ``multi_head_attention(mha, query, key_value, mask=None)
   -> (out (B, Lq, d_out), weights (B, H, Lq, Lk))``
-- 02: :func:`check_group_linear` -> ``group_linear(x (B, n, d_in), weight (n, d_in, d_out), bias (n, d_out) or
-  None) -> (B, n, d_out)``
-- 02: :func:`check_group_lstm_step` -> ``group_lstm_step(x, h, c, weight_ih, weight_hh, bias) -> (h, c)``
 """
 
 from __future__ import annotations
 
-import itertools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from minirims.attention import MultiHeadAttention, merge_heads, scaled_dot_product_attention, split_heads
-from minirims.checks_base import ExerciseFailure, compare, passed
-from minirims.group import GroupLinear, GroupLSTMCell
+from minirims.course.checks._base import ExerciseFailure, passed
+from minirims.course.checks._common import (
+    _call,
+    _close,
+    _compare,
+    _expect_tuple,
+    _first_match,
+    _randn,
+    _require_callable,
+)
 
 __all__ = [
     "check_attention",
     "check_split_heads",
     "check_merge_heads",
     "check_multi_head_attention",
-    "check_group_linear",
-    "check_group_lstm_step",
 ]
 
-ATOL = 1e-5
-RTOL = 1e-4
 SEED = 1234
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Helpers
-
-
-def _require_callable(fn: object, argument: str = "fn") -> None:
-    if not callable(fn):
-        raise ValueError(
-            f"{argument}: expected your function (a callable), got {type(fn).__name__}; "
-            "pass the function itself, e.g. check(my_function), not my_function(...)"
-        )
-
-
-def _call(name: str, fn: Callable[..., Any], args: Sequence[Any], label: str) -> Any:
-    """Call the learner's function; NotImplementedError passes through, anything else becomes a failure."""
-    try:
-        return fn(*args)
-    except NotImplementedError:
-        raise
-    except Exception as err:
-        raise ExerciseFailure(f"{name}: your function raised {type(err).__name__} on {label}: {err}") from err
-
-
-def _expect_pair(name: str, got: Any, label: str, first: str, second: str) -> tuple[Any, Any]:
-    if not isinstance(got, (tuple, list)) or len(got) != 2:
-        what = (
-            f"a {type(got).__name__} of {len(got)} items"
-            if isinstance(got, (tuple, list))
-            else type(got).__name__
-        )
-        raise ExerciseFailure(f"{name} ({label}): expected a pair ({first}, {second}), got {what}")
-    return got[0], got[1]
-
-
-def _close(got: Any, expected: Tensor) -> bool:
-    return (
-        isinstance(got, Tensor)
-        and tuple(got.shape) == tuple(expected.shape)
-        and got.dtype == expected.dtype
-        and bool(torch.allclose(got.detach(), expected, atol=ATOL, rtol=RTOL, equal_nan=True))
-    )
-
-
-def _differing(
-    got: Tensor, expected: Tensor, dim: int, noun: str, view: Callable[[Tensor], Tensor] | None = None
-) -> str:
-    """'; it differs for head(s) 1, 2 of 4' -- which slices along ``dim`` hold a mismatch ('' if none).
-
-    ``view`` reshapes both tensors first (e.g. (B, L, H*d) -> (B, L, H, d) to name heads).
-    """
-    if not isinstance(got, Tensor) or got.shape != expected.shape or got.dtype != expected.dtype:
-        return ""
-    if view is not None:
-        got, expected = view(got), view(expected)
-    bad = ~torch.isclose(got.detach(), expected, atol=ATOL, rtol=RTOL)
-    if not bool(bad.any()):
-        return ""
-    other = [d for d in range(bad.dim()) if d != dim % bad.dim()]
-    per = bad.any(dim=tuple(other)) if other else bad
-    which = [str(i) for i in torch.nonzero(per).flatten().tolist()]
-    total = expected.shape[dim]
-    plural = "s" if len(which) > 1 else ""
-    if len(which) == total:
-        return f"; it differs for every {noun} ({total})"
-    return f"; it differs for {noun}{plural} {', '.join(which)} of {total} (counting from 0)"
-
-
-def _compare(
-    name: str,
-    got: Any,
-    expected: Tensor,
-    what: str,
-    diagnose: Callable[[], str] | None = None,
-    per: tuple[int, str] | tuple[int, str, Callable[[Tensor], Tensor]] | None = None,
-) -> None:
-    """compare() plus, on a value mismatch, which head/module differs and a likely-mistake hint."""
-    try:
-        compare(name, got, expected, atol=ATOL, rtol=RTOL, what=what)
-    except ExerciseFailure as err:
-        message = str(err)
-        if per is not None:
-            message += _differing(got, expected, *per)
-        hint = diagnose() if diagnose is not None else ""
-        if hint:
-            message += f". Hint: {hint}"
-        raise ExerciseFailure(message) from None
-
-
-def _first_match(got: Any, candidates: Sequence[tuple[str, Callable[[], Any]]]) -> str:
-    """The hint of the first candidate mistake whose output equals ``got`` ('' if none)."""
-    for hint, make in candidates:
-        try:
-            alternative = make()
-        except Exception:  # a candidate that does not apply to these shapes
-            continue
-        if _close(got, alternative):
-            return hint
-    return ""
 
 
 def _generator(case: int) -> torch.Generator:
     return torch.Generator().manual_seed(SEED + case)
 
 
-def _randn(gen: torch.Generator, *shape: int) -> Tensor:
-    return torch.randn(*shape, generator=gen)
-
-
-def _random_mask(gen: torch.Generator, shape: tuple[int, ...]) -> Tensor:
+def _random_key_mask(gen: torch.Generator, shape: tuple[int, ...]) -> Tensor:
     """A bool mask with about 1/3 False, but at least one True in every row (no fully masked query)."""
     mask = torch.rand(*shape, generator=gen) > 0.33
     mask[..., 0] |= ~mask.any(dim=-1)
@@ -191,7 +79,7 @@ def _attention_cases() -> list[tuple[str, tuple[Tensor, ...]]]:
     cases.append(
         (
             "case 2: q (2, 3, 4, 8), k (2, 3, 6, 8), v (2, 3, 6, 5), mask (2, 3, 4, 6)",
-            (q, k, v, _random_mask(g, (2, 3, 4, 6))),
+            (q, k, v, _random_key_mask(g, (2, 3, 4, 6))),
         )
     )
     g = _generator(2)
@@ -206,7 +94,12 @@ def _attention_cases() -> list[tuple[str, tuple[Tensor, ...]]]:
     cases.append(
         (
             "case 4: odd sizes q (3, 1, 9), k (3, 5, 9), v (3, 5, 2), mask (3, 1, 5)",
-            (3.0 * _randn(g, 3, 1, 9), _randn(g, 3, 5, 9), _randn(g, 3, 5, 2), _random_mask(g, (3, 1, 5))),
+            (
+                3.0 * _randn(g, 3, 1, 9),
+                _randn(g, 3, 5, 9),
+                _randn(g, 3, 5, 2),
+                _random_key_mask(g, (3, 1, 5)),
+            ),
         )
     )
     return cases
@@ -227,7 +120,7 @@ def check_attention(fn: Callable[..., Any]) -> None:
         mask = args[3] if len(args) == 4 else None
         exp_out, exp_w = scaled_dot_product_attention(q, k, v, mask)
         got = _call(name, fn, tuple(t.clone() for t in args), label)
-        got_out, got_w = _expect_pair(name, got, label, "out", "weights")
+        got_out, got_w = _expect_tuple(name, got, label, ("out", "weights"), "pair")
         if _close(got_out, exp_w) and _close(got_w, exp_out) and exp_w.shape != exp_out.shape:
             raise ExerciseFailure(f"{name} ({label}): you returned (weights, out); return (out, weights)")
         d_k = q.shape[-1]
@@ -402,7 +295,7 @@ def _mha_cases() -> list[tuple[str, MultiHeadAttention, tuple[Tensor, ...]]]:
         args: tuple[Tensor, ...] = (_randn(g, b, lq, dq), _randn(g, b, lk, dkv))
         label = f"case {i + 1}: H={heads}, d_k={d_k}, d_v={d_v}, query (B={b}, Lq={lq}), key_value (Lk={lk})"
         if with_mask:
-            args += (_random_mask(g, (b, 1, lq, lk)),)
+            args += (_random_key_mask(g, (b, 1, lq, lk)),)
             label += ", mask (B, 1, Lq, Lk)"
         cases.append((label, mha, args))
     return cases
@@ -422,7 +315,7 @@ def check_multi_head_attention(fn: Callable[..., Any]) -> None:
         with torch.no_grad():
             exp_out, exp_w = mha(*args)
             got = _call(name, fn, (mha, *(t.clone() for t in args)), label)
-        got_out, got_w = _expect_pair(name, got, label, "out", "weights")
+        got_out, got_w = _expect_tuple(name, got, label, ("out", "weights"), "pair")
 
         def diagnose_w(got_w: Any = got_w, mha: MultiHeadAttention = mha, args: tuple = args) -> str:
             query, key_value = args[:2]
@@ -461,151 +354,3 @@ def check_multi_head_attention(fn: Callable[..., Any]) -> None:
             lambda: "the weights are right: check merge_heads and the final projection mha.out",
         )
     passed(name, f"{len(cases)} cases (1 to 4 heads, with and without a mask)")
-
-
-# ----------------------------------------------------------------------------------------------------------
-# 02: group linear
-
-
-def _group_linear_cases() -> list[tuple[str, tuple[Any, ...]]]:
-    settings = [(2, 3, 4, 5, True), (3, 1, 6, 2, True), (4, 5, 3, 3, False), (1, 6, 7, 1, True)]
-    cases = []
-    for i, (b, n, d_in, d_out, bias) in enumerate(settings):
-        g = _generator(40 + i)
-        x, weight = _randn(g, b, n, d_in), _randn(g, n, d_in, d_out)
-        label = f"case {i + 1}: x (B={b}, n={n}, d_in={d_in}), weight ({n}, {d_in}, {d_out})"
-        label += ", bias" if bias else ", bias=None"
-        cases.append((label, (x, weight, _randn(g, n, d_out) if bias else None)))
-    return cases
-
-
-def check_group_linear(fn: Callable[..., Any]) -> None:
-    """Check ``group_linear(x, weight, bias) -> y``, y[:, i] = x[:, i] @ weight[i] + bias[i].
-
-    Shapes: x (B, n, d_in), weight (n, d_in, d_out), bias (n, d_out) or None -> y (B, n, d_out).
-    Cases include ``bias=None``, one module, and non-square weights (so a transposed weight shows).
-    """
-    _require_callable(fn)
-    name = "group_linear"
-    cases = _group_linear_cases()
-    for label, (x, weight, bias) in cases:
-        ref = GroupLinear(*weight.shape, bias=bias is not None)
-        with torch.no_grad():
-            ref.weight.copy_(weight)
-            if bias is not None:
-                ref.bias.copy_(bias)
-            expected = ref(x)
-        got = _call(name, fn, (x.clone(), weight.clone(), None if bias is None else bias.clone()), label)
-
-        def diagnose(
-            got: Any = got, x: Tensor = x, weight: Tensor = weight, bias: Tensor | None = bias
-        ) -> str:
-            plain = torch.einsum("bni,nio->bno", x, weight)
-            candidates = [
-                (
-                    "every module used module 0's weights; module i must use weight[i] (keep n in the einsum "
-                    "output: 'bni,nio->bno')",
-                    lambda: torch.einsum("bni,io->bno", x, weight[0]) + (0 if bias is None else bias[0]),
-                ),
-                (
-                    "the inputs of all modules were summed; keep n in the output ('bni,nio->bno', not "
-                    "'bni,nio->bo')",
-                    lambda: plain.sum(1, keepdim=True).expand_as(plain) + (0 if bias is None else bias),
-                ),
-            ]
-            if bias is not None:
-                candidates.insert(
-                    0,
-                    (
-                        "the output matches x @ weight without the bias; add bias (n, d_out), "
-                        "which broadcasts over the batch",
-                        lambda: plain,
-                    ),
-                )
-            return _first_match(got, candidates)
-
-        _compare(name, got, expected, f"output (B, n, d_out) ({label})", diagnose, per=(1, "module"))
-    passed(name, f"{len(cases)} cases (with and without bias, 1 to 4 modules)")
-
-
-# ----------------------------------------------------------------------------------------------------------
-# 02: one GroupLSTMCell step
-
-
-def _lstm_with_order(
-    x: Tensor, h: Tensor, c: Tensor, w_ih: Tensor, w_hh: Tensor, bias: Tensor, order: Sequence[int]
-) -> tuple[Tensor, Tensor]:
-    """An LSTM step that reads the four gate chunks in ``order`` (indices into i, f, g, o)."""
-    gates = torch.einsum("bni,nio->bno", x, w_ih) + torch.einsum("bnh,nho->bno", h, w_hh) + bias
-    chunks = gates.chunk(4, dim=-1)
-    i, f, g, o = (chunks[j] for j in order)
-    c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-    return torch.sigmoid(o) * torch.tanh(c_new), c_new
-
-
-def _lstm_cases() -> list[tuple[str, tuple[Tensor, ...]]]:
-    settings = [(2, 3, 5, 4), (1, 1, 3, 2), (3, 4, 2, 6), (2, 6, 7, 3)]
-    cases = []
-    for i, (b, n, d_in, d_h) in enumerate(settings):
-        g = _generator(50 + i)
-        args = (
-            _randn(g, b, n, d_in),
-            0.5 * _randn(g, b, n, d_h),
-            _randn(g, b, n, d_h),
-            0.5 * _randn(g, n, d_in, 4 * d_h),
-            0.5 * _randn(g, n, d_h, 4 * d_h),
-            0.5 * _randn(g, n, 4 * d_h),
-        )
-        cases.append((f"case {i + 1}: B={b}, n={n}, d_in={d_in}, d_h={d_h}", args))
-    return cases
-
-
-_GATES = "ifgo"
-
-
-def check_group_lstm_step(fn: Callable[..., Any]) -> None:
-    """Check ``group_lstm_step(x, h, c, weight_ih, weight_hh, bias) -> (h_new, c_new)``.
-
-    Shapes: x (B, n, d_in); h, c (B, n, d_h); weight_ih (n, d_in, 4*d_h); weight_hh (n, d_h, 4*d_h);
-    bias (n, 4*d_h); gate order i, f, g, o (as ``nn.LSTMCell`` and :class:`~minirims.group.GroupLSTMCell`).
-    """
-    _require_callable(fn)
-    name = "group_lstm_step"
-    cases = _lstm_cases()
-    for label, args in cases:
-        x, h, c, w_ih, w_hh, bias = args
-        n, d_in, four_dh = w_ih.shape
-        ref = GroupLSTMCell(n, d_in, four_dh // 4)
-        with torch.no_grad():
-            ref.weight_ih.copy_(w_ih)
-            ref.weight_hh.copy_(w_hh)
-            ref.bias.copy_(bias)
-            exp_h, exp_c = ref(x, (h, c))
-        got = _call(name, fn, tuple(t.clone() for t in args), label)
-        got_h, got_c = _expect_pair(name, got, label, "h_new", "c_new")
-
-        def diagnose(got_c: Any = got_c, args: tuple = args) -> str:
-            candidates = []
-            for order in itertools.permutations(range(4)):
-                if order == (0, 1, 2, 3):
-                    continue
-                words = ", ".join(_GATES[j] for j in order)
-                candidates.append(
-                    (
-                        f"your c_new matches the chunks read as gates in the order ({words}); the stacked "
-                        "weights hold the gates in PyTorch's order: i, f, g, o = gates.chunk(4, dim=-1)",
-                        lambda order=order: _lstm_with_order(*args, order=order)[1],
-                    )
-                )
-            return _first_match(got_c, candidates)
-
-        _compare(name, got_c, exp_c, f"c_new (B, n, d_h) ({label})", diagnose, per=(1, "module"))
-        _compare(
-            name,
-            got_h,
-            exp_h,
-            f"h_new (B, n, d_h) ({label})",
-            lambda: "c_new is right; h_new = sigmoid(o) * tanh(c_new) (the new cell state, not the old)",
-            per=(1, "module"),
-        )
-    passed(name, f"{len(cases)} cases (1 to 6 modules, odd sizes)")

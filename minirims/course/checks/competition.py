@@ -1,0 +1,158 @@
+"""Checks for notebook 03 (top-down competition: input attention, top-k); see :mod:`minirims.course.checks`.
+
+Checks (learner signature):
+
+- :func:`check_input_attention` -> ``input_attention(x (B, m, d_in), h (B, n, d_h), key, value, query)
+  -> (attn (B, n, 1+m), read (B, n, d_v))``; ``key``/``value`` are bias-free ``nn.Linear``, ``query`` a
+  bias-free :class:`~minirims.group.GroupLinear`.
+- :func:`check_topk_mask` -> ``select_active(attn (B, n, 1+m), k) -> mask (B, n) bool``, True for the k
+  modules with the least attention on the null slot.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from minirims.competition import InputAttention, null_attention, topk_mask
+from minirims.course.checks._base import passed
+from minirims.course.checks._common import (
+    _call,
+    _compare,
+    _compare_mask,
+    _expect_tuple,
+    _first_match,
+    _randn,
+    _require_callable,
+    _seeded,
+)
+
+__all__ = [
+    "check_input_attention",
+    "check_topk_mask",
+]
+
+SEED = 3141
+
+
+# ----------------------------------------------------------------------------------------------------------
+# 03: input attention over [null, inputs]
+
+
+def _slot_scores(x: Tensor, h: Tensor, inp: InputAttention, *, null_first: bool = True) -> Tensor:
+    """Unscaled scores (B, n, 1+m) with the null slot first (the reference) or last (a common mistake)."""
+    null = x.new_zeros(x.shape[0], 1, x.shape[-1])
+    slots = torch.cat([null, x] if null_first else [x, null], dim=1)
+    return inp.query(h) @ inp.key(slots).transpose(1, 2)
+
+
+def _input_attention_hint(attn: Any, x: Tensor, h: Tensor, inp: InputAttention) -> str:
+    if isinstance(attn, Tensor) and attn.dim() == 3 and attn.shape[-1] == x.shape[1]:
+        return (
+            f"your attention has m={x.shape[1]} columns; prepend the null slot (a row of zeros) to the "
+            "inputs so that there are 1+m slots, the null slot first"
+        )
+    with torch.no_grad():
+        scores, last = _slot_scores(x, h, inp), _slot_scores(x, h, inp, null_first=False)
+    root = math.sqrt(inp.d_k)
+    return _first_match(
+        attn,
+        [
+            (
+                "the null slot must be slot 0: prepend it (torch.cat([null, x], dim=1)), do not append it",
+                lambda: torch.softmax(last / root, dim=-1),
+            ),
+            ("divide the scores by sqrt(d_k) before the softmax", lambda: torch.softmax(scores, dim=-1)),
+            (
+                "take the softmax over the slots (the last dim): each module spreads its attention over "
+                "[null, inputs]",
+                lambda: torch.softmax(scores / root, dim=1),
+            ),
+        ],
+    )
+
+
+def check_input_attention(fn: Callable[..., Any]) -> None:
+    """Check ``fn(x (B, m, d_in), h (B, n, d_h), key, value, query) -> (attn (B, n, 1+m), read (B, n, d_v))``.
+
+    ``attn[b, i]`` is module i's softmax attention over the slots [null, x_1, ..., x_m] (the null slot, a
+    vector of zeros, first), with scores ``q_i . k_j / sqrt(d_k)``; ``read[b, i] = sum_j attn[b, i, j] v_j``.
+    Cases: m = 1 and m = 3 input slots. Reference: :class:`minirims.competition.InputAttention` (1 head).
+    """
+    name = "input attention"
+    _require_callable(fn)
+    cases = [(2, 1, 4, 5, 6, 8, 7), (3, 3, 5, 4, 6, 4, 3)]
+    for index, (b, m, n, d_in, d_h, d_k, d_v) in enumerate(cases):
+        label = f"case {index + 1}: B={b}, m={m} input slot{'s' if m > 1 else ''}, n={n} modules"
+        with _seeded(SEED + index) as gen:
+            inp = InputAttention(d_in, n, d_h, 1, d_k=d_k, d_v=d_v, n_heads=1, dropout=0.0).eval()
+            x, h = _randn(gen, b, m, d_in, scale=2.0), _randn(gen, b, n, d_h, scale=2.0)
+            with torch.no_grad():
+                expected = inp(x, h)
+            got = _call(name, fn, (x.clone(), h.clone(), inp.key, inp.value, inp.query), label)
+        attn, read = _expect_tuple(name, got, label, ("attn (B, n, 1+m)", "read (B, n, d_v)"))
+        _compare(name, attn, expected.attn, f"attn ({label})", _input_attention_hint, (attn, x, h, inp))
+        _compare(
+            name,
+            read,
+            expected.read,
+            f"read ({label})",
+            lambda: "read = attn @ value(slots): the attention-weighted sum of the 1+m values, null included",
+        )
+    passed(name, "2 cases (m = 1 and m = 3 input slots)")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# 03: top-k of least null attention
+
+
+def _topk_cases() -> list[tuple[str, Tensor, int]]:
+    """(label, attn (B, n, 1+m), k): k = 1, k = n and two in between, 1 to 3 input slots."""
+    cases = []
+    for index, (b, n, m, k) in enumerate([(4, 6, 1, 1), (5, 6, 3, 3), (3, 5, 2, 5), (4, 7, 1, 4)]):
+        gen = torch.Generator().manual_seed(SEED + 10 + index)
+        attn = torch.softmax(torch.randn(b, n, 1 + m, generator=gen) * 1.5, dim=-1)
+        cases.append((f"case {index + 1}: B={b}, n={n} modules, m={m}, k={k}", attn, k))
+    return cases
+
+
+def _topk_hint(got: Tensor, attn: Tensor, k: int) -> str:
+    null = attn[..., 0]
+    candidates = [
+        (
+            "you picked the modules that attend MOST to the null slot; the winners are the k modules with "
+            "the LEAST null attention (e.g. (-null).topk(k) or null.topk(k, largest=False))",
+            topk_mask(null, k),
+        ),
+        (
+            "you ranked the modules by their largest attention on one input slot; rank them by the null slot "
+            "(attn[..., 0]) instead -- with several input slots the two rules differ",
+            topk_mask(attn[..., 1:].max(-1).values, k),
+        ),
+        (
+            "you ranked the modules by slot 1 only; rank them by the null slot (attn[..., 0])",
+            topk_mask(attn[..., 1], k),
+        ),
+    ]
+    for text, mask in candidates:
+        if bool((got == mask).all()):
+            return text
+    return "the mask is True at the k smallest values of attn[..., 0] in each row"
+
+
+def check_topk_mask(fn: Callable[..., Any]) -> None:
+    """Check ``fn(attn (B, n, 1+m), k) -> mask (B, n) bool``: True for the k modules that attend *least*
+    to the null slot (slot 0). Cases: k = 1, k = n and two in between, with 1 to 3 input slots.
+    Reference: ``topk_mask(-null_attention(attn), k)``.
+    """
+    name = "top-k mask"
+    _require_callable(fn)
+    for label, attn, k in _topk_cases():
+        expected = topk_mask(-null_attention(attn), k)
+        got = _call(name, fn, (attn.clone(), k), label)
+        _compare_mask(name, got, expected, f"({label})", k, _topk_hint, (got, attn, k))
+    passed(name, "4 cases (k = 1 to k = n, 1 to 3 input slots)")
