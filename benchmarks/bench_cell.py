@@ -35,7 +35,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,12 +64,24 @@ __all__ = [
     "main",
 ]
 
-IMPLEMENTATIONS = ("rim", "lstm", "loop", "dense")
+IMPLEMENTATIONS = ("lstm", "plain", "fast", "compiled", "loop", "dense")
 LABELS = {
-    "rim": "minirims.RIM (batched)",
-    "lstm": "nn.LSTM (600 units)",
+    "lstm": "nn.LSTM (n*d_h units)",
+    "plain": "RIM, plain path (RIMCell.step)",
+    "fast": "RIM, fused loop (default)",
+    "compiled": "RIM, fused + torch.compile",
     "loop": "RIM, loop over modules",
     "dense": "RIM, dense block-diag LSTM",
+}
+#: reference contenders: every row gets ``time_vs_<ref>`` for those that ran
+REFERENCES = ("lstm", "plain")
+
+
+#: the sizes the benchmark reports: the paper's MNIST model, and the widths of the MNIST cpu profile
+#: (``minirims.experiments.mnist_resolution``); d_in 16 is the experiments' pixel embedding
+SIZES: dict[str, dict[str, int]] = {
+    "paper": {},
+    "cpu": {"d_hidden": 32, "input_d_k": 32, "input_d_v": 64, "comm_d_k": 16, "comm_d_v": 16},
 }
 
 
@@ -82,7 +94,7 @@ class BenchConfig:
     n_modules: int = 6
     k_active: int = 4
     d_hidden: int = 100
-    d_in: int = 64
+    d_in: int = 16
     input_heads: int = 1
     input_d_k: int = 64
     input_d_v: int = 400
@@ -103,6 +115,13 @@ class BenchConfig:
             raise ValueError(
                 f"k_active: expected an int in [1, n_modules={self.n_modules}], got {self.k_active}"
             )
+
+    @classmethod
+    def preset(cls, size: str, **overrides: Any) -> BenchConfig:
+        """``paper`` (6 x 100 vs LSTM-600) or ``cpu`` (the MNIST cpu profile's widths: 6 x 32 vs LSTM-192)."""
+        if size not in SIZES:
+            raise ValueError(f"size: expected one of {sorted(SIZES)}, got {size!r}")
+        return cls(**{**SIZES[size], **overrides})
 
     def cell_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for :class:`minirims.cell.RIMCell` (dropout 0 for a like-for-like comparison)."""
@@ -235,14 +254,15 @@ class SequenceClassifier(nn.Module):
 def build_model(impl: str, config: BenchConfig) -> SequenceClassifier:
     """The classifier for one contender (see the module docstring); weights seeded by the caller."""
     d_total = config.n_modules * config.d_hidden
-    if impl == "rim":
-        core: nn.Module = _FirstOutput(RIM(config.d_in, **config.cell_kwargs()))
+    if impl in ("plain", "fast", "compiled"):
+        rim = RIM(config.d_in, fast=impl != "plain", compile_step=impl == "compiled", **config.cell_kwargs())
+        core: nn.Module = _FirstOutput(rim)
     elif impl == "lstm":
         core = _FirstOutput(nn.LSTM(config.d_in, d_total, batch_first=True))
     elif impl == "loop":
         core = LoopRIM(LoopRIMCell.from_cell(RIMCell(config.d_in, **config.cell_kwargs())))
     elif impl == "dense":
-        rim = RIM(config.d_in, **config.cell_kwargs())
+        rim = RIM(config.d_in, fast=False, **config.cell_kwargs())  # the fused loop needs the group cell
         rim.cell.rnn = DenseBlockLSTMCell.from_group(rim.cell.rnn)
         core = _FirstOutput(rim)
     else:
@@ -260,28 +280,41 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_training_step(
-    impl: str,
-    config: BenchConfig,
-    device: torch.device | str = "cpu",
-    iters: int = 3,
-    warmup: int = 1,
-    seed: int = 0,
-    progress: Callable[[], None] | None = None,
-) -> dict[str, Any]:
-    """Time ``warmup + iters`` training steps of one contender; the median of the timed ones is reported.
+@dataclass
+class _Contender:
+    """One contender, ready to step: its model, a training-step closure and the times measured so far."""
 
-    Returns a dict: impl, label, params (whole classifier), core_params (recurrent layer only), ms_per_step
-    and seq_per_s (from the median), times_ms (every timed step), peak_mem_mib (CUDA only, else None), loss
-    (last step, a finite float: the step really ran).
+    impl: str
+    model: SequenceClassifier
+    step: Callable[[], Tensor]
+    saved_mib: float
+    first_step_s: float = 0.0
+    times: list[float] = field(default_factory=list)
+    peak_mem_mib: float | None = None
+    loss: float = float("nan")
+
+
+def _saved_activation_mib(model: nn.Module, tokens: Tensor) -> float:
+    """MiB of tensors autograd saves for the backward in one forward (the activation memory of training).
+
+    Counted with ``saved_tensors_hooks``; parameters (saved by reference, not copied) are not counted, and a
+    storage saved twice counts once.
     """
-    if impl not in IMPLEMENTATIONS:
-        raise ValueError(f"impl: expected one of {IMPLEMENTATIONS}, got {impl!r}")
-    if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
-        raise ValueError(f"iters: expected a positive int, got {iters!r}")
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-        raise ValueError(f"warmup: expected a non-negative int, got {warmup!r}")
-    device = torch.device(device)
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    seen: dict[int, int] = {}
+
+    def pack(x: Tensor) -> Tensor:
+        storage = x.untyped_storage()
+        if storage.data_ptr() not in params:
+            seen[storage.data_ptr()] = storage.nbytes()
+        return x
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda x: x):
+        model(tokens)
+    return sum(seen.values()) / 2**20
+
+
+def _prepare(impl: str, config: BenchConfig, device: torch.device, seed: int) -> _Contender:
     torch.manual_seed(seed)
     model = build_model(impl, config).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -296,34 +329,137 @@ def time_training_step(
         optimizer.step()
         return loss.detach()
 
-    for _ in range(warmup):
-        step()
-        if progress is not None:
-            progress()
+    saved = _saved_activation_mib(model, tokens) if impl != "compiled" else float("nan")
+    return _Contender(impl, model, step, saved)
+
+
+def _timed(contender: _Contender, device: torch.device) -> float:
     _synchronize(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    times = []
-    loss = torch.tensor(float("nan"))
-    for _ in range(iters):
-        _synchronize(device)
-        start = time.perf_counter()
-        loss = step()
-        _synchronize(device)
-        times.append(time.perf_counter() - start)
-        if progress is not None:
-            progress()
-    median = statistics.median(times)
+    start = time.perf_counter()
+    contender.loss = float(contender.step())
+    _synchronize(device)
+    return time.perf_counter() - start
+
+
+def time_training_step(
+    impl: str,
+    config: BenchConfig,
+    device: torch.device | str = "cpu",
+    iters: int = 3,
+    warmup: int = 1,
+    seed: int = 0,
+    progress: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """Time ``warmup + iters`` training steps of one contender alone (see :func:`run_benchmark`)."""
+    return run_benchmark(config, [impl], device, iters, warmup, seed, show_progress=False)["results"][0]
+
+
+def _check_count(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        what = "a positive int" if minimum == 1 else "a non-negative int"
+        raise ValueError(f"{name}: expected {what}, got {value!r}")
+    return value
+
+
+def run_benchmark(
+    config: BenchConfig,
+    impls: Sequence[str] = IMPLEMENTATIONS,
+    device: torch.device | str = "cpu",
+    iters: int = 3,
+    warmup: int = 1,
+    seed: int = 0,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Time every contender in ``impls``, interleaved, and add ratios.
+
+    Every contender is built and warmed up first (``warmup`` steps; the first one, which for ``compiled``
+    includes compiling, is reported as ``first_step_s``); then ``iters`` rounds each time one step of every
+    contender in turn, so that a change in the machine's load hits all of them alike. The median of each
+    contender's timed steps is its ms per step.
+
+    Returns a dict: settings (config, device, iters, warmup, seed, threads), environment (device name, torch
+    version, python, load average before and after), results (one dict per contender: impl, label, params
+    (whole classifier), core_params (recurrent layer), ms_per_step, seq_per_s, times_ms, first_step_s,
+    saved_mib (activations autograd keeps for the backward; not measured through torch.compile),
+    peak_mem_mib (CUDA only, measured during the warm-up: what one step allocates beyond what the process
+    already holds; else None), loss (last step, finite: the step really ran), and
+    ``time_vs_<ref>`` for each reference in :data:`REFERENCES` that ran: this contender's ms per step divided
+    by the reference's, > 1 means slower).
+    """
+    impls = list(impls)
+    unknown = [i for i in impls if i not in IMPLEMENTATIONS]
+    if not impls or unknown or len(set(impls)) != len(impls):
+        raise ValueError(f"impls: expected distinct names from {IMPLEMENTATIONS}, got {impls!r}")
+    iters = _check_count("iters", iters, 1)
+    warmup = _check_count("warmup", warmup, 0)
+    device = torch.device(device)
+    load_before = _load()
+    contenders = []
+    with tqdm(total=len(impls) * (iters + warmup + 1), desc="bench_cell", disable=not show_progress) as bar:
+        for impl in impls:
+            bar.set_postfix_str(f"{impl}: build")
+            contender = _prepare(impl, config, device, seed)
+            if device.type == "cuda":
+                _synchronize(device)
+                base = torch.cuda.memory_allocated(device)
+                torch.cuda.reset_peak_memory_stats(device)
+            for i in range(warmup):
+                elapsed = _timed(contender, device)
+                if i == 0:
+                    contender.first_step_s = elapsed
+                bar.update(1)
+            if device.type == "cuda" and warmup:  # what one training step adds to what is already held
+                contender.peak_mem_mib = (torch.cuda.max_memory_allocated(device) - base) / 2**20
+            contenders.append(contender)
+            bar.update(1)
+        for _ in range(iters):
+            for contender in contenders:
+                bar.set_postfix_str(contender.impl)
+                contender.times.append(_timed(contender, device))
+                bar.update(1)
+    results = []
+    for c in contenders:
+        median = statistics.median(c.times)
+        results.append(
+            {
+                "impl": c.impl,
+                "label": LABELS[c.impl],
+                "params": count_parameters(c.model),
+                "core_params": count_parameters(c.model.core),
+                "ms_per_step": 1e3 * median,
+                "seq_per_s": config.batch / median,
+                "times_ms": [1e3 * x for x in c.times],
+                "first_step_s": c.first_step_s if warmup else None,
+                "saved_mib": None if c.saved_mib != c.saved_mib else c.saved_mib,
+                "peak_mem_mib": c.peak_mem_mib,
+                "loss": c.loss,
+            }
+        )
+    by_impl = {r["impl"]: r for r in results}
+    for r in results:
+        for ref in REFERENCES:
+            r[f"time_vs_{ref}"] = r["ms_per_step"] / by_impl[ref]["ms_per_step"] if ref in by_impl else None
     return {
-        "impl": impl,
-        "label": LABELS[impl],
-        "params": count_parameters(model),
-        "core_params": count_parameters(model.core),
-        "ms_per_step": 1e3 * median,
-        "seq_per_s": config.batch / median,
-        "times_ms": [1e3 * t for t in times],
-        "peak_mem_mib": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
-        "loss": float(loss),
+        "settings": {
+            **asdict(config),
+            "device": str(device),
+            "iters": iters,
+            "warmup": warmup,
+            "seed": seed,
+            "threads": torch.get_num_threads(),
+            "dropout": 0.0,
+            "dtype": "float32",
+            "timing": "interleaved rounds, median per contender",
+        },
+        "environment": {
+            "device_name": _device_name(device),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "cpu_count": os.cpu_count(),
+            "load_avg_before": load_before,
+            "load_avg_after": _load(),
+        },
+        "results": results,
     }
 
 
@@ -347,62 +483,6 @@ def _load() -> list[float] | None:
         return None
 
 
-def run_benchmark(
-    config: BenchConfig,
-    impls: Sequence[str] = IMPLEMENTATIONS,
-    device: torch.device | str = "cpu",
-    iters: int = 3,
-    warmup: int = 1,
-    seed: int = 0,
-    show_progress: bool = True,
-) -> dict[str, Any]:
-    """Time every contender in ``impls`` and add ratios.
-
-    Returns a dict: settings (config, device, iters, warmup, seed, threads), environment (device name, torch
-    version, python, load average before and after), results (one dict per contender, as
-    :func:`time_training_step` plus ``time_vs_lstm`` / ``time_vs_rim`` = this contender's ms per step
-    divided by that reference's, > 1 means slower; None when the reference was not run).
-    """
-    impls = list(impls)
-    unknown = [i for i in impls if i not in IMPLEMENTATIONS]
-    if not impls or unknown or len(set(impls)) != len(impls):
-        raise ValueError(f"impls: expected distinct names from {IMPLEMENTATIONS}, got {impls!r}")
-    device = torch.device(device)
-    load_before = _load()
-    results = []
-    with tqdm(total=len(impls) * (iters + warmup), desc="bench_cell", disable=not show_progress) as bar:
-        for impl in impls:
-            bar.set_postfix_str(impl)
-            results.append(
-                time_training_step(impl, config, device, iters, warmup, seed, progress=lambda: bar.update(1))
-            )
-    by_impl = {r["impl"]: r for r in results}
-    for r in results:
-        for ref in ("lstm", "rim"):
-            r[f"time_vs_{ref}"] = r["ms_per_step"] / by_impl[ref]["ms_per_step"] if ref in by_impl else None
-    return {
-        "settings": {
-            **asdict(config),
-            "device": str(device),
-            "iters": iters,
-            "warmup": warmup,
-            "seed": seed,
-            "threads": torch.get_num_threads(),
-            "dropout": 0.0,
-            "dtype": "float32",
-        },
-        "environment": {
-            "device_name": _device_name(device),
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "cpu_count": os.cpu_count(),
-            "load_avg_before": load_before,
-            "load_avg_after": _load(),
-        },
-        "results": results,
-    }
-
-
 def format_table(report: dict[str, Any]) -> str:
     """A plain-text table of one :func:`run_benchmark` report, with the settings it ran at."""
     s, env = report["settings"], report["environment"]
@@ -414,11 +494,20 @@ def format_table(report: dict[str, Any]) -> str:
         f"d_in={s['d_in']} (nn.Embedding(2, d_in)), input attn {s['input_heads']} head d_k {s['input_d_k']} "
         f"d_v {s['input_d_v']}, comm {s['comm_heads']} heads d_k {s['comm_d_k']} d_v {s['comm_d_v']}, "
         f"dropout 0, float32",
-        f"step: forward + cross-entropy + backward + Adam; median of {s['iters']} timed steps after "
-        f"{s['warmup']} warm-up",
+        f"step: forward + cross-entropy + backward + Adam; median of {s['iters']} interleaved timed steps "
+        f"after {s['warmup']} warm-up",
         "time ratios: this row's ms/step divided by the reference's (> 1 = slower)",
     ]
-    header = ["implementation", "params", "seq/s", "ms/step", "vs nn.LSTM", "vs RIM"]
+    header = [
+        "implementation",
+        "params",
+        "seq/s",
+        "ms/step",
+        "vs nn.LSTM",
+        "vs plain",
+        "saved MiB",
+        "1st step s",
+    ]
     if on_cuda:
         header.append("peak MiB")
     rows = []
@@ -429,7 +518,9 @@ def format_table(report: dict[str, Any]) -> str:
             f"{r['seq_per_s']:.1f}",
             f"{r['ms_per_step']:.1f}",
             "-" if r["time_vs_lstm"] is None else f"{r['time_vs_lstm']:.2f}x",
-            "-" if r["time_vs_rim"] is None else f"{r['time_vs_rim']:.2f}x",
+            "-" if r["time_vs_plain"] is None else f"{r['time_vs_plain']:.2f}x",
+            "-" if r["saved_mib"] is None else f"{r['saved_mib']:.0f}",
+            "-" if r["first_step_s"] is None else f"{r['first_step_s']:.1f}",
         ]
         if on_cuda:
             row.append(f"{r['peak_mem_mib']:.0f}")
@@ -447,13 +538,16 @@ def format_table(report: dict[str, Any]) -> str:
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Training-step throughput: batched RIM vs nn.LSTM vs loop-over-modules RIM vs dense RIM."
+        description="Training-step throughput of the RIM (plain, fused, compiled, loop, dense) vs nn.LSTM."
     )
     parser.add_argument("--device", default=None, help="cpu or cuda[:i] (default: cuda if available)")
+    parser.add_argument(
+        "--size", default="both", choices=[*SIZES, "both"], help="model size (default: both, paper first)"
+    )
     parser.add_argument("--batch", type=int, default=64, help="B (default 64)")
     parser.add_argument("--steps", type=int, default=196, help="T, sequence length (default 196 = 14x14)")
-    parser.add_argument("--iters", type=int, default=None, help="timed steps (default 3 on CPU, 20 on CUDA)")
-    parser.add_argument("--warmup", type=int, default=None, help="untimed steps (1 on CPU, 3 on CUDA)")
+    parser.add_argument("--iters", type=int, default=None, help="timed steps (default 5 on CPU, 20 on CUDA)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed steps (2 on CPU, 3 on CUDA)")
     parser.add_argument(
         "--threads",
         type=int,
@@ -464,12 +558,17 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--impls", default=",".join(IMPLEMENTATIONS), help=f"comma-separated subset of {IMPLEMENTATIONS}"
     )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", type=Path, default=None, help="also write the report as JSON here")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="also write the report as JSON here (with --size both: one file per size, NAME_<size>.json)",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Command line entry point; prints the table and returns the report."""
+    """Command line entry point; prints one table per size and returns the reports by size."""
     args = _parse_args(argv)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -482,13 +581,23 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         if threads < 1:
             raise ValueError(f"threads: expected a positive int, got {threads}")
         torch.set_num_threads(threads)
-    iters = args.iters if args.iters is not None else (20 if on_cuda else 3)
-    warmup = args.warmup if args.warmup is not None else (3 if on_cuda else 1)
-    config = BenchConfig(batch=args.batch, steps=args.steps)
+    iters = args.iters if args.iters is not None else (20 if on_cuda else 5)
+    warmup = args.warmup if args.warmup is not None else (3 if on_cuda else 2)
     impls = [s.strip() for s in args.impls.split(",") if s.strip()]
-    report = run_benchmark(config, impls, device, iters, warmup, args.seed)
-    print(format_table(report))
-    load = report["environment"]["load_avg_before"]
+    sizes = list(SIZES) if args.size == "both" else [args.size]
+    reports = {}
+    for size in sizes:
+        config = BenchConfig.preset(size, batch=args.batch, steps=args.steps)
+        report = run_benchmark(config, impls, device, iters, warmup, args.seed)
+        report["settings"]["size"] = size
+        reports[size] = report
+        print(f"\n== size: {size} ==\n{format_table(report)}")
+        if args.json is not None:
+            path = args.json if len(sizes) == 1 else args.json.with_name(f"{args.json.stem}_{size}.json")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(report, indent=2) + "\n")
+            print(f"wrote {path}")
+    load = reports[sizes[0]]["environment"]["load_avg_before"]
     n_cpu = os.cpu_count() or 1
     if not on_cuda and load is not None and load[0] + torch.get_num_threads() > n_cpu + 0.5:
         print(
@@ -497,11 +606,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "--threads > 1 every parallel op can stall until a busy core frees up (milliseconds per op); "
             "prefer --threads 1."
         )
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"\nwrote {args.json}")
-    return report
+    return reports if len(sizes) > 1 else reports[sizes[0]]
 
 
 if __name__ == "__main__":

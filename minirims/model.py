@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from minirims._validate import check_finite_float, check_positive_int, check_shape, check_tensor
 from minirims.cell import RIMCell, RIMState
+from minirims.fast import run_fast
 
 __all__ = ["Trace", "RIM", "LSTMBaseline"]
 
@@ -40,6 +41,11 @@ class RIM(nn.Module):
     Args:
         d_in: input feature size (per slot).
         n_modules, k_active, d_hidden, rnn, and any other keyword argument: passed to :class:`RIMCell`.
+        fast: step through the sequence with the fused loop of :mod:`minirims.fast` (default), the same
+            function as stepping :class:`RIMCell` (``fast=False``, the plain path the course builds) with
+            fewer, larger ops. The attribute can be changed at any time; the parameters are the same.
+        compile_step: with ``fast``, run each time step through ``torch.compile`` (off by default: the first
+            forward compiles for tens of seconds; see ``benchmarks/README.md`` for when it pays).
 
     ``d_out = n_modules * d_hidden``: the output at each step is all module states concatenated.
     """
@@ -51,9 +57,15 @@ class RIM(nn.Module):
         k_active: int = 4,
         d_hidden: int = 100,
         rnn: str = "lstm",
+        fast: bool = True,
+        compile_step: bool = False,
         **cell_kwargs: Any,
     ) -> None:
         super().__init__()
+        for name, value in (("fast", fast), ("compile_step", compile_step)):
+            if not isinstance(value, bool):
+                raise ValueError(f"{name}: expected True or False, got {value!r}")
+        self.fast, self.compile_step = fast, compile_step
         self.cell = RIMCell(d_in, n_modules, k_active, d_hidden, rnn, **cell_kwargs)
         self.d_in, self.n_modules, self.k_active, self.d_hidden = d_in, n_modules, k_active, d_hidden
         self.d_out = n_modules * d_hidden
@@ -87,6 +99,9 @@ class RIM(nn.Module):
             x = x.unsqueeze(2)
         b, t_len = x.shape[:2]
         state = self.initial_state(b, x.device, x.dtype) if state is None else self.cell.check_state(state, b)
+        if self.fast:
+            out, state, fast_trace = run_fast(self.cell, x, state, trace=trace, compile=self.compile_step)
+            return out, state, Trace(*fast_trace) if fast_trace is not None else None
         # Keys and values do not depend on the state: project the whole sequence in one matmul.
         keys, values = self.cell.input_attention.project_inputs(x)  # (B, T, H, 1+m, d)
         # unbind (not keys[:, t]): its backward stacks the T gradients once, where indexing would allocate and

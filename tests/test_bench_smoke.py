@@ -28,34 +28,40 @@ TINY = dict(batch=2, steps=3, d_hidden=8, d_in=4, input_d_k=4, input_d_v=6, comm
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
+EAGER = [impl for impl in IMPLEMENTATIONS if impl != "compiled"]  # compiling is tested in test_fast.py
+
+
 def test_tiny_benchmark_reports_every_contender():
     config = BenchConfig(**TINY)
-    report = run_benchmark(config, device="cpu", iters=1, warmup=0, show_progress=False)
+    report = run_benchmark(config, EAGER, device="cpu", iters=2, warmup=1, show_progress=False)
     assert report["settings"]["batch"] == 2 and report["settings"]["steps"] == 3
-    assert report["settings"]["iters"] == 1 and report["settings"]["threads"] == 1
+    assert report["settings"]["iters"] == 2 and report["settings"]["threads"] == 1
     assert report["environment"]["torch"] == torch.__version__
     rows = {r["impl"]: r for r in report["results"]}
-    assert list(rows) == list(IMPLEMENTATIONS)
+    assert list(rows) == EAGER
     for row in rows.values():
         assert row["ms_per_step"] > 0 and row["params"] > row["core_params"] > 0
-        assert len(row["times_ms"]) == 1 and row["peak_mem_mib"] is None  # CPU: no peak memory
+        assert len(row["times_ms"]) == 2 and row["peak_mem_mib"] is None  # CPU: no peak memory
         assert row["seq_per_s"] == pytest.approx(1e3 * config.batch / row["ms_per_step"])
-        assert math.isfinite(row["loss"])
-    assert rows["rim"]["time_vs_rim"] == pytest.approx(1.0)
+        assert math.isfinite(row["loss"]) and row["first_step_s"] > 0 and row["saved_mib"] > 0
+    assert rows["plain"]["time_vs_plain"] == pytest.approx(1.0)
     assert rows["lstm"]["time_vs_lstm"] == pytest.approx(1.0)
+    # plain and fused paths hold the same model, and from the same seed compute the same loss
+    assert rows["fast"]["params"] == rows["plain"]["params"]
+    assert rows["fast"]["loss"] == pytest.approx(rows["plain"]["loss"], rel=1e-5)
     # the loop RIM holds the same model (plus nn.LSTMCell's second, zeroed bias: n * 4 * d_h scalars)
-    assert rows["loop"]["core_params"] == rows["rim"]["core_params"] + 6 * 4 * 8
+    assert rows["loop"]["core_params"] == rows["plain"]["core_params"] + 6 * 4 * 8
     # the dense pitfall keeps n times the recurrent weights of the grouped cell
-    assert rows["dense"]["params"] > rows["rim"]["params"]
+    assert rows["dense"]["params"] > rows["plain"]["params"]
     table = format_table(report)
-    assert "minirims.RIM" in table and "B=2 T=3" in table and "peak MiB" not in table
+    assert "fused loop" in table and "B=2 T=3" in table and "peak MiB" not in table
     json.dumps(report)  # the --json report is plain data
 
 
 def test_subset_without_references_has_no_ratios():
     report = run_benchmark(BenchConfig(**TINY), impls=["dense"], iters=1, warmup=0, show_progress=False)
     (row,) = report["results"]
-    assert row["time_vs_lstm"] is None and row["time_vs_rim"] is None
+    assert row["time_vs_lstm"] is None and row["time_vs_plain"] is None
     assert "-" in format_table(report).splitlines()[-1]
 
 
@@ -79,18 +85,23 @@ def test_loop_rim_runs_the_same_model_as_the_package_rim():
 def test_command_line_writes_json(tmp_path, capsys):
     path = tmp_path / "bench.json"
     args = ["--device", "cpu", "--batch", "2", "--steps", "2", "--iters", "1", "--warmup", "0"]
-    main([*args, "--impls", "rim,lstm", "--json", str(path)])
-    report = json.loads(path.read_text())
-    assert [r["impl"] for r in report["results"]] == ["rim", "lstm"]
-    assert report["settings"]["d_hidden"] == 100 and report["settings"]["input_d_v"] == 400  # paper sizes
-    assert "nn.LSTM (600 units)" in capsys.readouterr().out
+    main([*args, "--impls", "fast,lstm", "--json", str(path)])
+    paper = json.loads((tmp_path / "bench_paper.json").read_text())
+    cpu = json.loads((tmp_path / "bench_cpu.json").read_text())
+    assert [r["impl"] for r in paper["results"]] == ["fast", "lstm"]
+    assert paper["settings"]["d_hidden"] == 100 and paper["settings"]["input_d_v"] == 400  # paper sizes
+    assert cpu["settings"]["d_hidden"] == 32 and cpu["settings"]["size"] == "cpu"
+    out = capsys.readouterr().out
+    assert "== size: paper ==" in out and "== size: cpu ==" in out and "nn.LSTM" in out
+    main([*args, "--size", "cpu", "--impls", "lstm", "--json", str(path)])
+    assert json.loads(path.read_text())["settings"]["size"] == "cpu"
 
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
         (dict(impls=["gru"]), r"impls: expected distinct names"),
-        (dict(impls=["rim", "rim"]), r"impls: expected distinct names"),
+        (dict(impls=["fast", "fast"]), r"impls: expected distinct names"),
         (dict(iters=0), r"iters: expected a positive int, got 0"),
         (dict(warmup=-1), r"warmup: expected a non-negative int, got -1"),
     ],

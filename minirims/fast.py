@@ -1,0 +1,287 @@
+"""Notebook 05 ("Making it fast") explains this module: the RIM's time loop, fused for speed.
+
+:class:`~minirims.cell.RIMCell.step` is written to be read: one call per stage, each stage validating its
+inputs, every projection its own batched matmul. Over a 196-step sequence that is ~1,000 small ATen calls per
+time step (forward and backward), and on a CPU (or a GPU, in kernel launches) their overhead, not the
+arithmetic, sets the speed. This module computes *the same function* with fewer, larger ops. Each change is
+exact algebra, and the tests check it against the plain path (float64, 1e-6) and the loop oracle
+(:mod:`minirims.naive`):
+
+1. **Hoist what does not depend on the state.** The input slots' keys (and values) depend on the input only:
+   they are computed for the whole sequence in one matmul before the loop, as cuDNN does with ``W_ih x``.
+2. **Fold the value projection into the module cells' input weights.** A module's input gates are
+   ``read_i W_ih[i]`` with ``read_i = sum_s attn[i, s] (x_s W_v)``; by associativity that is
+   ``sum_s attn[i, s] (x_s (W_v W_ih[i]))``. ``x_s (W_v W_ih[i])`` is hoisted too, so the per-step
+   (B, n, d_v) x (n, d_v, 4 d_h) product (d_v = 400 in the paper) becomes a weighted sum over the m input
+   slots. It pays when the input is narrower than the value (``m * d_in <= H * d_v``), e.g. a pixel embedding;
+   otherwise the values are hoisted and the read is multiplied per step as in the plain path.
+3. **One matmul per weight that reads the same vector.** Everything that reads h -- the recurrent weights
+   ``W_hh`` and the input attention's query ``W_q`` -- is one batched matmul; the communication's q, k and v
+   are one; its f and g are one.
+4. **Module-major layout.** Inside the loop the state is kept as (n, B, d), so that every per-module matmul is
+   one ``baddbmm`` (bias included) with no transposes; the output is laid out as (B, T, n * d_h) once, at
+   the end.
+5. **Validate once.** :class:`~minirims.model.RIM` checks shapes once per sequence; the step is unchecked.
+
+The weights are concatenated once per forward (inside autograd, so the gradients reach the original
+parameters); training, checkpoints and the plain path share the same parameters.
+
+Dropout draws different random numbers than the plain path (the same distribution, another layout), so
+the two agree exactly in evaluation mode or with dropout 0, and in distribution otherwise.
+
+Shapes: B batch, T time, n modules, k active, m input slots, H heads, d_h hidden size per module,
+G gate width (4 d_h for LSTM modules, 3 d_h for GRU).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+if TYPE_CHECKING:  # only for annotations: the cell module imports nothing from here
+    from minirims.cell import RIMCell, RIMState
+
+__all__ = ["FastWeights", "fast_weights", "should_fold", "run_fast"]
+
+
+class FastWeights(NamedTuple):
+    """The cell's parameters regrouped for the fused loop (all views or products of the originals).
+
+    w_h (n, d_h, G + H_in*d_k) and b_h (n, 1, G + H_in*d_k): ``W_hh | W_q`` and ``b_hh | 0``.
+    w_qkv (n, d_h, H*(2 d_k + d_v)), b_qkv (n, 1, ...): the communication's q, k, v.
+    w_fg (n, H*d_v, 2 d_h), b_fg (n, 1, 2 d_h): its f and g.
+    b_ih (n, 1, G): the input-side gate bias (LSTM: the cell's single bias lives here and b_h is 0).
+    w_ih (n, H_in*d_v, G): the module cells' input weights (used when the value projection is not folded).
+    """
+
+    w_h: Tensor
+    b_h: Tensor
+    w_qkv: Tensor
+    b_qkv: Tensor
+    w_fg: Tensor
+    b_fg: Tensor
+    b_ih: Tensor
+    w_ih: Tensor
+
+
+def fast_weights(cell: RIMCell) -> FastWeights:
+    """The cell's weights concatenated for :func:`run_fast` (in autograd: gradients reach the parameters)."""
+    rnn, comm, inp = cell.rnn, cell.communication, cell.input_attention
+    n = cell.n_modules
+    q_w = inp.query.weight  # (n, d_h, H*d_k), bias-free
+    if cell.rnn_type == "lstm":
+        b_ih = rnn.bias
+        b_hh = torch.zeros_like(rnn.bias)
+    else:
+        b_ih, b_hh = rnn.bias_ih, rnn.bias_hh
+    w_h = torch.cat([rnn.weight_hh, q_w], dim=-1)
+    b_h = torch.cat([b_hh, q_w.new_zeros(n, q_w.shape[-1])], dim=-1)
+    w_qkv = torch.cat([comm.query.weight, comm.key.weight, comm.value.weight], dim=-1)
+    b_qkv = torch.cat([comm.query.bias, comm.key.bias, comm.value.bias], dim=-1)
+    w_fg = torch.cat([comm.f.weight, comm.g.weight], dim=-1)
+    b_fg = torch.cat([comm.f.bias, comm.g.bias], dim=-1)
+    return FastWeights(
+        w_h,
+        b_h.unsqueeze(1),
+        w_qkv,
+        b_qkv.unsqueeze(1),
+        w_fg,
+        b_fg.unsqueeze(1),
+        b_ih.unsqueeze(1),
+        rnn.weight_ih,
+    )
+
+
+def should_fold(cell: RIMCell, n_slots: int) -> bool:
+    """Fold W_v into W_ih when the folded product is the cheaper one: ``m * d_in <= H * d_v``."""
+    inp = cell.input_attention
+    return n_slots * cell.d_in <= inp.n_heads * inp.d_v
+
+
+def _hoist_inputs(cell: RIMCell, x: Tensor, fold: bool) -> tuple[Tensor, Tensor]:
+    """Keys (T, m, B, H, d_k), and folded gate inputs (T, m, H, n, B, G) or values (T, m, B, H, d_v).
+
+    The null slot is not materialised: its key and value are exactly zero (bias-free projections), so its
+    score is 0 and it adds nothing to the read.
+    """
+    inp = cell.input_attention
+    h_in, d_k, d_v = inp.n_heads, inp.d_k, inp.d_v
+    xs = x.permute(1, 2, 0, 3)  # (T, m, B, d_in)
+    t_len, m, b, _ = xs.shape
+    keys = F.linear(xs, inp.key.weight).view(t_len, m, b, h_in, d_k)
+    if not fold:
+        return keys, F.linear(xs, inp.value.weight).view(t_len, m, b, h_in, d_v)
+    n = cell.n_modules
+    w_v = inp.value.weight.view(h_in, d_v, cell.d_in)  # nn.Linear: (out, in)
+    w_ih = cell.rnn.weight_ih.view(n, h_in, d_v, -1)  # (n, H, d_v, G): rows of the read, head by head
+    w_fold = torch.einsum("hvi,nhvg->hnig", w_v, w_ih)  # (H, n, d_in, G)
+    g_width = w_fold.shape[-1]
+    folded = torch.einsum("tmbi,hnig->tmhnbg", xs, w_fold)  # (T, m, H, n, B, G)
+    return keys, folded.reshape(t_len, m, h_in, n, b, g_width).contiguous()
+
+
+def _select(null: Tensor, k: int) -> Tensor:
+    """(n, B) null attention -> (n, B) bool mask of the k least-null modules, picked as topk_mask does."""
+    scores = -null.detach().t().contiguous()  # (B, n): the same values and layout as topk_mask sees
+    winners = scores.topk(k, dim=-1).indices
+    return torch.zeros_like(scores, dtype=torch.bool).scatter_(-1, winners, True).t()
+
+
+class _StepConfig(NamedTuple):
+    """The sizes and switches of one fused step (constants: a compiled step specialises on them)."""
+
+    n: int
+    k: int
+    b: int
+    m: int
+    h_in: int
+    d_k_in: int
+    heads: int
+    d_k: int
+    d_v: int
+    g_width: int
+    lstm: bool
+    fold: bool
+    p_in: float
+    p_comm: float
+
+
+def _step(
+    h: Tensor, c: Tensor, keys_t: Tensor, feed_t: Tensor, w: FastWeights, cfg: _StepConfig
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """One fused time step in module-major layout.
+
+    h, c (n, B, d_h); keys_t (m, B, H_in, d_k); feed_t (m, H_in, n, B, G) folded or (m, B, H_in, d_v).
+    Returns h, c (n, B, d_h), mask (n, B) bool, input attention weights (n, B, H_in, 1+m) and
+    communication attention (B, H, n, n).
+    """
+    n, b, m, h_in, heads, d_k, d_v, g_width = (
+        cfg.n,
+        cfg.b,
+        cfg.m,
+        cfg.h_in,
+        cfg.heads,
+        cfg.d_k,
+        cfg.d_v,
+        cfg.g_width,
+    )
+    # Everything that reads h, in one batched matmul: recurrent gates and input-attention queries.
+    hq = torch.baddbmm(w.b_h, h, w.w_h)  # (n, B, G + H_in*d_k)
+    gh, q = hq.split([g_width, h_in * cfg.d_k_in], dim=-1)
+    q = q.view(n, b, h_in, cfg.d_k_in)
+    # Competition: scores over [null, slots]; the null slot's score is exactly 0.
+    if m == 1:  # a broadcast product beats a batch of 1x1 matmuls
+        scores = (q * keys_t[0]).sum(-1, keepdim=True)
+    else:
+        scores = torch.einsum("nbhd,mbhd->nbhm", q, keys_t)
+    scores = scores * (1.0 / math.sqrt(cfg.d_k_in))
+    null_score = scores.new_zeros(n, b, h_in, 1)
+    weights = torch.softmax(torch.cat([null_score, scores], dim=-1), dim=-1)  # (n, B, H_in, 1+m)
+    mask = _select(weights[..., 0].mean(-1), cfg.k)  # (n, B) bool
+    read_w = (F.dropout(weights, cfg.p_in, True) if cfg.p_in > 0 else weights)[..., 1:]  # (n, B, H_in, m)
+    if cfg.fold:  # gates = sum over slots and heads of weight * x (W_v W_ih)
+        if m * h_in == 1:
+            gi = torch.addcmul(w.b_ih, read_w.reshape(n, b, 1), feed_t.reshape(n, b, g_width))
+        else:
+            gi = torch.einsum("nbhm,mhnbg->nbg", read_w, feed_t) + w.b_ih
+    else:
+        read = torch.einsum("nbhm,mbhd->nbhd", read_w, feed_t).reshape(n, b, -1)  # (n, B, H_in*d_v)
+        gi = torch.baddbmm(w.b_ih, read, w.w_ih)
+    # Independent dynamics.
+    if cfg.lstm:
+        i_g, f_g, g_g, o_g = (gi + gh).chunk(4, dim=-1)
+        c_tilde = torch.sigmoid(f_g) * c + torch.sigmoid(i_g) * torch.tanh(g_g)
+        h_tilde = torch.sigmoid(o_g) * torch.tanh(c_tilde)
+    else:
+        i_r, i_z, i_n = gi.chunk(3, dim=-1)
+        h_r, h_z, h_n = gh.chunk(3, dim=-1)
+        r = torch.sigmoid(i_r + h_r)
+        z = torch.sigmoid(i_z + h_z)
+        h_tilde = (1 - z) * torch.tanh(i_n + r * h_n) + z * h
+        c_tilde = c
+    active = mask.unsqueeze(-1)  # (n, B, 1)
+    h_tilde = torch.where(active, h_tilde, h_tilde.detach())  # inactive candidates get no gradient
+    # Communication: q, k, v in one matmul, f and g in one.
+    qkv = torch.baddbmm(w.b_qkv, h_tilde, w.w_qkv)  # (n, B, H*d_k | H*d_k | H*d_v)
+    cq, ck, cv = (t.view(n, b, heads, -1) for t in qkv.split([heads * d_k, heads * d_k, heads * d_v], -1))
+    # n x n attention per example and head: broadcast products, not a batch of B*H tiny matmuls.
+    scores = (cq.unsqueeze(1) * ck.unsqueeze(0)).sum(-1) * (1.0 / math.sqrt(d_k))  # (n, n, B, H)
+    attn = torch.softmax(scores, dim=1)  # row: the reading module, over the modules read (dim 1)
+    dropped = F.dropout(attn, cfg.p_comm, True) if cfg.p_comm > 0 else attn
+    a = (dropped.unsqueeze(-1) * cv.unsqueeze(0)).sum(1).reshape(n, b, heads * d_v)  # (n, B, H*d_v)
+    attn = attn.permute(2, 3, 0, 1)  # (B, H, n, n), as the plain path returns it
+    f_a, g_a = torch.baddbmm(w.b_fg, a, w.w_fg).chunk(2, dim=-1)
+    # Masked update: active modules take the new state, inactive ones keep theirs bit for bit.
+    h_new = torch.where(active, h_tilde + torch.sigmoid(g_a) * torch.tanh(f_a), h)
+    c_new = torch.where(active, c_tilde, c) if cfg.lstm else c
+    return h_new, c_new, mask, weights, attn
+
+
+_COMPILED: list = []
+
+
+def _compiled_step():  # noqa: ANN202 (a compiled callable)
+    """:func:`_step` through ``torch.compile`` (compiled on first use, once per set of shapes)."""
+    if not _COMPILED:
+        _COMPILED.append(torch.compile(_step, dynamic=False))
+    return _COMPILED[0]
+
+
+def run_fast(
+    cell: RIMCell,
+    x: Tensor,
+    state: RIMState,
+    trace: bool = False,
+    fold: bool | None = None,
+    compile: bool = False,
+) -> tuple[Tensor, RIMState, tuple[Tensor, Tensor, Tensor] | None]:
+    """The RIM over a whole sequence, fused (see the module docstring). Inputs are not validated here.
+
+    Args:
+        cell: the :class:`~minirims.cell.RIMCell` whose parameters to use (``training`` sets dropout).
+        x: (B, T, m, d_in) input slots at every step.
+        state: initial RIMState, h and c (None for GRU) each (B, n, d_h).
+        trace: also return masks (B, T, n), input attention (B, T, n, 1+m), communication attention
+            (B, T, H, n, n).
+        fold: fold W_v into W_ih (None: when :func:`should_fold` says it pays).
+        compile: step with ``torch.compile(_step)`` (inductor): one compiled graph per step, forward and
+            backward, instead of ~40 ATen calls each. The first call compiles (tens of seconds on a CPU).
+
+    Returns:
+        outputs (B, T, n*d_h), the final RIMState, and the trace tensors (or None).
+    """
+    from minirims.cell import RIMState  # at call time: cell.py is the module that imports this one
+
+    inp, comm = cell.input_attention, cell.communication
+    n, k, d_h = cell.n_modules, cell.k_active, cell.d_hidden
+    b, t_len, m, _ = x.shape
+    h_in, d_k_in = inp.n_heads, inp.d_k
+    heads, d_k, d_v = comm.n_heads, comm.d_k, comm.d_v
+    lstm = cell.rnn_type == "lstm"
+    g_width = (4 if lstm else 3) * d_h
+    fold = should_fold(cell, m) if fold is None else fold
+    p_in = inp.dropout if inp.training else 0.0
+    p_comm = comm.dropout if comm.training else 0.0
+    w = fast_weights(cell)
+    keys, feed = _hoist_inputs(cell, x, fold)
+
+    cfg = _StepConfig(n, k, b, m, h_in, d_k_in, heads, d_k, d_v, g_width, lstm, fold, p_in, p_comm)
+    step = _compiled_step() if compile else _step
+    h = state.h.transpose(0, 1)  # (n, B, d_h)
+    c = state.c.transpose(0, 1) if lstm else h  # (GRU: a placeholder the step ignores)
+    outs, masks, in_attn, comm_attn = [], [], [], []
+    for keys_t, feed_t in zip(keys.unbind(0), feed.unbind(0), strict=True):
+        h, c, mask, weights, attn = step(h, c, keys_t, feed_t, w, cfg)
+        outs.append(h)
+        if trace:
+            masks.append(mask.t())
+            in_attn.append(weights.mean(2).transpose(0, 1))
+            comm_attn.append(attn)
+    out = torch.stack(outs).permute(2, 0, 1, 3).reshape(b, t_len, n * d_h)  # (T, n, B, d) -> (B, T, n*d)
+    final = RIMState(h.transpose(0, 1), c.transpose(0, 1) if lstm else None)
+    record = (torch.stack(masks, 1), torch.stack(in_attn, 1), torch.stack(comm_attn, 1)) if trace else None
+    return out, final, record
