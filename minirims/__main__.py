@@ -24,6 +24,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "minirims.experiments.data.cli",
         "fetch or check the datasets (MNIST; bouncing balls are simulated)",
     ),
+    "copying": (
+        "minirims.experiments.copying",
+        "the copying task: remember 10 digits over T blanks; train T=50, test T=200",
+    ),
     "mnist-resolution": (
         "minirims.experiments.mnist_resolution",
         "train RIMs and an LSTM on 14x14 sequential MNIST, test on 16x16, 19x19, 24x24",

@@ -3,6 +3,8 @@
 Checks (learner signature):
 
 - :func:`check_rim_step` -> ``rim_step(cell, x (B, m, d_in), state) -> (RIMState(h, c), mask (B, n))``.
+- :func:`check_fold_value_weights` -> ``fold_value_weights(w_v (d_v, d_in), w_ih (n, d_v, G))
+  -> (n, d_in, G)``
 - :func:`check_run_rim` -> ``run_rim(cell, x (B, T, m, d_in)) -> (hs (B, T, n, d_h), masks (B, T, n))``.
 """
 
@@ -35,6 +37,7 @@ from minirims.model import RIM
 __all__ = [
     "check_rim_step",
     "check_run_rim",
+    "check_fold_value_weights",
 ]
 
 SEED = 3141
@@ -170,3 +173,36 @@ def check_run_rim(fn: Callable[..., Any]) -> None:
         else:
             compare(name, masks, trace.masks, what=f"masks ({label})")
     passed(name, "3 cases (T = 3 to 5 steps, k = 2, 3 and n)")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# 05: making it fast -- fold the value projection into the module cells' input weights
+
+
+def _fold_hint(got: Any, w_v: Tensor, w_ih: Tensor) -> str:
+    if isinstance(got, Tensor) and got.dim() == 3 and got.shape[1:] == (w_ih.shape[-1], w_v.shape[1]):
+        return "you returned (n, G, d_in): the fold maps an input (d_in) to gates (G), so it is (n, d_in, G)"
+    if isinstance(got, Tensor) and got.shape == (w_ih.shape[0], w_v.shape[1], w_ih.shape[-1]):
+        return (
+            "the shape is right but not the values: the value of an input is x @ w_v.T (nn.Linear keeps "
+            "its weight as (out, in)), and its gates are value @ w_ih[i]; so module i's fold is "
+            "w_v.T @ w_ih[i]"
+        )
+    return ""
+
+
+def check_fold_value_weights(fn: Callable[..., Any]) -> None:
+    """``fn(w_v (d_v, d_in), w_ih (n, d_v, G)) -> (n, d_in, G)``: ``x @ out[i] == (x @ w_v.T) @ w_ih[i]``."""
+    _require_callable(fn)
+    name = "fold_value_weights"
+    cases = 0
+    for index, (n, d_in, d_v, g) in enumerate(((3, 4, 6, 8), (6, 1, 5, 12), (2, 7, 3, 4))):
+        with _seeded(SEED + 60 + index) as gen:
+            w_v = _randn(gen, d_v, d_in)
+            w_ih = _randn(gen, n, d_v, g)
+        label = f"case {index + 1}: w_v ({d_v}, {d_in}), w_ih ({n}, {d_v}, {g})"
+        got = _call(name, fn, (w_v.clone(), w_ih.clone()), label)
+        expected = torch.einsum("vi,nvg->nig", w_v, w_ih)
+        _compare(name, got, expected, f"output (n, d_in, G) ({label})", _fold_hint, (got, w_v, w_ih))
+        cases += 1
+    passed(name, f"{cases} cases")
