@@ -24,7 +24,7 @@ PYTEST_ARGS ?=
 TEST_ENV := MINIRIMS_PROFILE=smoke OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MPLBACKEND=Agg PYTHONHASHSEED=0
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lab test lint format exercises run-solutions data reproduce bench clean distclean FORCE
+.PHONY: help venv lab test lint format exercises run-solutions data reproduce bench gpu-check gpu-data clean distclean FORCE
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -89,8 +89,16 @@ reproduce: data  ## the full-size experiments (needs a GPU; hours)
 	$(PY) -m minirims mnist-resolution --profile full --seeds 3
 	$(PY) -m minirims bouncing-balls --profile full --seeds 3
 
-bench: $(STAMP)  ## speed and memory of the RIM cell against the alternatives
-	$(PY) benchmarks/bench_cell.py
+bench: $(STAMP)  ## speed and memory of the RIM cell against the alternatives (CPU, both sizes)
+	$(PY) -m benchmarks.bench_cell
+
+OUT ?= results/gpu
+gpu-check: $(STAMP)  ## every GPU measurement in one go (< 8 min on one H100/H200), records to OUT
+	$(PY) -m benchmarks.gpu_check --out $(OUT)
+
+gpu-data: data  ## copy the MNIST cache to .gpu/data, to carry to a machine that cannot download
+	@mkdir -p .gpu/data
+	$(PY) -c "from minirims.experiments.data.mnist import data_dir; import shutil; [shutil.copy(data_dir() / f, '.gpu/data') for f in ('mnist.npz', 'mnist.json')]"
 
 # --- housekeeping ------------------------------------------------------------------------------------------
 

@@ -64,15 +64,19 @@ __all__ = [
     "main",
 ]
 
-IMPLEMENTATIONS = ("lstm", "plain", "fast", "compiled", "loop", "dense")
+IMPLEMENTATIONS = ("lstm", "plain", "unfolded", "fast", "compiled", "loop", "dense", "graphed")
 LABELS = {
     "lstm": "nn.LSTM (n*d_h units)",
     "plain": "RIM, plain path (RIMCell.step)",
+    "unfolded": "RIM, fused loop, W_v not folded",
     "fast": "RIM, fused loop (default)",
     "compiled": "RIM, fused + torch.compile",
     "loop": "RIM, loop over modules",
     "dense": "RIM, dense block-diag LSTM",
+    "graphed": "RIM, fused, CUDA graph of the step",
 }
+#: contenders that run only on CUDA (the default list on a CPU leaves them out)
+CUDA_ONLY = ("graphed",)
 #: reference contenders: every row gets ``time_vs_<ref>`` for those that ran
 REFERENCES = ("lstm", "plain")
 
@@ -254,8 +258,14 @@ class SequenceClassifier(nn.Module):
 def build_model(impl: str, config: BenchConfig) -> SequenceClassifier:
     """The classifier for one contender (see the module docstring); weights seeded by the caller."""
     d_total = config.n_modules * config.d_hidden
-    if impl in ("plain", "fast", "compiled"):
-        rim = RIM(config.d_in, fast=impl != "plain", compile_step=impl == "compiled", **config.cell_kwargs())
+    if impl in ("plain", "unfolded", "fast", "compiled", "graphed"):
+        rim = RIM(
+            config.d_in,
+            fast=impl != "plain",
+            compile_step=impl == "compiled",
+            fold=False if impl == "unfolded" else None,
+            **config.cell_kwargs(),
+        )
         core: nn.Module = _FirstOutput(rim)
     elif impl == "lstm":
         core = _FirstOutput(nn.LSTM(config.d_in, d_total, batch_first=True))
@@ -315,9 +325,12 @@ def _saved_activation_mib(model: nn.Module, tokens: Tensor) -> float:
 
 
 def _prepare(impl: str, config: BenchConfig, device: torch.device, seed: int) -> _Contender:
+    if impl in CUDA_ONLY and device.type != "cuda":
+        raise ValueError(f"impls: {impl!r} needs a CUDA device, got {device}")
     torch.manual_seed(seed)
     model = build_model(impl, config).to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    graphed = impl == "graphed"
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, capturable=graphed)
     gen = torch.Generator().manual_seed(seed)
     tokens = torch.randint(0, 2, (config.batch, config.steps), generator=gen).to(device)
     labels = torch.randint(0, config.n_classes, (config.batch,), generator=gen).to(device)
@@ -329,8 +342,29 @@ def _prepare(impl: str, config: BenchConfig, device: torch.device, seed: int) ->
         optimizer.step()
         return loss.detach()
 
-    saved = _saved_activation_mib(model, tokens) if impl != "compiled" else float("nan")
-    return _Contender(impl, model, step, saved)
+    saved = _saved_activation_mib(model, tokens) if impl not in ("compiled", "graphed") else float("nan")
+    if not graphed:
+        return _Contender(impl, model, step, saved)
+    # The whole training step as one CUDA graph: warm up on a side stream, capture once, then replay. The
+    # inputs are static tensors (a training loop would copy each batch into them before the replay).
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            step()
+    torch.cuda.current_stream(device).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    optimizer.zero_grad(set_to_none=True)
+    with torch.cuda.graph(graph):
+        static_loss = F.cross_entropy(model(tokens), labels)
+        static_loss.backward()
+        optimizer.step()
+
+    def replay() -> Tensor:
+        graph.replay()
+        return static_loss.detach()
+
+    return _Contender(impl, model, replay, saved)
 
 
 def _timed(contender: _Contender, device: torch.device) -> float:
@@ -363,7 +397,7 @@ def _check_count(name: str, value: object, minimum: int) -> int:
 
 def run_benchmark(
     config: BenchConfig,
-    impls: Sequence[str] = IMPLEMENTATIONS,
+    impls: Sequence[str] | None = None,
     device: torch.device | str = "cpu",
     iters: int = 3,
     warmup: int = 1,
@@ -386,13 +420,15 @@ def run_benchmark(
     ``time_vs_<ref>`` for each reference in :data:`REFERENCES` that ran: this contender's ms per step divided
     by the reference's, > 1 means slower).
     """
+    device = torch.device(device)
+    if impls is None:
+        impls = [i for i in IMPLEMENTATIONS if device.type == "cuda" or i not in CUDA_ONLY]
     impls = list(impls)
     unknown = [i for i in impls if i not in IMPLEMENTATIONS]
     if not impls or unknown or len(set(impls)) != len(impls):
         raise ValueError(f"impls: expected distinct names from {IMPLEMENTATIONS}, got {impls!r}")
     iters = _check_count("iters", iters, 1)
     warmup = _check_count("warmup", warmup, 0)
-    device = torch.device(device)
     load_before = _load()
     contenders = []
     with tqdm(total=len(impls) * (iters + warmup + 1), desc="bench_cell", disable=not show_progress) as bar:
@@ -555,7 +591,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="torch.set_num_threads (default: 1 on CPU, see the README; torch's default on CUDA)",
     )
     parser.add_argument(
-        "--impls", default=",".join(IMPLEMENTATIONS), help=f"comma-separated subset of {IMPLEMENTATIONS}"
+        "--impls",
+        default=None,
+        help=f"comma-separated subset of {IMPLEMENTATIONS} (default: all; {CUDA_ONLY} on CUDA only)",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -583,7 +621,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         torch.set_num_threads(threads)
     iters = args.iters if args.iters is not None else (20 if on_cuda else 5)
     warmup = args.warmup if args.warmup is not None else (3 if on_cuda else 2)
-    impls = [s.strip() for s in args.impls.split(",") if s.strip()]
+    impls = [s.strip() for s in args.impls.split(",") if s.strip()] if args.impls else None
     sizes = list(SIZES) if args.size == "both" else [args.size]
     reports = {}
     for size in sizes:

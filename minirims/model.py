@@ -46,6 +46,8 @@ class RIM(nn.Module):
             fewer, larger ops. The attribute can be changed at any time; the parameters are the same.
         compile_step: with ``fast``, run each time step through ``torch.compile`` (off by default: the first
             forward compiles for tens of seconds; see ``benchmarks/README.md`` for when it pays).
+        fold: with ``fast``, fold the value projection into the module cells' input weights: True, False, or
+            None (default) to fold when it is the cheaper product (:func:`minirims.fast.should_fold`).
 
     ``d_out = n_modules * d_hidden``: the output at each step is all module states concatenated.
     """
@@ -59,13 +61,16 @@ class RIM(nn.Module):
         rnn: str = "lstm",
         fast: bool = True,
         compile_step: bool = False,
+        fold: bool | None = None,
         **cell_kwargs: Any,
     ) -> None:
         super().__init__()
         for name, value in (("fast", fast), ("compile_step", compile_step)):
             if not isinstance(value, bool):
                 raise ValueError(f"{name}: expected True or False, got {value!r}")
-        self.fast, self.compile_step = fast, compile_step
+        if fold is not None and not isinstance(fold, bool):
+            raise ValueError(f"fold: expected True, False or None, got {fold!r}")
+        self.fast, self.compile_step, self.fold = fast, compile_step, fold
         self.cell = RIMCell(d_in, n_modules, k_active, d_hidden, rnn, **cell_kwargs)
         self.d_in, self.n_modules, self.k_active, self.d_hidden = d_in, n_modules, k_active, d_hidden
         self.d_out = n_modules * d_hidden
@@ -100,7 +105,9 @@ class RIM(nn.Module):
         b, t_len = x.shape[:2]
         state = self.initial_state(b, x.device, x.dtype) if state is None else self.cell.check_state(state, b)
         if self.fast:
-            out, state, fast_trace = run_fast(self.cell, x, state, trace=trace, compile=self.compile_step)
+            out, state, fast_trace = run_fast(
+                self.cell, x, state, trace=trace, fold=self.fold, compile=self.compile_step
+            )
             return out, state, Trace(*fast_trace) if fast_trace is not None else None
         # Keys and values do not depend on the state: project the whole sequence in one matmul.
         keys, values = self.cell.input_attention.project_inputs(x)  # (B, T, H, 1+m, d)

@@ -28,7 +28,9 @@ TINY = dict(batch=2, steps=3, d_hidden=8, d_in=4, input_d_k=4, input_d_v=6, comm
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-EAGER = [impl for impl in IMPLEMENTATIONS if impl != "compiled"]  # compiling is tested in test_fast.py
+EAGER = [
+    i for i in IMPLEMENTATIONS if i not in ("compiled", "graphed")
+]  # compile: test_fast.py; graphed: CUDA
 
 
 def test_tiny_benchmark_reports_every_contender():

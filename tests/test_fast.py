@@ -138,6 +138,19 @@ def test_switches_must_be_bools(bad):
         RIM(5, **SMALL, fast=bad)
     with pytest.raises(ValueError, match=r"compile_step: expected True or False"):
         RIM(5, **SMALL, compile_step=bad)
+    if bad is not None:
+        with pytest.raises(ValueError, match=r"fold: expected True, False or None"):
+            RIM(5, **SMALL, fold=bad)
+
+
+def test_forcing_the_fold_on_or_off_changes_nothing_but_speed():
+    rim = make_rim()
+    x = torch.randn(2, 6, 1, 5, dtype=torch.float64)
+    outs = []
+    for fold in (True, False):
+        rim.fold = fold
+        outs.append(rim(x)[0])
+    torch.testing.assert_close(outs[0], outs[1], atol=1e-10, rtol=0)
 
 
 def test_compiled_step_equals_eager(one_thread):

@@ -1,0 +1,196 @@
+"""Every GPU measurement of the fast-RIM work in one go, written as JSON records to a folder.
+
+GPU time comes in minutes (see DEVELOPERS.md), so this script is prepared and tested on the CPU
+(``--device cpu --quick``) and run once on a GPU::
+
+    python -m benchmarks.gpu_check --out results/gpu                       # on the GPU machine, < 8 minutes
+    python -m benchmarks.gpu_check --device cpu --quick --out /tmp/check   # here: proves it runs (seconds)
+    make gpu-check OUT=...                                                 # the first line, inside .venv
+
+It writes, as it goes (a run stopped by its time limit keeps what it finished):
+
+- ``bench_cell_<device>_<size>.json`` for the paper size (6 x 100 vs cuDNN LSTM-600) and the cpu-profile
+  size (6 x 32 vs LSTM-192): ``benchmarks.bench_cell`` on that device, contenders ``lstm`` (cuDNN), ``plain``,
+  ``fast``, ``compiled`` (torch.compile of the fused step) and, on CUDA, ``graphed`` (the whole training
+  step, forward + backward + Adam, captured once as a CUDA graph and replayed);
+- ``mnist_epoch_<device>.json``: one epoch of the MNIST ``full`` profile (50k digits at 14x14, batch 64) for
+  ``rim-6-4`` and ``lstm-600``, timed step by step with bf16 autocast as ``fit`` trains; ``--mnist-seconds``
+  caps each model's epoch, and a capped epoch is recorded as such with the measured steps per second and the
+  extrapolated epoch time (never reported as a full epoch);
+- ``gpu_check.json``: the summary (settings, device, what ran, what failed and why, wall time).
+
+A contender that fails (e.g. a capture that this PyTorch build refuses) is recorded with its error and the
+rest goes on. MNIST comes from ``MINIRIMS_DATA``: the GPU machine cannot download, so carry a cache folder
+(``make gpu-data`` copies it to ``.gpu/data``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from benchmarks.bench_cell import SIZES, BenchConfig, format_table, run_benchmark
+
+__all__ = ["main", "time_mnist_epoch"]
+
+QUICK = dict(batch=4, steps=6)
+
+
+def _write(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+    tmp.replace(path)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_mnist_epoch(
+    name: str,
+    device: torch.device,
+    quick: bool = False,
+    max_seconds: float = 150.0,
+    compile_step: bool = True,
+) -> dict[str, Any]:
+    """Train ``name`` (an MNIST model name) for one epoch of the full profile (``quick``: 5 smoke steps).
+
+    Returns steps done, steps in the epoch, seconds (first step, which compiles, separately), steps per
+    second over the rest, the extrapolated epoch time, whether the epoch was capped, and the last loss.
+    """
+    from minirims.experiments import mnist_resolution as mr
+    from minirims.experiments.data import load_mnist, pixel_sequences
+
+    settings = mr.profile_settings("smoke" if quick else "full")
+    images, labels = load_mnist("train")
+    n_train = 5 * int(settings["batch_size"]) if quick else int(settings["n_train"])
+    tokens = pixel_sequences(images[:n_train], int(settings["train_size"])).to(device)
+    targets = torch.as_tensor(labels[:n_train]).long().to(device)
+    torch.manual_seed(0)
+    model = mr.make_model(name, settings).to(device).train()
+    if compile_step and hasattr(model.core, "compile_step"):
+        model.core.compile_step = True
+    optimizer = torch.optim.Adam(model.parameters(), lr=float(settings["lr"]))
+    bs = int(settings["batch_size"])
+    order = torch.randperm(n_train, generator=torch.Generator().manual_seed(0)).to(device)
+    n_steps = n_train // bs
+    use_amp = device.type == "cuda"
+    times: list[float] = []
+    loss = torch.zeros(())
+    start = time.perf_counter()
+    for step in range(n_steps):
+        idx = order[step * bs : (step + 1) * bs]
+        _sync(device)
+        t0 = time.perf_counter()
+        with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
+            loss = F.cross_entropy(model(tokens[idx]), targets[idx])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), float(settings["grad_clip"]))
+        optimizer.step()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+        if time.perf_counter() - start > max_seconds:
+            break
+    rest = times[1:] or times
+    per_step = statistics.median(rest)
+    return {
+        "model": name,
+        "compile_step": bool(compile_step and hasattr(model.core, "compile_step")),
+        "amp_bf16": use_amp,
+        "batch_size": bs,
+        "steps_done": len(times),
+        "steps_per_epoch": n_steps,
+        "capped": len(times) < n_steps,
+        "first_step_s": times[0],
+        "median_step_s": per_step,
+        "seconds_measured": sum(times),
+        "epoch_seconds": sum(times) if len(times) == n_steps else None,
+        "epoch_seconds_extrapolated": times[0] + per_step * (n_steps - 1),
+        "last_loss": float(loss),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run every check; returns the summary (also written to ``<out>/gpu_check.json``)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, required=True, help="folder for the JSON records")
+    parser.add_argument("--device", default=None, help="cuda (default when available) or cpu")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes and the smoke profile (CPU test)")
+    parser.add_argument("--impls", default=None, help="bench contenders (default: all for the device)")
+    parser.add_argument(
+        "--iters", type=int, default=None, help="timed steps per contender (default 20; 1 quick)"
+    )
+    parser.add_argument("--mnist-seconds", type=float, default=150.0, help="cap per model's MNIST epoch (s)")
+    parser.add_argument("--skip-mnist", action="store_true")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device: CUDA is not available, got {args.device!r}")
+    start = time.perf_counter()
+    default_impls = ["lstm", "plain", "fast", "compiled"] + (["graphed"] if device.type == "cuda" else [])
+    impls = [s.strip() for s in args.impls.split(",")] if args.impls else default_impls
+    iters = args.iters if args.iters is not None else (1 if args.quick else 20)
+    warmup = 1 if args.quick else 3
+    summary: dict[str, Any] = {
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+        "torch": torch.__version__,
+        "quick": args.quick,
+        "impls": impls,
+        "ran": [],
+        "failed": {},
+    }
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    for size in SIZES:
+        config = BenchConfig.preset(size, **(QUICK if args.quick else {}))
+        key = f"bench_cell_{size}"
+        try:
+            report = run_benchmark(config, impls, device, iters, warmup, show_progress=False)
+            report["settings"]["size"] = size
+            _write(args.out / f"bench_cell_{device.type}_{size}.json", report)
+            print(f"== {size} ==\n{format_table(report)}\n", flush=True)
+            summary["ran"].append(key)
+            summary[key] = {
+                r["impl"]: {"ms": r["ms_per_step"], "vs_lstm": r["time_vs_lstm"]} for r in report["results"]
+            }
+        except Exception as err:  # keep going: record what broke
+            summary["failed"][key] = f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=3)}"
+            print(f"{key} failed: {type(err).__name__}: {err}", flush=True)
+        _write(args.out / "gpu_check.json", summary)
+    if not args.skip_mnist:
+        epochs = {}
+        for name in ("rim-6-4", "lstm-600"):
+            try:
+                epochs[name] = time_mnist_epoch(
+                    name, device, args.quick, args.mnist_seconds, compile_step=not args.quick
+                )
+                print(f"mnist epoch {name}: {json.dumps(epochs[name])}", flush=True)
+            except Exception as err:
+                summary["failed"][f"mnist_epoch_{name}"] = f"{type(err).__name__}: {err}"
+                print(f"mnist epoch {name} failed: {type(err).__name__}: {err}", flush=True)
+            _write(args.out / f"mnist_epoch_{device.type}.json", epochs)
+        summary["ran"].append("mnist_epoch")
+        summary["mnist_epoch"] = epochs
+    summary["wall_seconds"] = time.perf_counter() - start
+    _write(args.out / "gpu_check.json", summary)
+    print(f"wall time {summary['wall_seconds']:.0f} s; failed: {sorted(summary['failed']) or 'none'}")
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""The copying task: data layout, models, a tiny run and its record, the CLI, the exercise check."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+import torch
+
+from minirims.course import checks
+from minirims.experiments import copying as cp
+from minirims.experiments.common import count_parameters
+
+TINY = {"steps_per_epoch": 3, "epochs": 2, "n_eval": 8, "eval_batch_size": 8, "test_delays": [5, 9]}
+
+
+def test_layout_of_a_sequence():
+    digits = torch.tensor([[1, 2, 3, 4, 5, 6, 7, 8, 1, 2]])
+    tokens, targets = cp.copying_sequences(digits, 4)
+    assert tokens.shape == targets.shape == (1, 24) and tokens.dtype == targets.dtype == torch.long
+    assert tokens[0].tolist() == [1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 0, 0, 0, 9] + [0] * 10
+    assert targets[0].tolist() == [0] * 14 + [1, 2, 3, 4, 5, 6, 7, 8, 1, 2]
+
+
+def test_random_batches_are_seeded_and_use_digits_1_to_8():
+    a = cp.copying_batch(256, 50, torch.Generator().manual_seed(3))
+    b = cp.copying_batch(256, 50, torch.Generator().manual_seed(3))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    digits = a[0][:, :10]
+    assert digits.min() == 1 and digits.max() == 8
+    assert (a[0][:, 10:59] == 0).all() and (a[0][:, 59] == 9).all() and (a[0][:, 60:] == 0).all()
+    assert torch.equal(a[1][:, -10:], digits) and (a[1][:, :-10] == 0).all()
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: cp.copying_batch(0, 5), r"n: expected a positive int, got 0"),
+        (lambda: cp.copying_batch(2, 0), r"delay: expected a positive int, got 0"),
+        (lambda: cp.copying_batch(2, 2.5), r"delay: expected a positive int, got 2.5"),
+        (
+            lambda: cp.copying_sequences(torch.ones(2, 9, dtype=torch.long), 3),
+            r"digits: expected .* \(N, 10\)",
+        ),
+        (
+            lambda: cp.copying_sequences(torch.zeros(2, 10, dtype=torch.long), 3),
+            r"digits: expected integers in 1..8",
+        ),
+        (lambda: cp.profile_settings("smoke", epochs=1.5), r"epochs: expected a positive int, got 1.5"),
+        (lambda: cp.profile_settings("smoke", test_delays=[]), r"test_delays: expected a non-empty list"),
+        (lambda: cp.profile_settings("smoke", nope=1), r"overrides: expected keys among"),
+        (lambda: cp.make_model("gru"), r"name: expected one of rim, lstm, got 'gru'"),
+    ],
+)
+def test_bad_arguments_are_named(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_models_same_state_size_and_logits_shape():
+    settings = cp.profile_settings("cpu")
+    rim, lstm = cp.make_model("rim", settings), cp.make_model("lstm", settings)
+    assert rim.core.d_out == lstm.core.d_out == 192
+    assert rim.core.compile_step and settings["compile"]  # the cpu profile compiles the RIM's step
+    assert 100_000 < count_parameters(rim) < 400_000 and 100_000 < count_parameters(lstm) < 400_000
+    smoke = cp.profile_settings("smoke")
+    for name in cp.MODEL_NAMES:
+        tokens, _ = cp.copying_batch(2, 5)
+        assert cp.make_model(name, smoke)(tokens).shape == (2, 25, 10)
+
+
+def test_tiny_run_writes_a_record_with_every_delay(tmp_path, one_thread):
+    record = cp.run(
+        "smoke", seeds=[0, 1], overrides=TINY, results=tmp_path, runs_dir=tmp_path / "runs", progress=False
+    )
+    saved = json.loads((tmp_path / "copying_smoke.json").read_text())
+    assert saved["seeds"] == [0, 1] and saved["experiment"] == "copying"
+    for name in ("rim", "lstm"):
+        for key in ("acc", "ce"):
+            for delay in ("5", "9"):
+                cell = record["metrics"][name][key][delay]
+                assert cell["n"] == 2 and len(cell["values"]) == 2
+        assert 0 <= record["metrics"][name]["acc"]["9"]["mean"] <= 1
+        assert len(record["curves"][name]["0"]) == 2  # one row per epoch
+    assert record["metrics"]["chance"] == {"acc": 1 / 8, "ce": pytest.approx(2.0794, abs=1e-4)}
+    table = cp.format_table(record)
+    assert "T=9" in table and "chance" in table and "12.5%" in table
+    # a rerun resumes from the checkpoints and gives the same numbers
+    again = cp.run(
+        "smoke", seeds=[0, 1], overrides=TINY, save=False, runs_dir=tmp_path / "runs", progress=False
+    )
+    assert again["metrics"]["rim"]["acc"] == record["metrics"]["rim"]["acc"]
+
+
+def test_training_lowers_the_copy_loss(one_thread):
+    torch.manual_seed(0)
+    settings = cp.profile_settings("smoke")
+    model = cp.make_model("lstm", settings)
+    before = cp.evaluate(model, 5, 64, 64)["ce"]
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(40):
+        tokens, targets = cp.copying_batch(32, 5, gen)
+        logits = model(tokens)
+        loss = torch.nn.functional.cross_entropy(
+            logits[:, -10:].reshape(-1, 10), targets[:, -10:].reshape(-1)
+        )
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert cp.evaluate(model, 5, 64, 64)["ce"] < before - 0.05
+
+
+def test_activity_masks_and_inactive_modules_keep_state():
+    torch.manual_seed(0)
+    model = cp.make_model("rim", cp.profile_settings("smoke"))
+    tokens, _ = cp.copying_batch(1, 12)
+    masks = cp.activity_masks(model, tokens[0])
+    assert masks.shape == (1, 32, model.core.n_modules) and (masks.sum(-1) == model.core.k_active).all()
+    with pytest.raises(ValueError, match=r"model: expected a CopyModel with a RIM core"):
+        cp.activity_masks(cp.make_model("lstm", cp.profile_settings("smoke")), tokens)
+
+
+def test_cli_user_errors_end_in_one_line_with_status_2(capsys):
+    parser = argparse.ArgumentParser()
+    cp.add_arguments(parser)
+    args = parser.parse_args(["--profile", "smoke", "--epochs", "0"])
+    assert cp.main(args) == 2
+    out = capsys.readouterr().err.strip().splitlines()
+    assert out == ["python -m minirims copying: epochs: expected a positive int, got 0"]
+
+
+def test_check_accepts_the_reference_and_names_the_mistakes():
+    checks.check_copying_sequences(cp.copying_sequences)
+
+    def marker_one_late(digits, delay):
+        tokens, targets = cp.copying_sequences(digits, delay)
+        tokens[:, 10 + delay - 1] = 0
+        tokens[:, min(10 + delay, tokens.shape[1] - 1)] = 9
+        return tokens, targets
+
+    with pytest.raises(checks.ExerciseFailure, match=r"tokens \(delay=1\).*is the marker \(9\)"):
+        checks.check_copying_sequences(marker_one_late)
+    with pytest.raises(
+        checks.ExerciseFailure, match=r"expected shape \(3, 21\) \(10 digits \+ delay \+ 10\)"
+    ):
+        checks.check_copying_sequences(
+            lambda d, t: cp.copying_sequences(torch.cat([d, d[:, :1]], 1)[:, :10], t + 1)
+        )
+    with pytest.raises(checks.ExerciseFailure, match=r"expected dtype torch.int64"):
+        checks.check_copying_sequences(lambda d, t: tuple(x.float() for x in cp.copying_sequences(d, t)))
+    with pytest.raises(checks.ExerciseFailure, match=r"expected a pair \(tokens, targets\)"):
+        checks.check_copying_sequences(lambda d, t: cp.copying_sequences(d, t)[0])
+    with pytest.raises(NotImplementedError):
+        checks.check_copying_sequences(
+            lambda d, t: (_ for _ in ()).throw(NotImplementedError("Exercise 6.1"))
+        )
