@@ -156,3 +156,20 @@ def test_check_accepts_the_reference_and_names_the_mistakes():
         checks.check_copying_sequences(
             lambda d, t: (_ for _ in ()).throw(NotImplementedError("Exercise 6.1"))
         )
+
+
+def test_record_keeps_the_commit_the_run_started_from(monkeypatch, tmp_path):
+    from minirims.experiments import common
+
+    calls = iter(
+        [
+            {"git_commit": "aaa", "git_dirty": False, "device": "cpu"},  # at the start of the run
+            {"git_commit": "bbb", "git_dirty": True, "device": "cpu"},  # at the end: committed meanwhile
+        ]
+    )
+    monkeypatch.setattr(common, "provenance", lambda device=None: next(calls))
+    monkeypatch.setattr(cp, "provenance", common.provenance)
+    record = cp.run("smoke", models=["lstm"], overrides=TINY, save=False, runs_dir=tmp_path, progress=False)
+    prov = record["provenance"]
+    assert prov["git_commit"] == "aaa" and prov["git_dirty"] is False
+    assert prov["git_commit_at_end"] == "bbb" and prov["git_dirty_at_end"] is True

@@ -52,6 +52,7 @@ from minirims.experiments.common import (
     format_settings,
     make_record,
     mean_std,
+    provenance,
     record_path,
     resolve_profile,
     save_record,
@@ -418,6 +419,7 @@ def run(
     settings = get_settings(profile, **overrides)
     seeds_used = seed_list(seeds)
     dev = pick_device(device)
+    started = provenance(dev)
     t0 = time.perf_counter()
     data = make_data(settings)
     simulate_seconds = time.perf_counter() - t0
@@ -474,6 +476,7 @@ def run(
         parameters=parameters,
         wall_time=wall,
         device=dev,
+        started=started,
         extra={"simulate_seconds": simulate_seconds},
     )
     path = None

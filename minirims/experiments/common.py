@@ -124,6 +124,18 @@ def provenance(device: str | torch.device | None = None) -> dict[str, Any]:
     }
 
 
+def _provenance_of_run(
+    device: str | torch.device | None, started: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    now = provenance(device)
+    if started is None:
+        return now
+    out = dict(started)
+    if (now["git_commit"], now["git_dirty"]) != (started.get("git_commit"), started.get("git_dirty")):
+        out["git_commit_at_end"], out["git_dirty_at_end"] = now["git_commit"], now["git_dirty"]
+    return out
+
+
 def seed_list(seeds: int | Sequence[int]) -> list[int]:
     """``seeds`` as a list: a count n >= 1 gives 0..n-1; a non-empty list of ints >= 0 is kept as is."""
     if isinstance(seeds, bool):
@@ -183,8 +195,14 @@ def make_record(
     wall_time: float | None = None,
     device: str | torch.device | None = None,
     extra: Mapping[str, Any] | None = None,
+    started: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Assemble a JSON-ready result record (see the module docstring for the layout)."""
+    """Assemble a JSON-ready result record (see the module docstring for the layout).
+
+    ``started`` is :func:`provenance` taken when the run began: the commit the code was loaded from. The
+    record keeps it, and adds ``git_commit_at_end`` / ``git_dirty_at_end`` when the checkout changed during
+    the run (a commit made while a long run trained does not change the code the run had loaded).
+    """
     _check_name("experiment", experiment)
     if profile not in PROFILES:
         raise ValueError(f"profile: expected one of {', '.join(PROFILES)}, got {profile!r}")
@@ -195,7 +213,7 @@ def make_record(
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv and sys.argv[0] else None,
         "settings": dict(settings),
         "seeds": [int(s) for s in seeds],
-        "provenance": provenance(device),
+        "provenance": _provenance_of_run(device, started),
         "wall_time": wall_time,
         "parameters": dict(parameters or {}),
         "metrics": dict(metrics),

@@ -43,6 +43,7 @@ from minirims.experiments.common import (
     format_settings,
     make_record,
     mean_std,
+    provenance,
     record_path,
     save_record,
     seed_list,
@@ -346,6 +347,7 @@ def run(
             raise ValueError(f"models: expected names from {', '.join(MODEL_NAMES)}, got {name!r}")
     seeds_used = seed_list(seeds)
     dev = pick_device(device)
+    started = provenance(dev)
     start = time.perf_counter()
     ckpt_root = Path(runs_dir) if runs_dir is not None else REPO_ROOT / "runs"
     ckpt_dir = ckpt_root / f"{EXPERIMENT}_{settings['profile']}_{_settings_key(settings)}"
@@ -428,6 +430,7 @@ def run(
         parameters=parameters,
         wall_time=time.perf_counter() - start,
         device=dev,
+        started=started,
     )
     if save:
         save_record(record, record_path(EXPERIMENT, settings["profile"], results))

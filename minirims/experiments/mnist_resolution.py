@@ -37,6 +37,7 @@ from minirims.experiments.common import (
     format_settings,
     make_record,
     mean_std,
+    provenance,
     record_path,
     save_record,
     seed_list,
@@ -323,6 +324,7 @@ def run(
         _check_model_name(name)
     seeds_used = seed_list(seeds)
     dev = pick_device(device)
+    started = provenance(dev)
     start = time.perf_counter()
     size0 = int(settings["train_size"])
     x_train, y_train = _load_split("train", settings["n_train"], size0)
@@ -402,6 +404,7 @@ def run(
         parameters=parameters,
         wall_time=wall,
         device=dev,
+        started=started,
         extra={"paper_table1": PAPER_TABLE1},
     )
     if save:
