@@ -93,7 +93,7 @@ bench: $(STAMP)  ## speed and memory of the RIM cell against the alternatives (C
 	$(PY) -m benchmarks.bench_cell
 
 OUT ?= results/gpu
-gpu-check: $(STAMP)  ## every GPU measurement in one go (< 8 min on one H100/H200), records to OUT
+gpu-check: $(STAMP)  ## every GPU measurement in one go (< 8 min on one H100/H200, expected), records to OUT
 	$(PY) -m benchmarks.gpu_check --out $(OUT)
 
 gpu-data: data  ## copy the MNIST cache to .gpu/data, to carry to a machine that cannot download

@@ -62,7 +62,7 @@ def time_mnist_epoch(
     name: str,
     device: torch.device,
     quick: bool = False,
-    max_seconds: float = 150.0,
+    max_seconds: float = 120.0,
     compile_step: bool = True,
 ) -> dict[str, Any]:
     """Train ``name`` (an MNIST model name) for one epoch of the full profile (``quick``: 5 smoke steps).
@@ -133,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--iters", type=int, default=None, help="timed steps per contender (default 20; 1 quick)"
     )
-    parser.add_argument("--mnist-seconds", type=float, default=150.0, help="cap per model's MNIST epoch (s)")
+    parser.add_argument("--mnist-seconds", type=float, default=120.0, help="cap per model's MNIST epoch (s)")
     parser.add_argument("--skip-mnist", action="store_true")
     args = parser.parse_args(argv)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -142,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     start = time.perf_counter()
     default_impls = ["lstm", "plain", "fast", "compiled"] + (["graphed"] if device.type == "cuda" else [])
     impls = [s.strip() for s in args.impls.split(",")] if args.impls else default_impls
-    iters = args.iters if args.iters is not None else (1 if args.quick else 20)
+    iters = args.iters if args.iters is not None else (1 if args.quick else 10)
     warmup = 1 if args.quick else 3
     summary: dict[str, Any] = {
         "device": str(device),
