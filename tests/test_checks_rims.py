@@ -68,6 +68,7 @@ REFERENCE = {
     "check_gated_update": (gated_update, "✔ gated update passed"),
     "check_rim_step": (rim_step, "✔ RIM step passed"),
     "check_run_rim": (run_rim, "✔ run RIM passed"),
+    "check_fold_value_weights": (lambda w_v, w_ih: w_v.T @ w_ih, "✔ fold_value_weights passed"),
 }
 
 
@@ -365,3 +366,14 @@ def test_run_rim_restarting_state_and_time_major():
         r"expected shape \(2, 5, 4, 6\), got \(5, 2, 4, 6\)",
         r"dim 1 \(time\)",
     )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# 05: fold the value projection into the module cells' input weights
+
+
+def test_fold_check_names_the_transposed_result_and_wrong_values():
+    fails(
+        checks.check_fold_value_weights, lambda w_v, w_ih: (w_v.T @ w_ih).transpose(1, 2), r"\(n, G, d_in\)"
+    )
+    fails(checks.check_fold_value_weights, lambda w_v, w_ih: 1.01 * (w_v.T @ w_ih), r"w_v\.T @ w_ih\[i\]")
