@@ -36,14 +36,13 @@ G gate width (4 d_h for LSTM modules, 3 d_h for GRU).
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-if TYPE_CHECKING:  # only for annotations: the cell module imports nothing from here
-    from minirims.cell import RIMCell, RIMState
+from minirims.cell import RIMCell, RIMState
 
 __all__ = ["FastWeights", "fast_weights", "should_fold", "run_fast"]
 
@@ -254,8 +253,6 @@ def run_fast(
     Returns:
         outputs (B, T, n*d_h), the final RIMState, and the trace tensors (or None).
     """
-    from minirims.cell import RIMState  # at call time: cell.py is the module that imports this one
-
     inp, comm = cell.input_attention, cell.communication
     n, k, d_h = cell.n_modules, cell.k_active, cell.d_hidden
     b, t_len, m, _ = x.shape

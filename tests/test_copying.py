@@ -173,3 +173,15 @@ def test_record_keeps_the_commit_the_run_started_from(monkeypatch, tmp_path):
     prov = record["provenance"]
     assert prov["git_commit"] == "aaa" and prov["git_dirty"] is False
     assert prov["git_commit_at_end"] == "bbb" and prov["git_dirty_at_end"] is True
+
+
+def test_shared_settings_helpers():
+    from minirims.experiments import common
+    from minirims.experiments import mnist_resolution as mr
+
+    a = common.settings_key(cp.profile_settings("smoke"))
+    assert a == common.settings_key(cp.profile_settings("smoke")) and len(a) == 10
+    assert a != common.settings_key(cp.profile_settings("smoke", epochs=2))
+    assert mr.profile_settings("smoke", epochs=2)["epochs"] == 2
+    with pytest.raises(ValueError, match=r"overrides: expected keys among .*, got unknown \['nope'\]"):
+        mr.profile_settings("smoke", nope=1)

@@ -20,6 +20,9 @@ API::
     results_dir() -> Path                                    # env MINIRIMS_RESULTS or <repo>/results
     record_path(experiment, profile, results=None) -> Path   # <results>/<experiment>_<profile>.json
     provenance(device=None) -> dict
+    profile_with_overrides(profiles, profile, overrides) -> dict   # a profile's settings, overrides checked
+    settings_key(settings) -> str                            # short hash: one checkpoint folder per settings
+    traced_masks(model, tokens) -> (B, L, n) bool            # module activity of a model(tokens, trace=True)
     count_parameters(model) -> int
     mean_std(values) -> dict(mean, std, n, values)
     make_record(experiment, profile, settings, seeds, metrics, curves=None, parameters=None,
@@ -34,6 +37,7 @@ API::
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import math
 import os
@@ -59,12 +63,15 @@ __all__ = [
     "load_reference_results",
     "make_record",
     "mean_std",
+    "profile_with_overrides",
     "provenance",
     "record_path",
     "resolve_profile",
     "results_dir",
     "save_record",
     "seed_list",
+    "settings_key",
+    "traced_masks",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -134,6 +141,43 @@ def _provenance_of_run(
     if (now["git_commit"], now["git_dirty"]) != (started.get("git_commit"), started.get("git_dirty")):
         out["git_commit_at_end"], out["git_dirty_at_end"] = now["git_commit"], now["git_dirty"]
     return out
+
+
+def profile_with_overrides(
+    profiles: Mapping[str, Mapping[str, Any]], profile: str | None, overrides: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The settings of ``profile`` (default: env MINIRIMS_PROFILE) from ``profiles``, with ``overrides``.
+
+    Adds ``"profile"``; an override key the profile does not have raises ValueError.
+    """
+    name = resolve_profile(profile)
+    settings = {**profiles[name], "profile": name}
+    unknown = sorted(set(overrides) - set(settings))
+    if unknown:
+        raise ValueError(f"overrides: expected keys among {sorted(settings)}, got unknown {unknown}")
+    settings.update(overrides)
+    return settings
+
+
+def settings_key(settings: Mapping[str, Any]) -> str:
+    """A short hash of ``settings``: checkpoints of runs with other settings live in other folders."""
+    return hashlib.sha256(json.dumps(dict(settings), sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+@torch.no_grad()
+def traced_masks(model: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    """Run ``model(tokens, trace=True)`` in eval mode (restored after); the trace's masks, on the CPU.
+
+    ``tokens`` (L,) or (B, L); returns (B, L, n) bool. Each experiment's ``activity_masks`` checks the model.
+    """
+    x = tokens[None] if tokens.dim() == 1 else tokens
+    was_training = model.training
+    model.eval()
+    try:
+        _, tr = model(x.to(next(model.parameters()).device), trace=True)
+    finally:
+        model.train(was_training)
+    return tr.masks.cpu()
 
 
 def seed_list(seeds: int | Sequence[int]) -> list[int]:

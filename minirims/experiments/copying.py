@@ -23,8 +23,6 @@ seeds. Trivial predictor: a uniform guess among the 8 digits scores 12.5% and ``
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import math
 import sys
 import time
@@ -43,12 +41,15 @@ from minirims.experiments.common import (
     format_settings,
     make_record,
     mean_std,
+    profile_with_overrides,
     provenance,
     record_path,
     save_record,
     seed_list,
+    settings_key,
+    traced_masks,
 )
-from minirims.experiments.train import TrainConfig, fit, pick_device, resolve_profile
+from minirims.experiments.train import TrainConfig, fit, pick_device
 from minirims.model import RIM, LSTMBaseline
 
 __all__ = [
@@ -162,12 +163,7 @@ PROFILE_SETTINGS: dict[str, dict[str, Any]] = {
 
 def profile_settings(profile: str | None = None, **overrides: Any) -> dict[str, Any]:
     """The settings of ``profile`` (default: env MINIRIMS_PROFILE) with ``overrides`` (known keys only)."""
-    name = resolve_profile(profile)
-    settings = {**PROFILE_SETTINGS[name], "profile": name}
-    unknown = sorted(set(overrides) - set(settings))
-    if unknown:
-        raise ValueError(f"overrides: expected keys among {sorted(settings)}, got unknown {unknown}")
-    settings.update(overrides)
+    settings = profile_with_overrides(PROFILE_SETTINGS, profile, overrides)
     for key in ("train_delay", "steps_per_epoch", "epochs", "batch_size", "n_eval", "eval_batch_size"):
         value = settings[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -302,18 +298,7 @@ def activity_masks(model: CopyModel, tokens: Tensor) -> Tensor:
     """Which RIM modules are active at each step: tokens (L,) or (B, L) -> masks (B, L, n) bool (CPU)."""
     if not isinstance(model, CopyModel) or not isinstance(model.core, RIM):
         raise ValueError(f"model: expected a CopyModel with a RIM core, got {type(model).__name__}")
-    x = tokens[None] if tokens.dim() == 1 else tokens
-    was_training = model.training
-    model.eval()
-    try:
-        _, tr = model(x.to(next(model.parameters()).device), trace=True)
-    finally:
-        model.train(was_training)
-    return tr.masks.cpu()
-
-
-def _settings_key(settings: Mapping[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(dict(settings), sort_keys=True, default=str).encode()).hexdigest()[:10]
+    return traced_masks(model, tokens)
 
 
 def run(
@@ -350,7 +335,7 @@ def run(
     started = provenance(dev)
     start = time.perf_counter()
     ckpt_root = Path(runs_dir) if runs_dir is not None else REPO_ROOT / "runs"
-    ckpt_dir = ckpt_root / f"{EXPERIMENT}_{settings['profile']}_{_settings_key(settings)}"
+    ckpt_dir = ckpt_root / f"{EXPERIMENT}_{settings['profile']}_{settings_key(settings)}"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     delay, bs, steps = (
         int(settings["train_delay"]),

@@ -19,8 +19,6 @@ Every model is ``nn.Embedding(2, d_emb)`` (a pixel is a token, not a raw scalar)
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -37,13 +35,16 @@ from minirims.experiments.common import (
     format_settings,
     make_record,
     mean_std,
+    profile_with_overrides,
     provenance,
     record_path,
     save_record,
     seed_list,
+    settings_key,
+    traced_masks,
 )
 from minirims.experiments.data.mnist import load_mnist, pixel_sequences
-from minirims.experiments.train import TrainConfig, batch_indices, fit, pick_device, resolve_profile
+from minirims.experiments.train import TrainConfig, batch_indices, fit, pick_device
 from minirims.experiments.transformer import CausalTransformer
 from minirims.model import RIM, LSTMBaseline
 
@@ -162,12 +163,7 @@ PROFILE_SETTINGS: dict[str, dict[str, Any]] = {
 
 def profile_settings(profile: str | None = None, **overrides: Any) -> dict[str, Any]:
     """The settings of ``profile`` (default: env MINIRIMS_PROFILE, see resolve_profile) with ``overrides``."""
-    name = resolve_profile(profile)
-    settings = {**PROFILE_SETTINGS[name], "profile": name}
-    unknown = sorted(set(overrides) - set(settings))
-    if unknown:
-        raise ValueError(f"overrides: expected keys among {sorted(settings)}, got unknown {unknown}")
-    settings.update(overrides)
+    settings = profile_with_overrides(PROFILE_SETTINGS, profile, overrides)
     return settings
 
 
@@ -246,14 +242,7 @@ def activity_masks(model: MNISTClassifier, tokens: Tensor) -> Tensor:
     """Which RIM modules are active at each pixel: tokens (T,) or (B, T) -> masks (B, T, n) bool (CPU)."""
     if not isinstance(model, MNISTClassifier) or not isinstance(model.core, RIM):
         raise ValueError(f"model: expected an MNISTClassifier with a RIM core, got {type(model).__name__}")
-    x = tokens[None] if tokens.dim() == 1 else tokens
-    was_training = model.training
-    model.eval()
-    try:
-        _, tr = model(x.to(next(model.parameters()).device), trace=True)
-    finally:
-        model.train(was_training)
-    return tr.masks.cpu()
+    return traced_masks(model, tokens)
 
 
 @torch.no_grad()
@@ -279,10 +268,6 @@ def _load_split(split: str, n: int, size: int) -> tuple[Tensor, Tensor]:
     images, labels = load_mnist(split)
     n = min(int(n), len(labels))
     return pixel_sequences(images[:n], size), torch.as_tensor(labels[:n]).long()
-
-
-def _settings_key(settings: Mapping[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(dict(settings), sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
 def run(
@@ -332,7 +317,7 @@ def run(
     tests = {int(s): _load_split("test", settings["n_test"], int(s)) for s in settings["test_sizes"]}
     x_train_d, y_train_d = x_train.to(dev), y_train.to(dev)
     ckpt_root = Path(runs_dir) if runs_dir is not None else REPO_ROOT / "runs"
-    ckpt_dir = ckpt_root / f"{EXPERIMENT}_{settings['profile']}_{_settings_key(settings)}"
+    ckpt_dir = ckpt_root / f"{EXPERIMENT}_{settings['profile']}_{settings_key(settings)}"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     bs, ebs = int(settings["batch_size"]), int(settings["eval_batch_size"])
 
