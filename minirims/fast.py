@@ -95,10 +95,24 @@ def fast_weights(cell: RIMCell) -> FastWeights:
     )
 
 
-def should_fold(cell: RIMCell, n_slots: int) -> bool:
-    """Fold W_v into W_ih when the folded product is the cheaper one: ``m * d_in <= H * d_v``."""
+def should_fold(cell: RIMCell, n_slots: int, rows: int | None = None) -> bool:
+    """Fold W_v into W_ih when that costs fewer multiply-adds.
+
+    Per input row (one sample at one step) the folded path projects the m slots straight to every module's
+    gates (``m * d_in * H * n * G``) where the unfolded one projects them to values (``m * d_in * H * d_v``)
+    and each module's read through W_ih (``n * H * d_v * G``); folding itself costs one weight product
+    (``H * d_v * d_in * n * G``) per call. ``rows`` = B * T of the call; None compares the per-row costs only
+    (a long sequence), which reduces to about ``m * d_in <= H * d_v``. A call of one step at a time (a video
+    rollout) rarely pays for the product.
+    """
     inp = cell.input_attention
-    return n_slots * cell.d_in <= inp.n_heads * inp.d_v
+    h, d_v, d_in, n = inp.n_heads, inp.d_v, cell.d_in, cell.n_modules
+    g = (4 if cell.rnn_type == "lstm" else 3) * cell.d_hidden
+    folded = n_slots * d_in * h * n * g
+    unfolded = n_slots * d_in * h * d_v + n * h * d_v * g
+    if rows is None:
+        return folded <= unfolded
+    return rows * folded + h * d_v * d_in * n * g <= rows * unfolded
 
 
 def _hoist_inputs(cell: RIMCell, x: Tensor, fold: bool) -> tuple[Tensor, Tensor]:
@@ -260,7 +274,7 @@ def run_fast(
     heads, d_k, d_v = comm.n_heads, comm.d_k, comm.d_v
     lstm = cell.rnn_type == "lstm"
     g_width = (4 if lstm else 3) * d_h
-    fold = should_fold(cell, m) if fold is None else fold
+    fold = should_fold(cell, m, b * t_len) if fold is None else fold
     p_in = inp.dropout if inp.training else 0.0
     p_comm = comm.dropout if comm.training else 0.0
     w = fast_weights(cell)

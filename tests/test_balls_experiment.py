@@ -15,7 +15,14 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from minirims.__main__ import build_parser  # noqa: E402
 from minirims.experiments import bouncing_balls as bb  # noqa: E402
-from minirims.experiments.video import FrameDecoder, FrameEncoder, make_frame_model, next_frame_loss, rollout  # noqa: E402
+from minirims.experiments.video import (  # noqa: E402
+    FrameDecoder,
+    FrameEncoder,
+    make_frame_model,
+    next_frame_loss,
+    rollout,
+    rollout_loss,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -168,8 +175,12 @@ def test_settings_overrides_and_validation() -> None:
     assert bb.get_settings("cpu").frame_size == 32 and bb.get_settings("full").frame_size == 64
     with pytest.raises(ValueError, match=r"overrides: expected keys among .*, got 'epoch'"):
         bb.get_settings("smoke", epoch=2)
-    with pytest.raises(ValueError, match=r"n_frames: expected >= n_given \+ n_future = 12, got 10"):
-        bb.get_settings("smoke", n_frames=10)
+    with pytest.raises(ValueError, match=r"n_frames: expected an int >= 2, got 1"):
+        bb.get_settings("smoke", n_frames=1)
+    with pytest.raises(ValueError, match=r"train_given: expected an int in \[1, n_frames - 1 = 11\], got 12"):
+        bb.get_settings("smoke", train_given=12)
+    with pytest.raises(ValueError, match=r"feedback_grad: expected True or False, got 1"):
+        bb.get_settings("smoke", feedback_grad=1)
     with pytest.raises(ValueError, match=r"batch_size: expected a positive int, got 0"):
         bb.get_settings("smoke", batch_size=0)
     with pytest.raises(ValueError, match=r"seeds: expected a count >= 1 or a list"):
@@ -223,9 +234,73 @@ def test_cli_smoke_end_to_end(tmp_path, capsys) -> None:
     assert bb.main(args) == 0
     record = json.loads((tmp_path / "bouncing_balls_smoke.json").read_text())
     assert record["profile"] == "smoke" and record["seeds"] == [0]
-    assert set(record["metrics"]) == {"lstm-32", bb.BASELINE}
+    assert set(record["metrics"]) == {"lstm-32", *bb.BASELINES}
     assert record["settings"]["frame_size"] == 16 and record["provenance"]["device"] == "cpu"
     examples = np.load(tmp_path / "bouncing_balls_smoke_examples.npz")
     assert examples["curtain/truth"].shape == (2, 12, 16, 16) and examples["curtain/truth"].dtype == np.uint8
     out = capsys.readouterr().out
-    assert "profile smoke" in out and "mean-frame" in out
+    assert "profile smoke" in out and "mean-frame" in out and "last-frame" in out
+
+
+def test_rollout_loss_is_teacher_forcing_at_t_minus_1_and_feeds_back_otherwise() -> None:
+    torch.manual_seed(0)
+    model = make_frame_model("lstm-32", frame_size=16, d_embed=32, channels=(8, 16))
+    frames = _frames(3, 8)
+    tf, _ = next_frame_loss(model, frames)
+    same, metrics = rollout_loss(model, frames, n_given=7)
+    torch.testing.assert_close(same, tf)
+    assert "bce_rollout" not in metrics
+    fed, metrics = rollout_loss(model, frames, n_given=3)
+    assert not torch.allclose(fed, tf) and metrics["bce_rollout"].shape == ()
+    # the fed-back frames are the model's own predictions: the loss at n_given matches the rollout's BCE
+    r = rollout(model, frames, n_given=3, n_future=5)
+    with torch.no_grad():
+        _, m = rollout_loss(model.eval(), frames, n_given=3)
+    torch.testing.assert_close(m["bce_rollout"], r.bce.mean(), rtol=1e-5, atol=1e-4)
+    model.train()
+    # with feedback_grad the gradient also reaches the encoder through the predictions: grads differ
+    grads = []
+    for flag in (True, False):
+        model.zero_grad()
+        rollout_loss(model, frames, 3, feedback_grad=flag)[0].backward()
+        grads.append(model.encoder.fc[1].weight.grad.clone())
+    assert not torch.allclose(grads[0], grads[1])
+    with pytest.raises(ValueError, match=r"n_given: expected an int in \[1, 7\]"):
+        rollout_loss(model, frames, n_given=8)
+    with pytest.raises(ValueError, match=r"n_given: expected an int in \[1, 7\]"):
+        rollout_loss(model, frames, n_given=True)
+
+
+def test_last_frame_baseline_spans_copy_to_mean_and_its_blend_is_tuned() -> None:
+    s = bb.get_settings("smoke", n_test=6, n_val=8)
+    on = {k: v.to("cpu") for k, v in bb.make_data(s).items()}
+    mean = bb.mean_frame_baseline(on["4 balls"], s)
+    # blend 1: every pixel at the mean brightness, i.e. the mean-frame guess
+    np.testing.assert_allclose(bb.last_frame_baseline(on["4 balls"], s, 1.0), mean, rtol=1e-9)
+    hard = bb.last_frame_baseline(on["4 balls"], s, 0.0)
+    # a hard copy is wrong by more and more pixels as the balls move away
+    assert hard[-1] > hard[0] and hard.shape == (s.n_future,)
+    blend = bb.fit_last_frame_blend(on["val"], s)
+    assert blend.shape == (s.n_future,) and set(blend) <= set(bb.BLENDS)
+    tuned = bb.last_frame_baseline(on["val"], s, blend)
+    for fixed in bb.BLENDS:  # per frame, the tuned blend is the grid's best on the videos it was tuned on
+        assert np.all(tuned <= bb.last_frame_baseline(on["val"], s, fixed) + 1e-9)
+    with pytest.raises(ValueError, match=r"blend: expected a float or 6 floats in \[0, 1\]"):
+        bb.last_frame_baseline(on["4 balls"], s, 1.5)
+    with pytest.raises(ValueError, match=r"blend: expected a float or 6 floats in \[0, 1\]"):
+        bb.last_frame_baseline(on["4 balls"], s, [0.1, 0.2])
+
+
+def test_test_videos_are_the_training_length_or_longer_with_the_same_start() -> None:
+    from minirims.experiments.data.balls import make_sets
+
+    short = make_sets(4, 3, n_frames=6, seed=1, n_val=2)
+    long = make_sets(4, 3, n_frames=6, seed=1, n_val=2, test_frames=20)
+    assert long["train"].n_frames == 6 and long["4 balls"].n_frames == 20 and long["val"].n_frames == 20
+    np.testing.assert_array_equal(long["train"].positions, short["train"].positions)
+    for name in ("4 balls", "6-8 balls", "curtain"):
+        np.testing.assert_array_equal(long[name].positions[:, :6], short[name].positions)
+    # a 35-frame rollout (the paper's long test) from the settings alone
+    s = bb.get_settings("smoke", n_future=35, n_test=2, n_train=4, n_val=2)
+    data = bb.make_data(s)
+    assert data["4 balls"].n_frames == 6 + 35 and data["train"].n_frames == s.n_frames

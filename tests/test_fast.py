@@ -77,6 +77,10 @@ def test_fast_equals_plain_float64_outputs_state_trace_and_grads(rnn, m, kw):
 def test_fold_rule_and_both_reads_exercised():
     assert should_fold(make_rim().cell, 1)  # 5 <= 400
     assert not should_fold(make_rim(input_d_v=4).cell, 2)  # 10 > 4
+    # the weight product is paid once per call: a one-step call at a wide input does not fold, a long one does
+    wide = make_rim(d_in=256).cell
+    assert should_fold(wide, 1) and should_fold(wide, 1, rows=10_000)
+    assert not should_fold(wide, 1, rows=16)
 
 
 def test_fast_equals_the_loop_oracle_from_a_zero_state():

@@ -67,10 +67,12 @@ from minirims.experiments.train import (
     pick_device,
     seed_everything,
 )
-from minirims.experiments.video import FramePredictor, make_frame_model, next_frame_loss, rollout
+from minirims.experiments.video import FramePredictor, make_frame_model, rollout, rollout_loss
 
 __all__ = [
     "BASELINE",
+    "BASELINES",
+    "BLENDS",
     "EXPERIMENT",
     "MODELS",
     "PROFILE_NOTES",
@@ -81,6 +83,8 @@ __all__ = [
     "add_arguments",
     "build_model",
     "evaluate_rollouts",
+    "fit_last_frame_blend",
+    "last_frame_baseline",
     "example_rollouts",
     "get_settings",
     "main",
@@ -100,8 +104,11 @@ __all__ = [
 EXPERIMENT = "bouncing_balls"
 MODELS = ("rim-6-4", "lstm-256", "lstm-512")
 TEST_SETS = tuple(SETS)
-#: name of the no-motion reference in the records (see :func:`mean_frame_baseline`)
-BASELINE = "mean-frame"
+#: the trivial predictors in every record: the mean frame (:func:`mean_frame_baseline`) and the last given
+#: frame (:func:`last_frame_baseline`, blended towards the mean as tuned on the validation videos).
+#: A model has learned something only at the rollout frames where it beats both.
+BASELINES = ("mean-frame", "last-frame")
+BASELINE = BASELINES[0]
 
 
 @dataclass(frozen=True)
@@ -110,9 +117,9 @@ class BallsSettings:
 
     profile: str
     frame_size: int  # H = W of the rendered frames
-    n_frames: int  # frames per video (train and test)
-    n_given: int  # true frames given before a rollout
-    n_future: int  # frames rolled out and scored
+    n_frames: int  # frames per training (and validation) video
+    n_given: int  # true frames given before a test rollout
+    n_future: int  # frames rolled out and scored (test videos have n_given + n_future frames)
     n_train: int
     n_val: int  # 4-ball videos for picking the best epoch (rollout BCE)
     n_test: int  # videos per test set
@@ -126,6 +133,10 @@ class BallsSettings:
     grad_clip: float
     data_seed: int  # the videos are the same for every model seed
     eval_batch_size: int
+    train_given: int  # true frames read in training before the model rolls out the rest (n_frames - 1: pure
+    #                   teacher forcing)
+    feedback_grad: bool = True  # backprop through the fed-back predictions in training
+    compile: bool = False  # run the RIM's step through torch.compile
     bce_unit: str = "BCE of a frame summed over its pixels, averaged over test videos"
     models: tuple[str, ...] = field(default=MODELS)
 
@@ -149,6 +160,7 @@ PROFILE_SETTINGS: dict[str, dict[str, Any]] = {
         grad_clip=1.0,
         data_seed=0,
         eval_batch_size=16,
+        train_given=6,
     ),
     "cpu": dict(
         frame_size=32,
@@ -168,6 +180,7 @@ PROFILE_SETTINGS: dict[str, dict[str, Any]] = {
         grad_clip=1.0,
         data_seed=0,
         eval_batch_size=128,
+        train_given=15,
     ),
     "full": dict(
         frame_size=64,
@@ -187,6 +200,7 @@ PROFILE_SETTINGS: dict[str, dict[str, Any]] = {
         grad_clip=1.0,
         data_seed=0,
         eval_batch_size=500,
+        train_given=15,
     ),
 }
 
@@ -213,11 +227,16 @@ def get_settings(profile: str | None = None, **overrides: Any) -> BallsSettings:
     if "models" in values:
         values["models"] = tuple(values["models"])
     settings = BallsSettings(profile=name, **values)
-    if settings.n_given + settings.n_future > settings.n_frames:
+    if isinstance(settings.n_frames, bool) or not isinstance(settings.n_frames, int) or settings.n_frames < 2:
+        raise ValueError(f"n_frames: expected an int >= 2, got {settings.n_frames!r}")
+    tg = settings.train_given
+    if isinstance(tg, bool) or not isinstance(tg, int) or not 1 <= tg <= settings.n_frames - 1:
         raise ValueError(
-            f"n_frames: expected >= n_given + n_future = {settings.n_given + settings.n_future}, "
-            f"got {settings.n_frames}"
+            f"train_given: expected an int in [1, n_frames - 1 = {settings.n_frames - 1}], got {tg!r}"
         )
+    for key in ("feedback_grad", "compile"):
+        if not isinstance(getattr(settings, key), bool):
+            raise ValueError(f"{key}: expected True or False, got {getattr(settings, key)!r}")
     for name in settings.models:
         if not isinstance(name, str) or not re.fullmatch(r"rim-\d+-\d+|lstm-\d+", name):
             raise ValueError(f"models: expected names like 'rim-6-4' or 'lstm-256', got {name!r}")
@@ -231,13 +250,20 @@ def get_settings(profile: str | None = None, **overrides: Any) -> BallsSettings:
 def make_data(settings: BallsSettings) -> dict[str, Balls]:
     """Simulate the sets of a run (numpy): "train", "val" (when n_val > 0) and the three test sets."""
     return make_sets(
-        settings.n_train, settings.n_test, settings.n_frames, settings.data_seed, n_val=settings.n_val
+        settings.n_train,
+        settings.n_test,
+        settings.n_frames,
+        settings.data_seed,
+        n_val=settings.n_val,
+        test_frames=settings.n_given + settings.n_future,
     )
 
 
 def build_model(name: str, settings: BallsSettings) -> FramePredictor:
     """A :class:`FramePredictor` named ``"rim-<n>-<k>"`` or ``"lstm-<d_h>"`` sized by ``settings``."""
-    kwargs: dict[str, Any] = {"dropout": settings.dropout} if name.startswith("rim") else {}
+    kwargs: dict[str, Any] = {}
+    if name.startswith("rim"):
+        kwargs = {"dropout": settings.dropout, "compile_step": settings.compile}
     return make_frame_model(
         name, settings.frame_size, settings.d_embed, settings.channels, settings.d_hidden, **kwargs
     )
@@ -292,6 +318,59 @@ def mean_frame_baseline(data: BallsTensors, settings: BallsSettings) -> np.ndarr
     return (total / len(data)).cpu().numpy()
 
 
+#: the blend weights tried by :func:`fit_last_frame_blend` (0: the last frame as it is; 1: the mean frame)
+BLENDS = (0.0, 0.001, 0.003, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.65, 0.8, 1.0)
+
+
+def _check_blend(blend: object, n_future: int) -> np.ndarray:
+    arr = np.asarray(blend, dtype=np.float64) if not isinstance(blend, (str, bytes)) else np.array([np.nan])
+    if arr.ndim == 0:
+        arr = np.full(n_future, float(arr))
+    if arr.shape != (n_future,) or not np.all(np.isfinite(arr)) or arr.min() < 0 or arr.max() > 1:
+        raise ValueError(f"blend: expected a float or {n_future} floats in [0, 1], got {blend!r}")
+    return arr
+
+
+def _last_frame_bce(data: BallsTensors, settings: BallsSettings, blends: np.ndarray) -> np.ndarray:
+    """(len(blends), n_future) mean BCE of p = (1 - a) * last given frame + a * mean brightness."""
+    g, f = settings.n_given, settings.n_future
+    device = data.positions.device
+    a = torch.as_tensor(blends, dtype=torch.float64, device=device).view(-1, 1, 1, 1, 1, 1)
+    total = torch.zeros(len(blends), f, dtype=torch.float64, device=device)
+    for start in range(0, len(data), settings.eval_batch_size):
+        idx = torch.arange(start, min(start + settings.eval_batch_size, len(data)), device=device)
+        frames = data.batch(idx, settings.frame_size, g + f).double()
+        mean = frames[:, :g].mean(dim=(1, 2, 3, 4), keepdim=True)
+        p = ((1 - a) * frames[None, :, g - 1 : g] + a * mean).clamp(1e-4, 1 - 1e-4)  # (A, B, 1, 1, H, W)
+        target = frames[None, :, g:]  # (1, B, f, 1, H, W)
+        bce = -(target * p.log() + (1 - target) * (1 - p).log())  # (A, B, f, 1, H, W)
+        total += bce.sum(dim=(3, 4, 5)).sum(1)
+    return (total / len(data)).cpu().numpy()
+
+
+def fit_last_frame_blend(data: BallsTensors, settings: BallsSettings) -> np.ndarray:
+    """The blend of :func:`last_frame_baseline` that scores best on ``data`` at each rollout frame.
+
+    Tuned on the validation videos (never on a test set): from :data:`BLENDS`, per rollout frame, the weight
+    ``a`` whose guess ``(1 - a) * last frame + a * mean brightness`` has the lowest mean BCE. (n_future,).
+    """
+    bce = _last_frame_bce(data, settings, np.asarray(BLENDS))
+    return np.asarray(BLENDS)[bce.argmin(axis=0)]
+
+
+def last_frame_baseline(data: BallsTensors, settings: BallsSettings, blend: Any = 0.05) -> np.ndarray:
+    """BCE per future frame of a guess that knows where the balls are but not how they move.
+
+    Every future frame is predicted as the last given frame, blended towards the mean brightness of the given
+    frames, ``p = (1 - blend) * last + blend * mean`` (a hard copy, blend 0, pays ~9 nats for every pixel a
+    ball has left). ``blend``: a float or (n_future,) floats in [0, 1], e.g. from
+    :func:`fit_last_frame_blend`. A model below this line knows that balls move. (n_future,) float64.
+    """
+    blends = _check_blend(blend, settings.n_future)
+    bce = _last_frame_bce(data, settings, blends)  # (n_future, n_future): row i uses blends[i]
+    return np.diagonal(bce).copy()
+
+
 def train_model(
     name: str,
     settings: BallsSettings,
@@ -331,10 +410,13 @@ def train_model(
         curve = evaluate_rollouts(m, val, settings)
         return {"val_bce": float(curve.mean()), "val_bce_last": float(curve[-1])}
 
+    def loss_fn(m: FramePredictor, frames: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        return rollout_loss(m, frames, settings.train_given, settings.feedback_grad)
+
     result = fit(
         model,
         lambda epoch: _Batches(train, settings, seed, epoch),
-        next_frame_loss,
+        loss_fn,
         evaluate,
         config,
         checkpoint=checkpoint,
@@ -411,7 +493,8 @@ def run(
         :class:`BallsRun`. Record metrics, per model and test set: ``per_frame`` (mean over seeds of the
         per-frame BCE, n_future values), ``per_frame_std``, ``per_frame_per_seed``, and ``mean_bce`` (mean
         over the rollout frames; mean/std over seeds). Per model: ``train_seconds``, ``best_epoch``. The
-        entry :data:`BASELINE` holds :func:`mean_frame_baseline` per test set, in the same layout.
+        entries of :data:`BASELINES` hold :func:`mean_frame_baseline` and :func:`last_frame_baseline` (its
+        blend tuned on the validation videos, stored as ``blend``) per test set, in the same layout.
     """
     t_start = time.perf_counter()
     if models is not None:
@@ -454,16 +537,21 @@ def run(
                 "per_frame_per_seed": stack,
             }
         metrics[name] = entry
-    baseline: dict[str, Any] = {}
-    for set_name in TEST_SETS:
-        curve = mean_frame_baseline(on_device[set_name], settings)
-        baseline[set_name] = {
-            "mean_bce": mean_std([curve.mean()]),
-            "per_frame": curve,
-            "per_frame_std": np.zeros_like(curve),
-            "per_frame_per_seed": curve[None],
-        }
-    metrics[BASELINE] = baseline  # no training: the same for every seed
+    blend = fit_last_frame_blend(on_device.get("val", on_device["4 balls"]), settings)
+    for base in BASELINES:  # no training: the same for every seed
+        entry = {"blend": blend} if base == "last-frame" else {}
+        for set_name in TEST_SETS:
+            if base == "last-frame":
+                curve = last_frame_baseline(on_device[set_name], settings, blend)
+            else:
+                curve = mean_frame_baseline(on_device[set_name], settings)
+            entry[set_name] = {
+                "mean_bce": mean_std([curve.mean()]),
+                "per_frame": curve,
+                "per_frame_std": np.zeros_like(curve),
+                "per_frame_per_seed": curve[None],
+            }
+        metrics[base] = entry
 
     wall = time.perf_counter() - t_start
     record = make_record(
@@ -597,7 +685,11 @@ def plot_bce_curves(curves: dict[str, dict[str, Any]], title: str = "", n_given:
         for model, values in by_model.items():
             y = np.asarray(values, dtype=np.float64)
             x = np.arange(1, len(y) + 1) + (n_given - 1 if n_given else 0)
-            ax.plot(x, y, marker="o", markersize=3, label=model)
+            if model in BASELINES:  # the trivial predictors: grey, dashed, no markers
+                style = {"color": "0.45", "linestyle": "--" if model == BASELINE else ":", "linewidth": 1.5}
+                ax.plot(x, y, label=f"{model} (baseline)", **style)
+            else:
+                ax.plot(x, y, marker="o", markersize=3, label=model)
         ax.set_title(set_name, fontsize=10)
         ax.set_xlabel("frame" if n_given else "rollout step")
         ax.grid(alpha=0.3)

@@ -33,6 +33,7 @@ __all__ = [
     "make_frame_model",
     "next_frame_loss",
     "rollout",
+    "rollout_loss",
 ]
 
 
@@ -215,6 +216,55 @@ def next_frame_loss(model: FramePredictor, frames: Tensor) -> tuple[Tensor, dict
     loss = F.binary_cross_entropy_with_logits(logits.float(), frames[:, 1:].float())
     pixels = frames.shape[-1] * frames.shape[-2]
     return loss, {"bce_frame": loss.detach() * pixels}
+
+
+def rollout_loss(
+    model: FramePredictor, frames: Tensor, n_given: int, feedback_grad: bool = True
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Next-frame loss on a training video whose second part the model must roll out itself.
+
+    The model reads true frames 0..n_given-1 (teacher forcing), then its own predicted probabilities for
+    the rest, exactly as in :func:`rollout`, and every predicted frame 1..T-1 is scored (mean per-pixel BCE).
+    Trained only with teacher forcing, a model never sees its own blurry predictions, and at test time they
+    push it off the data it knows: its rollouts blow up within a few frames. Training on the rollout
+    removes that mismatch (the cost: the last T - n_given frames run one step at a time).
+
+    Args:
+        model: a :class:`FramePredictor`.
+        frames: (B, T, 1, H, W) in [0, 1], T >= 2.
+        n_given: true frames read, in [1, T - 1]; ``T - 1`` is plain teacher forcing
+            (:func:`next_frame_loss`).
+        feedback_grad: let the gradient flow through the fed-back predictions (backprop through the
+            rollout); False detaches them.
+
+    Returns:
+        (mean per-pixel BCE, {"bce_frame": BCE per frame summed over pixels, "bce_rollout": the same over
+        frames n_given..T-1, the ones :func:`rollout` scores (when n_given < T - 1)}); metrics detached.
+    """
+    model.check_frames(frames)
+    t = frames.shape[1]
+    if t < 2:
+        raise ValueError(f"frames: expected at least 2 frames (T >= 2), got shape {tuple(frames.shape)}")
+    if isinstance(n_given, bool) or not isinstance(n_given, int) or not 1 <= n_given <= t - 1:
+        raise ValueError(
+            f"n_given: expected an int in [1, {t - 1}] (T - 1 = teacher forcing), got {n_given!r}"
+        )
+    logits, state, _ = model(frames[:, :n_given])
+    steps = [logits]
+    last = logits[:, -1:]
+    for _ in range(t - 1 - n_given):
+        fed = torch.sigmoid(last)
+        last, state, _ = model(fed if feedback_grad else fed.detach(), state)
+        steps.append(last)
+    logits = torch.cat(steps, dim=1).float()
+    bce = F.binary_cross_entropy_with_logits(logits, frames[:, 1:].float(), reduction="none")
+    per_frame = bce.sum(dim=(2, 3, 4))  # (B, T - 1)
+    pixels = frames.shape[-1] * frames.shape[-2]
+    loss = per_frame.mean() / pixels
+    metrics = {"bce_frame": per_frame.detach().mean()}
+    if t - 1 > n_given:  # frames n_given..T-1, as scored by rollout(n_given, T - n_given)
+        metrics["bce_rollout"] = per_frame[:, n_given - 1 :].detach().mean()
+    return loss, metrics
 
 
 class Rollout(NamedTuple):

@@ -396,11 +396,22 @@ def make_balls(
 
 
 def make_sets(
-    n_train: int, n_test: int, n_frames: int = 51, seed: int = 0, n_val: int = 0, **kwargs
+    n_train: int,
+    n_test: int,
+    n_frames: int = 51,
+    seed: int = 0,
+    n_val: int = 0,
+    test_frames: int | None = None,
+    **kwargs,
 ) -> dict[str, Balls]:
     """The training set, an optional validation set and the three test sets of :data:`SETS`.
 
-    Every set comes from its own child of ``SeedSequence(seed)``, so changing one size changes no other set.
+    Every set comes from its own child of ``SeedSequence(seed)``, so changing one size changes no other set,
+    and a longer video starts with the frames of the shorter one (the simulation draws nothing per frame).
+
+    Args:
+        n_frames: frames per training video.
+        test_frames: frames per validation and test video (None: ``n_frames``).
 
     Returns:
         {"train": 4 balls, ["val": 4 balls,] "4 balls": ..., "6-8 balls": ..., "curtain": ...};
@@ -408,6 +419,7 @@ def make_sets(
     """
     _positive_int("n_train", n_train)
     _positive_int("n_test", n_test)
+    test_frames = n_frames if test_frames is None else _positive_int("test_frames", test_frames)
     if isinstance(n_val, bool) or not isinstance(n_val, int) or n_val < 0:
         raise ValueError(f"n_val: expected an int >= 0, got {n_val!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -415,9 +427,10 @@ def make_sets(
     children = np.random.SeedSequence(int(seed)).spawn(2 + len(SETS))
     sets = {"train": make_balls(n_train, 4, n_frames, children[0], **kwargs)}
     if n_val:
-        sets["val"] = make_balls(n_val, 4, n_frames, children[1], **kwargs)
+        sets["val"] = make_balls(n_val, 4, test_frames, children[1], **kwargs)
     for child, (name, spec) in zip(children[2:], SETS.items(), strict=False):
-        sets[name] = make_balls(n_test, spec["n_balls"], n_frames, child, curtain=spec["curtain"], **kwargs)
+        spec_kwargs = dict(curtain=spec["curtain"], **kwargs)
+        sets[name] = make_balls(n_test, spec["n_balls"], test_frames, child, **spec_kwargs)
     return sets
 
 
