@@ -180,6 +180,7 @@ ALL_CHECKS = [
     checks.check_multi_head_attention,
     checks.check_group_linear,
     checks.check_group_lstm_step,
+    checks.check_group_gru_step,
 ]
 
 

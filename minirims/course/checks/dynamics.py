@@ -1,10 +1,11 @@
-"""Checks for notebook 02 (independent dynamics: GroupLinear, GroupLSTMCell); see :mod:`..checks`.
+"""Checks for notebook 02 (GroupLinear, GroupLSTMCell, GroupGRUCell); see :mod:`..checks`.
 
 Checks (learner signature):
 
 - :func:`check_group_linear` -> ``group_linear(x (B, n, d_in), weight (n, d_in, d_out), bias (n, d_out) or
   None) -> (B, n, d_out)``
 - :func:`check_group_lstm_step` -> ``group_lstm_step(x, h, c, weight_ih, weight_hh, bias) -> (h, c)``
+- :func:`check_group_gru_step` -> ``group_gru_step(x, h, weight_ih, weight_hh, bias_ih, bias_hh) -> h``
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ from minirims.course.checks._common import (
     _randn,
     _require_callable,
 )
-from minirims.group import GroupLinear, GroupLSTMCell
+from minirims.group import GroupGRUCell, GroupLinear, GroupLSTMCell
 
 __all__ = [
     "check_group_linear",
     "check_group_lstm_step",
+    "check_group_gru_step",
 ]
 
 SEED = 1234
@@ -185,3 +187,108 @@ def check_group_lstm_step(fn: Callable[..., Any]) -> None:
             per=(1, "module"),
         )
     passed(name, f"{len(cases)} cases (1 to 6 modules, odd sizes)")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# 02: one GroupGRUCell step
+
+
+def _gru_variant(
+    x: Tensor,
+    h: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor,
+    b_hh: Tensor,
+    order: Sequence[int] = (0, 1, 2),
+    swap_z: bool = False,
+    reset_after_bias: bool = True,
+    reset_before_matmul: bool = False,
+) -> Tensor:
+    """A GRU step with one of the usual mistakes switched on (the defaults are the right step)."""
+    gi = torch.einsum("bni,nio->bno", x, w_ih) + b_ih
+    gh = torch.einsum("bnh,nho->bno", h, w_hh) + b_hh
+    i_chunks, h_chunks = gi.chunk(3, dim=-1), gh.chunk(3, dim=-1)
+    i_r, i_z, i_n = (i_chunks[j] for j in order)
+    h_r, h_z, h_n = (h_chunks[j] for j in order)
+    r = torch.sigmoid(i_r + h_r)
+    z = torch.sigmoid(i_z + h_z)
+    d_h = h.shape[-1]
+    j = order[2]
+    w_n, b_n = w_hh[..., j * d_h : (j + 1) * d_h], b_hh[..., j * d_h : (j + 1) * d_h]
+    if reset_before_matmul:  # Cho et al. 2014: r * h before the product
+        n = torch.tanh(i_n + torch.einsum("bnh,nho->bno", r * h, w_n) + b_n)
+    elif reset_after_bias:
+        n = torch.tanh(i_n + r * h_n)
+    else:  # r multiplies h W_hn but not b_hn
+        n = torch.tanh(i_n + r * (h_n - b_n) + b_n)
+    return z * n + (1 - z) * h if swap_z else (1 - z) * n + z * h
+
+
+def _gru_cases() -> list[tuple[str, tuple[Tensor, ...]]]:
+    settings = [(2, 3, 5, 4), (1, 1, 3, 2), (3, 4, 2, 6)]
+    cases = []
+    for i, (b, n, d_in, d_h) in enumerate(settings):
+        g = _generator(60 + i)
+        args = (
+            _randn(g, b, n, d_in),
+            _randn(g, b, n, d_h),
+            0.7 * _randn(g, n, d_in, 3 * d_h),
+            0.7 * _randn(g, n, d_h, 3 * d_h),
+            0.7 * _randn(g, n, 3 * d_h),
+            0.7 * _randn(g, n, 3 * d_h),
+        )
+        cases.append((f"case {i + 1}: B={b}, n={n}, d_in={d_in}, d_h={d_h}", args))
+    return cases
+
+
+def check_group_gru_step(fn: Callable[..., Any]) -> None:
+    """Check ``group_gru_step(x, h, weight_ih, weight_hh, bias_ih, bias_hh) -> h_new``.
+
+    Shapes: x (B, n, d_in); h (B, n, d_h); weight_ih (n, d_in, 3*d_h); weight_hh (n, d_h, 3*d_h); bias_ih,
+    bias_hh (n, 3*d_h); gate order r, z, n and ``h' = (1 - z) * n + z * h`` (as ``nn.GRUCell`` and
+    :class:`~minirims.group.GroupGRUCell`).
+    """
+    _require_callable(fn)
+    name = "group_gru_step"
+    cases = _gru_cases()
+    for label, args in cases:
+        x, h, w_ih, w_hh, b_ih, b_hh = args
+        n, d_in, three_dh = w_ih.shape
+        ref = GroupGRUCell(n, d_in, three_dh // 3)
+        with torch.no_grad():
+            for param, value in zip(
+                (ref.weight_ih, ref.weight_hh, ref.bias_ih, ref.bias_hh), args[2:], strict=True
+            ):
+                param.copy_(value)
+            expected = ref(x, h)
+        got = _call(name, fn, tuple(t.clone() for t in args), label)
+
+        def diagnose(got: Any = got, args: tuple = args) -> str:
+            candidates = [
+                (
+                    "your h_new matches h' = z * n + (1 - z) * h: z is the share of the *old* state kept, "
+                    "h' = (1 - z) * n + z * h (as nn.GRUCell)",
+                    lambda: _gru_variant(*args, swap_z=True),
+                ),
+                (
+                    "your h_new matches the reset gate applied to h before the product, "
+                    "tanh(x W_in + (r * h) W_hn + b): that is the 2014 paper's GRU; nn.GRUCell applies r "
+                    "to the product, n = tanh(x W_in + b_in + r * (h W_hn + b_hn))",
+                    lambda: _gru_variant(*args, reset_before_matmul=True),
+                ),
+                (
+                    "your h_new matches r multiplying h W_hn but not its bias b_hn; "
+                    "n = tanh(x W_in + b_in + r * (h W_hn + b_hn)): add bias_hh before the chunk",
+                    lambda: _gru_variant(*args, reset_after_bias=False),
+                ),
+                (
+                    "your h_new matches the chunks read as (z, r, n); the stacked weights hold the gates in "
+                    "PyTorch's order r, z, n: r, z, n = gates.chunk(3, dim=-1)",
+                    lambda: _gru_variant(*args, order=(1, 0, 2)),
+                ),
+            ]
+            return _first_match(got, candidates)
+
+        _compare(name, got, expected, f"h_new (B, n, d_h) ({label})", diagnose, per=(1, "module"))
+    passed(name, f"{len(cases)} cases (1 to 4 modules, odd sizes)")
