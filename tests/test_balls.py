@@ -245,3 +245,19 @@ def test_simulate_and_render_validation():
         render(torch.zeros(1, 2, 3, 2), torch.zeros(1, 3), size=0)
     with pytest.raises(ValueError, match=r"n_val: expected an int >= 0, got -1"):
         make_sets(2, 2, 3, n_val=-1)
+
+
+def test_bounces_tell_wall_hits_from_ball_hits() -> None:
+    from minirims.experiments.data.balls import bounces
+
+    one = bounces(make_balls(40, 1, 30, seed=0))
+    assert one["ball"].sum() == 0 and one["wall"].sum() > 0  # a lone ball only ever hits walls
+    four = bounces(make_balls(40, 4, 30, seed=0))
+    assert four["ball"].shape == (40, 30) and four["ball"].sum() > 0
+    assert np.all(four["wall"][:, 0] == 0) and np.all(four["ball"][:, 0] == 0)
+    # a bounce is a change of velocity: frames without one count nothing
+    sim = make_balls(40, 4, 30, seed=0)
+    still = np.linalg.norm(np.diff(sim.velocities, axis=1), axis=-1).max(-1) <= 1e-6  # (S, T-1)
+    assert np.all((four["wall"] + four["ball"])[:, 1:][still] == 0)
+    with pytest.raises(ValueError, match="balls: expected a Balls set, got dict"):
+        bounces({})

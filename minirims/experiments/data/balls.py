@@ -34,6 +34,7 @@ __all__ = [
     "Balls",
     "BallsTensors",
     "SETS",
+    "bounces",
     "elastic_collision",
     "make_balls",
     "make_sets",
@@ -393,6 +394,39 @@ def make_balls(
         present,
         curtain,
     )
+
+
+def bounces(balls: Balls) -> dict[str, np.ndarray]:
+    """When the balls bounce: per sequence and frame, how many balls hit a wall and how many hit a ball.
+
+    A ball "bounces at frame t" when its velocity changed between frames t-1 and t (a collision happened
+    during that frame's physics steps); it counts as a ball-ball bounce when another ball is within touching
+    distance (sum of radii plus the distance both travel in a frame) at frame t-1 or t, else as a wall
+    bounce (an approximation: a wall hit right next to another ball counts as a ball hit).
+
+    Returns:
+        {"wall": (S, T) int, "ball": (S, T) int}; frame 0 is always 0 (no velocity before it).
+    """
+    if not isinstance(balls, Balls):
+        raise ValueError(f"balls: expected a Balls set, got {type(balls).__name__}")
+    pos, vel = balls.positions.astype(np.float64), balls.velocities.astype(np.float64)
+    s, t, n, _ = pos.shape
+    changed = np.zeros((s, t, n), dtype=bool)
+    changed[:, 1:] = np.linalg.norm(vel[:, 1:] - vel[:, :-1], axis=-1) > 1e-6
+    changed &= balls.present[:, None, :]
+    near = np.zeros((s, t, n), dtype=bool)
+    if n > 1:
+        speed = np.linalg.norm(vel, axis=-1)  # (S, T, N)
+        reach = balls.radii[:, None, :, None] + balls.radii[:, None, None, :]  # (S, 1, N, N)
+        reach = reach + speed[:, :, :, None] + speed[:, :, None, :]
+        dist = np.linalg.norm(pos[:, :, :, None] - pos[:, :, None, :], axis=-1)  # (S, T, N, N)
+        pair = (dist <= reach) & ~np.eye(n, dtype=bool)
+        pair &= balls.present[:, None, :, None] & balls.present[:, None, None, :]
+        touching = pair.any(-1)
+        near[:, 1:] = touching[:, 1:] | touching[:, :-1]
+    ball = changed & near
+    wall = changed & ~near
+    return {"wall": wall.sum(-1), "ball": ball.sum(-1)}
 
 
 def make_sets(
