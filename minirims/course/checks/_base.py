@@ -11,6 +11,12 @@ learner's function (the blanked exercise) propagates unchanged, so the grader (`
 reports the exercise as "not attempted"; any other exception is re-raised as :class:`ExerciseFailure` saying
 what the learner's function raised.
 
+In a notebook a failed check shows only what the learner needs: IPython lets an exception render itself
+(``_render_traceback_``), so the cell's error output is the ``✘`` line, the hint on its own line and, when the
+learner's function raised, the learner's own frames -- not a traceback through the checks' internals (whose
+source would also reveal the other hints). Outside IPython it is an ordinary exception with the same message,
+and a kernel still reports it as an error (``ename`` ``ExerciseFailure``), so nbval and the grader see it.
+
 This module does not import torch itself: it compares torch tensors, numpy arrays, Python numbers, strings,
 None, and tuples / lists / NamedTuples / dicts of these.
 """
@@ -18,7 +24,9 @@ None, and tuples / lists / NamedTuples / dicts of these.
 from __future__ import annotations
 
 import math
+import os
 import sys
+import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -27,8 +35,41 @@ import numpy as np
 __all__ = ["Case", "ExerciseFailure", "compare", "passed", "run_check"]
 
 
+_CHECKS_DIR = os.path.dirname(os.path.abspath(__file__))
+_RED, _BOLD, _RESET = "\x1b[31m", "\x1b[1m", "\x1b[0m"
+
+
 class ExerciseFailure(AssertionError):
-    """An exercise check failed; the message says what differs from the reference."""
+    """An exercise check failed; the message says what differs from the reference.
+
+    The message is one sentence, optionally followed by ``". Hint: <the likely mistake>"``. In IPython (a
+    notebook) the exception renders itself as that sentence after a ``✘`` and the hint on the next line, with
+    no traceback; when it wraps an error raised by the learner's function (``__cause__``), the learner's
+    frames of that error follow.
+    """
+
+    def message_and_hint(self) -> tuple[str, str]:
+        """``(message, hint)``: the message split at its ``". Hint: "`` (hint ``''`` when there is none)."""
+        message, sep, hint = str(self).partition(". Hint: ")
+        return (message + "." if sep else message), hint
+
+    def _render_traceback_(self) -> list[str]:
+        """What IPython shows instead of a traceback: the ✘ line, the hint, the learner's own frames."""
+        message, hint = self.message_and_hint()
+        lines = [f"{_RED}✘ {message}{_RESET}"]
+        if hint:
+            lines.append(f"  {_BOLD}Hint:{_RESET} {hint}")
+        cause = self.__cause__
+        if cause is not None:
+            frames = [
+                frame
+                for frame in traceback.extract_tb(cause.__traceback__)
+                if not os.path.abspath(frame.filename).startswith(_CHECKS_DIR + os.sep)
+            ]
+            lines += ["", "Where your function raised it:"]
+            lines += [line.rstrip("\n") for line in traceback.format_list(frames)]
+            lines += [line.rstrip("\n") for line in traceback.format_exception_only(type(cause), cause)]
+        return lines
 
 
 class Case(NamedTuple):
@@ -249,7 +290,7 @@ def run_check(
 
     ``NotImplementedError`` from ``fn`` propagates unchanged (the exercise is not attempted yet); any other
     exception becomes an :class:`ExerciseFailure` ("your function raised TypeError: ...") chained to the
-    original, so its traceback is still shown.
+    original, so a notebook still shows where in the learner's code it was raised.
     """
     if not callable(fn):
         raise ExerciseFailure(f"{name}: expected a function, got {_type_name(fn)}")

@@ -115,6 +115,27 @@ def _with_hint(message: str, hint: Hint | None, hint_args: tuple) -> ExerciseFai
     return ExerciseFailure(f"{message}. Hint: {extra}" if extra else message)
 
 
+def _dtype_failure(name: str, got: Any, expected: Tensor, what: str) -> ExerciseFailure | None:
+    """A failure naming a dtype mismatch of a right-shape tensor (None when it is not one).
+
+    A wrong dtype is its own mistake: the value-level hints ("the read is weights @ v") would misdiagnose it.
+    """
+    if not (isinstance(got, Tensor) and got.shape == expected.shape and got.dtype != expected.dtype):
+        return None
+    message = f"{name} {what}: expected dtype {expected.dtype}, got {got.dtype}"
+    if got.dtype == torch.float64 and expected.dtype == torch.float32:
+        why = (
+            "the values may be right, but something in your computation is double precision (a numpy array "
+            "or np.float64, torch.tensor(..., dtype=torch.float64), .double()); compute in the inputs' dtype "
+            "(float32), e.g. build constants with dtype=x.dtype"
+        )
+    elif expected.dtype == torch.bool:
+        why = "return a bool tensor (a comparison, or dtype=torch.bool), not 0/1 numbers"
+    else:
+        why = f"keep the inputs' dtype ({expected.dtype}): avoid casts and constants of another dtype"
+    return ExerciseFailure(f"{message}. Hint: {why}")
+
+
 def _compare(
     name: str,
     got: Any,
@@ -125,7 +146,11 @@ def _compare(
     per: tuple[int, str] | tuple[int, str, Callable[[Tensor], Tensor]] | None = None,
 ) -> None:
     """compare() with the checks' tolerances; on a value mismatch, add which slice along ``per`` differs
-    (e.g. ``(1, "head")``) and ``hint(*hint_args)``, the likely mistake."""
+    (e.g. ``(1, "head")``) and ``hint(*hint_args)``, the likely mistake. A dtype mismatch is named as such,
+    without the value hint."""
+    dtype_failure = _dtype_failure(name, got, expected, what)
+    if dtype_failure is not None:
+        raise dtype_failure
     try:
         compare(name, got, expected, atol=ATOL, rtol=RTOL, what=what)
     except ExerciseFailure as err:
@@ -181,8 +206,11 @@ def _compare_states(
     hint_args: tuple = (),
 ) -> None:
     """Compare states (B, n, d): inactive modules must equal ``old`` exactly, active ones ``expected``."""
+    dtype_failure = _dtype_failure(name, got, expected, what)
+    if dtype_failure is not None:
+        raise dtype_failure
     if not (isinstance(got, Tensor) and got.shape == expected.shape and got.dtype == expected.dtype):
-        compare(name, got, expected, atol=ATOL, rtol=RTOL, what=what)  # raises: type, shape or dtype
+        compare(name, got, expected, atol=ATOL, rtol=RTOL, what=what)  # raises: type or shape
     got = got.detach()
     changed = (got != old).any(-1) & ~mask  # (B, n): inactive modules whose state changed
     if bool(changed.any()):

@@ -21,6 +21,7 @@ from torch import Tensor
 from minirims.attention import MultiHeadAttention, merge_heads, scaled_dot_product_attention, split_heads
 from minirims.course.checks._base import ExerciseFailure, passed
 from minirims.course.checks._common import (
+    ATOL,
     _call,
     _close,
     _compare,
@@ -56,11 +57,19 @@ def _random_key_mask(gen: torch.Generator, shape: tuple[int, ...]) -> Tensor:
 
 
 def _attention_variant(
-    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, *, scale: float, dim: int = -1, invert: bool = False
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    mask: Tensor | None,
+    *,
+    scale: float,
+    dim: int = -1,
+    invert: bool = False,
+    fill: float = float("-inf"),
 ) -> tuple[Tensor, Tensor]:
     scores = q @ k.transpose(-2, -1) * scale
     if mask is not None:
-        scores = scores.masked_fill(mask if invert else ~mask, float("-inf"))
+        scores = scores.masked_fill(mask if invert else ~mask, fill)
     weights = torch.softmax(scores, dim=dim)
     return weights @ v, weights
 
@@ -132,6 +141,7 @@ def check_attention(fn: Callable[..., Any]) -> None:
             v: Tensor = v,
             mask: Tensor | None = mask,
             d_k: int = d_k,
+            exp_w: Tensor = exp_w,
         ) -> str:
             candidates = [
                 (
@@ -160,8 +170,22 @@ def check_attention(fn: Callable[..., Any]) -> None:
                         "is False",
                         lambda: _attention_variant(q, k, v, mask, scale=1 / math.sqrt(d_k), invert=True)[1],
                     ),
+                    (
+                        "you filled the masked scores with 0, but 0 is an ordinary score (exp(0) = 1), so "
+                        "masked keys still get weight; fill with float('-inf'), whose softmax weight is "
+                        "exactly 0",
+                        lambda: _attention_variant(q, k, v, mask, scale=1 / math.sqrt(d_k), fill=0.0)[1],
+                    ),
                 ]
-            return _first_match(got_w, candidates)
+            found = _first_match(got_w, candidates)
+            if not found and mask is not None and isinstance(got_w, Tensor) and got_w.shape == exp_w.shape:
+                leak = got_w.detach().masked_fill(mask, 0.0).abs()
+                if bool((leak > ATOL).any()):
+                    found = (
+                        f"where mask is False the weight must be exactly 0, but yours reach "
+                        f"{float(leak.max()):.3g} there; set those scores to float('-inf') before the softmax"
+                    )
+            return found
 
         _compare(name, got_w, exp_w, f"weights ({label})", diagnose)
         _compare(

@@ -49,7 +49,23 @@ SEED = 3141
 _SMALL_CELL = dict(input_d_k=4, input_d_v=5, comm_heads=2, comm_d_k=3, comm_d_v=3, dropout=0.0)
 
 
-def _rim_step_hint(h: Any, h_tilde: Tensor, mask: Tensor, old: Tensor) -> str:
+def _comm_first(cell: RIMCell, x: Tensor, state: RIMState) -> tuple[Tensor, Tensor]:
+    """(h, c) of the step done in the wrong order: competition -> communication -> dynamics -> update."""
+    comp = cell.input_attention(x, state.h)
+    h_comm, _ = cell.communication(state.h, comp.mask)
+    h_tilde, c_tilde = cell.rnn(comp.read, (h_comm, state.c))
+    active = comp.mask.unsqueeze(-1)
+    return torch.where(active, h_tilde, state.h), torch.where(active, c_tilde, state.c)
+
+
+_ORDER_HINT = (
+    "you let the modules communicate before the dynamics; the order is competition -> independent dynamics "
+    "-> communication: step the LSTMs first (h~, c~ = cell.rnn(read, (h, c))), then let the active modules "
+    "read each other's new states (cell.communication(h~, mask))"
+)
+
+
+def _rim_step_hint(h: Any, h_tilde: Tensor, mask: Tensor, old: Tensor, comm_first: Tensor) -> str:
     return _first_match(
         h,
         [
@@ -58,6 +74,7 @@ def _rim_step_hint(h: Any, h_tilde: Tensor, mask: Tensor, old: Tensor) -> str:
                 "straight from the recurrent cell",
                 lambda: torch.where(mask.unsqueeze(-1), h_tilde, old),
             ),
+            (_ORDER_HINT, lambda: comm_first),
         ],
     )
 
@@ -83,6 +100,7 @@ def check_rim_step(fn: Callable[..., Any]) -> None:
                 _, ref, info = cell(x, state)
                 comp = cell.input_attention(x, state.h)
                 h_tilde, _ = cell.rnn(comp.read, (state.h, state.c))
+                h_comm_first, _ = _comm_first(cell, x, state)
             got = _call(name, fn, (cell, x.clone(), RIMState(state.h.clone(), state.c.clone())), label)
         new_state, mask = _expect_tuple(name, got, label, ("RIMState(h, c)", "mask (B, n)"))
         if not isinstance(new_state, (tuple, list)) or len(new_state) != 2:
@@ -107,7 +125,7 @@ def check_rim_step(fn: Callable[..., Any]) -> None:
             info.mask,
             f"h ({label})",
             _rim_step_hint,
-            (h, h_tilde, info.mask, state.h),
+            (h, h_tilde, info.mask, state.h, h_comm_first),
         )
         _compare_states(
             name,

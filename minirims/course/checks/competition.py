@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from minirims.competition import InputAttention, null_attention, topk_mask
-from minirims.course.checks._base import passed
+from minirims.course.checks._base import ExerciseFailure, passed
 from minirims.course.checks._common import (
     _call,
     _compare,
@@ -43,9 +43,16 @@ SEED = 3141
 # 03: input attention over [null, inputs]
 
 
-def _slot_scores(x: Tensor, h: Tensor, inp: InputAttention, *, null_first: bool = True) -> Tensor:
-    """Unscaled scores (B, n, 1+m) with the null slot first (the reference) or last (a common mistake)."""
-    null = x.new_zeros(x.shape[0], 1, x.shape[-1])
+def _fmt(shape: torch.Size) -> str:
+    return "(" + ", ".join(str(d) for d in shape) + ")"
+
+
+def _slot_scores(
+    x: Tensor, h: Tensor, inp: InputAttention, *, null_first: bool = True, null_value: float = 0.0
+) -> Tensor:
+    """Unscaled scores (B, n, 1+m) with the null slot first (the reference) or last (a common mistake), the
+    null slot filled with ``null_value`` (zeros in the reference)."""
+    null = x.new_full((x.shape[0], 1, x.shape[-1]), null_value)
     slots = torch.cat([null, x] if null_first else [x, null], dim=1)
     return inp.query(h) @ inp.key(slots).transpose(1, 2)
 
@@ -58,10 +65,16 @@ def _input_attention_hint(attn: Any, x: Tensor, h: Tensor, inp: InputAttention) 
         )
     with torch.no_grad():
         scores, last = _slot_scores(x, h, inp), _slot_scores(x, h, inp, null_first=False)
+        ones = _slot_scores(x, h, inp, null_value=1.0)
     root = math.sqrt(inp.d_k)
     return _first_match(
         attn,
         [
+            (
+                "the null slot is a vector of zeros (x.new_zeros(B, 1, d_in)), not ones: a zero input has a "
+                "zero key and value, so attending to it reads nothing",
+                lambda: torch.softmax(ones / root, dim=-1),
+            ),
             (
                 "the null slot must be slot 0: prepend it (torch.cat([null, x], dim=1)), do not append it",
                 lambda: torch.softmax(last / root, dim=-1),
@@ -95,6 +108,18 @@ def check_input_attention(fn: Callable[..., Any]) -> None:
                 expected = inp(x, h)
             got = _call(name, fn, (x.clone(), h.clone(), inp.key, inp.value, inp.query), label)
         attn, read = _expect_tuple(name, got, label, ("attn (B, n, 1+m)", "read (B, n, d_v)"))
+        if (
+            isinstance(attn, Tensor)
+            and isinstance(read, Tensor)
+            and expected.attn.shape != expected.read.shape
+            and attn.shape == expected.read.shape
+            and read.shape == expected.attn.shape
+        ):
+            raise ExerciseFailure(
+                f"{name} ({label}): you returned (read, attn): the first item has the shape of read "
+                f"{_fmt(expected.read.shape)} and the second that of attn {_fmt(expected.attn.shape)}; "
+                "return (attn, read), in that order"
+            )
         _compare(name, attn, expected.attn, f"attn ({label})", _input_attention_hint, (attn, x, h, inp))
         _compare(
             name,
@@ -120,28 +145,54 @@ def _topk_cases() -> list[tuple[str, Tensor, int]]:
     return cases
 
 
-def _topk_hint(got: Tensor, attn: Tensor, k: int) -> str:
-    null = attn[..., 0]
-    candidates = [
-        (
-            "you picked the modules that attend MOST to the null slot; the winners are the k modules with "
-            "the LEAST null attention (e.g. (-null).topk(k) or null.topk(k, largest=False))",
-            topk_mask(null, k),
-        ),
-        (
-            "you ranked the modules by their largest attention on one input slot; rank them by the null slot "
-            "(attn[..., 0]) instead -- with several input slots the two rules differ",
-            topk_mask(attn[..., 1:].max(-1).values, k),
-        ),
-        (
-            "you ranked the modules by slot 1 only; rank them by the null slot (attn[..., 0])",
-            topk_mask(attn[..., 1], k),
-        ),
+#: wrong rules a learner's select_active may follow: (hint, rule(attn, k) -> mask); the first rule that
+#: explains the learner's output on every case is named (with one input slot several rules coincide)
+_TOPK_MISTAKES: list[tuple[str, Callable[[Tensor, int], Tensor]]] = [
+    (
+        "you ranked the modules by attn[..., 1], the first input slot, as if it were the null slot; Python "
+        "counts from 0, so the null slot is slot 0: rank by attn[..., 0] (the k smallest)",
+        lambda attn, k: topk_mask(-attn[..., 1], k),
+    ),
+    (
+        "you picked the modules that attend MOST to the null slot; the winners are the k modules with "
+        "the LEAST null attention (e.g. (-null).topk(k) or null.topk(k, largest=False))",
+        lambda attn, k: topk_mask(attn[..., 0], k),
+    ),
+    (
+        "you ranked the modules by their largest attention on one input slot; rank them by the null slot "
+        "(attn[..., 0]) instead -- with several input slots the two rules differ",
+        lambda attn, k: topk_mask(attn[..., 1:].max(-1).values, k),
+    ),
+    (
+        "you ranked the modules by slot 1 only; rank them by the null slot (attn[..., 0])",
+        lambda attn, k: topk_mask(attn[..., 1], k),
+    ),
+]
+
+
+def _topk_hint(
+    fn: Callable[..., Any], got: Tensor, attn: Tensor, k: int, cases: list[tuple[str, Tensor, int]]
+) -> str:
+    """The wrong rule that reproduces the learner's mask on this case and on every other case where the
+    learner's function returns a (B, n) bool mask: one case alone cannot tell apart rules that agree there
+    (with one input slot, least attention on slot 1 is most attention on the null slot); when the evidence
+    still fits two rules, both are named."""
+    evidence = [(got, attn, k)]
+    for _, other_attn, other_k in cases:
+        if other_attn is attn:
+            continue
+        try:
+            other = fn(other_attn.clone(), other_k)
+        except Exception:  # the failing case is diagnosed on its own evidence
+            continue
+        if isinstance(other, Tensor) and other.dtype == torch.bool and other.shape == other_attn.shape[:2]:
+            evidence.append((other.detach().cpu(), other_attn, other_k))
+    fits = [
+        text for text, rule in _TOPK_MISTAKES if all(bool((m == rule(a, kk)).all()) for m, a, kk in evidence)
     ]
-    for text, mask in candidates:
-        if bool((got == mask).all()):
-            return text
-    return "the mask is True at the k smallest values of attn[..., 0] in each row"
+    if len(fits) > 1:  # only cases where the rules agree gave evidence
+        return f"your masks fit two mistakes: either {fits[0]}; or {fits[1]}"
+    return fits[0] if fits else "the mask is True at the k smallest values of attn[..., 0] in each row"
 
 
 def check_topk_mask(fn: Callable[..., Any]) -> None:
@@ -151,8 +202,9 @@ def check_topk_mask(fn: Callable[..., Any]) -> None:
     """
     name = "top-k mask"
     _require_callable(fn)
-    for label, attn, k in _topk_cases():
+    cases = _topk_cases()
+    for label, attn, k in cases:
         expected = topk_mask(-null_attention(attn), k)
         got = _call(name, fn, (attn.clone(), k), label)
-        _compare_mask(name, got, expected, f"({label})", k, _topk_hint, (got, attn, k))
+        _compare_mask(name, got, expected, f"({label})", k, _topk_hint, (fn, got, attn, k, cases))
     passed(name, "4 cases (k = 1 to k = n, 1 to 3 input slots)")
