@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import pickle
 import random
+import re
 
 import numpy as np
 import pytest
@@ -102,10 +104,32 @@ def test_batch_order_depends_only_on_seed_and_epoch():
 def test_config_validation():
     with pytest.raises(ValueError, match="epochs: expected a positive int, got 0"):
         TrainConfig(epochs=0)
-    with pytest.raises(ValueError, match="lr: expected a positive float"):
+    with pytest.raises(ValueError, match="lr: expected a finite positive float, got -1.0"):
         TrainConfig(epochs=1, lr=-1.0)
-    with pytest.raises(ValueError, match="grad_clip: expected a positive float or None"):
+    with pytest.raises(ValueError, match="grad_clip: expected a finite positive float or None, got 0.0"):
         TrainConfig(epochs=1, grad_clip=0.0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"epochs": 1.7}, "epochs: expected a positive int, got 1.7"),
+        ({"epochs": True}, "epochs: expected a positive int, got True"),
+        ({"lr": float("inf")}, "lr: expected a finite positive float, got inf"),
+        ({"lr": True}, "lr: expected a finite positive float, got True"),
+        ({"lr": float("nan")}, "lr: expected a finite positive float, got nan"),
+        ({"weight_decay": float("nan")}, "weight_decay: expected a finite float >= 0, got nan"),
+        ({"weight_decay": -0.1}, "weight_decay: expected a finite float >= 0, got -0.1"),
+        ({"grad_clip": float("inf")}, "grad_clip: expected a finite positive float or None, got inf"),
+        ({"grad_clip": True}, "grad_clip: expected a finite positive float or None, got True"),
+        ({"amp": 1}, "amp: expected True or False, got 1"),
+        ({"restore_best": "yes"}, "restore_best: expected True or False, got 'yes'"),
+        ({"seed": 1.0}, "seed: expected a non-negative int, got 1.0"),
+    ],
+)
+def test_config_refuses_values_it_would_mangle(kwargs, message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        TrainConfig(**{"epochs": 1, **kwargs})
 
 
 def test_fit_lowers_the_loss_and_selects_the_best_epoch():
@@ -173,5 +197,122 @@ def test_checkpoint_of_another_model_is_refused(tmp_path):
     cfg = TrainConfig(epochs=1, progress=False)
     fit(_toy_model(), *_pieces(x, y), cfg, checkpoint=tmp_path / "c.pt")
     other = nn.Sequential(nn.Linear(8, 4), nn.Linear(4, 2))
-    with pytest.raises(ValueError, match="checkpoint: .* does not match the model"):
+    with pytest.raises(ValueError, match=r"checkpoint: .*c\.pt does not match the model: .*--fresh"):
         fit(other, *_pieces(x, y), cfg, checkpoint=tmp_path / "c.pt")
+
+
+class _RunsCode:
+    """Unpickling this runs ``pathlib.Path(<marker>).touch()``: what a crafted checkpoint could do."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import pathlib
+
+        return (pathlib.Path.touch, (pathlib.Path(self.marker),))
+
+
+def test_a_crafted_checkpoint_runs_no_code(tmp_path):
+    x, y = _toy_problem(32)
+    marker = tmp_path / "pwned"
+    ckpt = tmp_path / "evil.pt"
+    torch.save({"format": "minirims.fit", "version": 2, "payload": _RunsCode(marker)}, ckpt)
+    with pytest.raises(ValueError, match=r"checkpoint: cannot read .*evil\.pt .*delete it, or .*--fresh"):
+        fit(_toy_model(), *_pieces(x, y), TrainConfig(epochs=1, progress=False), checkpoint=ckpt)
+    assert not marker.exists()
+
+
+def test_checkpoints_hold_only_plain_values(tmp_path):
+    x, y = _toy_problem(32)
+    fit(_toy_model(), *_pieces(x, y), TrainConfig(epochs=1, progress=False), checkpoint=tmp_path / "c.pt")
+    ckpt = torch.load(tmp_path / "c.pt", weights_only=True)  # raises if anything needs a full unpickler
+    assert ckpt["format"] == "minirims.fit" and ckpt["version"] == 2 and ckpt["epoch"] == 1
+    assert ckpt["settings"] == {} and ckpt["config"]["epochs"] == 1
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"not a checkpoint at all", pickle.dumps({"version": 1}, protocol=2)],
+    ids=["empty", "garbage", "plain-pickle"],
+)
+def test_a_corrupt_checkpoint_names_the_file_and_what_to_do(tmp_path, content):
+    x, y = _toy_problem(32)
+    ckpt = tmp_path / "broken.pt"
+    ckpt.write_bytes(content)
+    with pytest.raises(ValueError, match=r"checkpoint: cannot read .*broken\.pt.*delete it, or start over"):
+        fit(_toy_model(), *_pieces(x, y), TrainConfig(epochs=1, progress=False), checkpoint=ckpt)
+
+
+def test_a_foreign_checkpoint_names_the_file_and_what_to_do(tmp_path):
+    x, y = _toy_problem(32)
+    ckpt = tmp_path / "other.pt"
+    torch.save({"version": 1, "model": {}}, ckpt)  # loads safely, but is no fit checkpoint (or an old one)
+    with pytest.raises(ValueError, match=r"expected a minirims fit checkpoint .* in .*other\.pt.*--fresh"):
+        fit(_toy_model(), *_pieces(x, y), TrainConfig(epochs=1, progress=False), checkpoint=ckpt)
+    torch.save([1, 2], ckpt)
+    with pytest.raises(ValueError, match=r"got a list without the minirims format mark"):
+        fit(_toy_model(), *_pieces(x, y), TrainConfig(epochs=1, progress=False), checkpoint=ckpt)
+
+
+def test_resume_only_with_the_same_settings(tmp_path):
+    x, y = _toy_problem(32)
+    ckpt = tmp_path / "c.pt"
+    cfg = TrainConfig(epochs=2, lr=5e-3, progress=False)
+    first = fit(
+        _toy_model(), *_pieces(x, y), cfg, checkpoint=ckpt, settings={"data_seed": 0, "sizes": (1, 2)}
+    )
+    # the same settings (a tuple saved is a list loaded: both are plain) resume the finished run at once
+    same = fit(_toy_model(), *_pieces(x, y), cfg, checkpoint=ckpt, settings={"data_seed": 0, "sizes": [1, 2]})
+    assert same.resumed_from == 2 and same.history == first.history
+    # fewer epochs than the checkpoint holds: refused, not reported as a 1-epoch run
+    with pytest.raises(ValueError, match=r"c\.pt was written with other settings: epochs \(saved 2, now 1\)"):
+        fit(
+            _toy_model(),
+            *_pieces(x, y),
+            TrainConfig(epochs=1, lr=5e-3, progress=False),
+            checkpoint=ckpt,
+            settings={"data_seed": 0, "sizes": [1, 2]},
+        )
+    with pytest.raises(ValueError, match=r"lr \(saved 0.005, now 0.001\).*fresh=True \(--fresh"):
+        fit(
+            _toy_model(),
+            *_pieces(x, y),
+            TrainConfig(epochs=2, lr=1e-3, progress=False),
+            checkpoint=ckpt,
+            settings={"data_seed": 0, "sizes": [1, 2]},
+        )
+    with pytest.raises(ValueError, match=r"data_seed \(saved 0, now 1\); extra \(saved absent, now 3\)"):
+        fit(
+            _toy_model(),
+            *_pieces(x, y),
+            cfg,
+            checkpoint=ckpt,
+            settings={"data_seed": 1, "extra": 3, "sizes": [1, 2]},
+        )
+    # progress and log_every change only what a run shows: they do not block a resume
+    shown = TrainConfig(epochs=2, lr=5e-3, progress=False, log_every=3)
+    assert (
+        fit(
+            _toy_model(), *_pieces(x, y), shown, checkpoint=ckpt, settings={"data_seed": 0, "sizes": [1, 2]}
+        ).resumed_from
+        == 2
+    )
+    # fresh=True starts over with the new settings and replaces the checkpoint
+    one = TrainConfig(epochs=1, lr=5e-3, progress=False)
+    res = fit(_toy_model(), *_pieces(x, y), one, checkpoint=ckpt, settings={"data_seed": 1}, fresh=True)
+    assert res.resumed_from == 0 and len(res.history) == 1
+    assert (
+        fit(_toy_model(), *_pieces(x, y), one, checkpoint=ckpt, settings={"data_seed": 1}).resumed_from == 1
+    )
+
+
+def test_fit_validates_settings_and_fresh(tmp_path):
+    x, y = _toy_problem(32)
+    cfg = TrainConfig(epochs=1, progress=False)
+    with pytest.raises(ValueError, match=r"settings: expected plain values"):
+        fit(_toy_model(), *_pieces(x, y), cfg, settings={"device": torch.device("cpu")})
+    with pytest.raises(ValueError, match=r"settings: expected a dict of str -> plain values, got list"):
+        fit(_toy_model(), *_pieces(x, y), cfg, settings=[1])
+    with pytest.raises(ValueError, match=r"fresh: expected True or False, got 1"):
+        fit(_toy_model(), *_pieces(x, y), cfg, fresh=1)

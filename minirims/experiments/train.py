@@ -12,7 +12,8 @@ Every experiment in the course trains the same way, so the loop lives here once:
                            weight_decay=0.0, progress=True, restore_best=True)
 
     fit(model, train_batches, loss_fn, evaluate, config, checkpoint=None, select="val_acc", mode="max",
-        desc="") -> FitResult(history, best_epoch, best_metrics, best_state, wall_time, resumed_from)
+        desc="", settings=None, fresh=False)
+        -> FitResult(history, best_epoch, best_metrics, best_state, wall_time, resumed_from)
 
 ``fit`` contract:
 
@@ -29,7 +30,12 @@ Every experiment in the course trains the same way, so the loop lives here once:
   RNG states, the history, the best epoch and its weights are written atomically (temporary file +
   ``os.replace``), so an interrupted run loses at most the epoch in progress. Calling ``fit`` again with the
   same arguments resumes after the last completed epoch and ends with the same result, bit for bit on CPU,
-  as a run that was never interrupted. A checkpoint with at least ``config.epochs`` epochs returns at once.
+  as a run that was never interrupted. A finished checkpoint returns at once.
+* Checkpoints are read with ``torch.load(weights_only=True)`` (tensors and plain values only: a crafted file
+  cannot run code), and they store the run's settings (``config`` and ``settings``). A checkpoint resumes
+  only when those equal the current ones; otherwise, or when the file is corrupt or not a fit checkpoint,
+  ``fit`` raises a ValueError that names the file, the keys that differ, and how to start over
+  (delete the file, or ``fresh=True`` / ``--fresh``).
 * The optimizer is Adam(lr, weight_decay) with gradient-norm clipping at ``grad_clip`` (None: no clipping).
 * On CUDA with ``config.amp`` the forward passes run under bf16 autocast (no loss scaling is needed for bf16);
   on CPU ``amp`` is ignored: CPU bf16 is slower than fp32 for these small recurrent models.
@@ -41,6 +47,7 @@ History rows look like ``{"epoch": 0, "train_loss": 0.9, "train_acc": 0.7, "val_
 from __future__ import annotations
 
 import copy
+import json
 import math
 import os
 import random
@@ -69,7 +76,8 @@ __all__ = [
 ]
 
 PROFILES = ("smoke", "cpu", "full")
-CHECKPOINT_VERSION = 1
+CHECKPOINT_FORMAT = "minirims.fit"
+CHECKPOINT_VERSION = 2
 
 
 def seed_everything(seed: int) -> None:
@@ -162,20 +170,26 @@ class TrainConfig:
     restore_best: bool = True
 
     def __post_init__(self) -> None:
-        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
-            raise ValueError(f"epochs: expected a positive int, got {self.epochs!r}")
-        if not isinstance(self.lr, (int, float)) or not self.lr > 0:
-            raise ValueError(f"lr: expected a positive float, got {self.lr!r}")
-        if self.grad_clip is not None and (
-            not isinstance(self.grad_clip, (int, float)) or self.grad_clip <= 0
-        ):
-            raise ValueError(f"grad_clip: expected a positive float or None, got {self.grad_clip!r}")
-        if isinstance(self.log_every, bool) or not isinstance(self.log_every, int) or self.log_every < 1:
-            raise ValueError(f"log_every: expected a positive int, got {self.log_every!r}")
+        for key in ("epochs", "log_every"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{key}: expected a positive int, got {value!r}")
+        if not _finite_number(self.lr) or not self.lr > 0:
+            raise ValueError(f"lr: expected a finite positive float, got {self.lr!r}")
+        if self.grad_clip is not None and (not _finite_number(self.grad_clip) or not self.grad_clip > 0):
+            raise ValueError(f"grad_clip: expected a finite positive float or None, got {self.grad_clip!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed: expected a non-negative int, got {self.seed!r}")
-        if not isinstance(self.weight_decay, (int, float)) or self.weight_decay < 0:
-            raise ValueError(f"weight_decay: expected a float >= 0, got {self.weight_decay!r}")
+        if not _finite_number(self.weight_decay) or not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay: expected a finite float >= 0, got {self.weight_decay!r}")
+        for key in ("amp", "progress", "restore_best"):
+            if not isinstance(getattr(self, key), bool):
+                raise ValueError(f"{key}: expected True or False, got {getattr(self, key)!r}")
+
+
+def _finite_number(value: object) -> bool:
+    """An int or float (never a bool) that is finite."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass
@@ -214,9 +228,18 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
 
 
 def _rng_state() -> dict[str, Any]:
+    """Every RNG state in a form ``torch.load(weights_only=True)`` accepts: ints, lists and tensors only."""
+    py_version, py_state, py_gauss = random.getstate()
+    key, np_state, pos, has_gauss, cached = np.random.get_state(legacy=True)
     state: dict[str, Any] = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "python": {"version": int(py_version), "state": [int(v) for v in py_state], "gauss": py_gauss},
+        "numpy": {
+            "key": str(key),
+            "state": torch.from_numpy(np.asarray(np_state, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -225,11 +248,81 @@ def _rng_state() -> dict[str, Any]:
 
 
 def _set_rng_state(state: Mapping[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    py, npy = state["python"], state["numpy"]
+    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
+    np.random.set_state(
+        (
+            npy["key"],
+            npy["state"].numpy().astype(np.uint32),
+            npy["pos"],
+            npy["has_gauss"],
+            npy["cached_gaussian"],
+        )
+    )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+#: TrainConfig fields that change what a run computes (progress and log_every only change what it shows;
+#: restore_best only what the model holds at the end): a checkpoint resumes only when these are equal.
+_RESUME_KEYS = ("epochs", "lr", "grad_clip", "amp", "seed", "weight_decay")
+_START_OVER = "delete it, or start over with fresh=True (--fresh on the command line)"
+
+
+def _plain_settings(settings: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``settings`` as plain JSON values (tuples become lists), so saved and current ones compare equal."""
+    if settings is None:
+        return {}
+    if not isinstance(settings, Mapping) or not all(isinstance(k, str) for k in settings):
+        raise ValueError(f"settings: expected a dict of str -> plain values, got {type(settings).__name__}")
+    try:
+        return json.loads(json.dumps(dict(settings), sort_keys=True, allow_nan=True))
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"settings: expected plain values (numbers, strings, lists, dicts), got {err}"
+        ) from None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _differences(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+    """``"key (saved A, now B)"`` for every key whose value differs (or is present on one side only)."""
+
+    def shown(d: Mapping[str, Any], key: str) -> str:
+        return _short(d[key]) if key in d else "absent"
+
+    return [
+        f"{key} (saved {shown(saved, key)}, now {shown(now, key)})"
+        for key in sorted(set(saved) | set(now))
+        if key not in saved or key not in now or saved[key] != now[key]
+    ]
+
+
+def _load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a fit checkpoint safely (``weights_only=True``); a ValueError naming the file and what to do."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # corrupt, truncated, not a torch file, or holding objects we refuse to unpickle
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise ValueError(
+            f"checkpoint: cannot read {path} as a minirims fit checkpoint "
+            f"({type(err).__name__}: {first[:120]}); {_START_OVER}"
+        ) from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(
+            f"checkpoint: expected a minirims fit checkpoint (format v{CHECKPOINT_VERSION}) in {path}, "
+            f"got a {type(ckpt).__name__} without the minirims format mark; {_START_OVER}"
+        )
+    if ckpt.get("version") != CHECKPOINT_VERSION:
+        raise ValueError(
+            f"checkpoint: expected format v{CHECKPOINT_VERSION} in {path}, got v{ckpt.get('version')!r}; "
+            f"{_START_OVER}"
+        )
+    return ckpt
 
 
 def _cpu_state_dict(model: nn.Module) -> dict[str, Tensor]:
@@ -254,19 +347,26 @@ def fit(
     select: str | None = "val_acc",
     mode: str = "max",
     desc: str = "",
+    settings: Mapping[str, Any] | None = None,
+    fresh: bool = False,
 ) -> FitResult:
     """Train ``model`` for ``config.epochs`` epochs, evaluating and checkpointing after each one.
 
     See the module docstring for the contract of ``train_batches``, ``loss_fn``, ``evaluate`` and
     ``checkpoint``. ``select`` names the evaluate() metric that picks the best epoch (``mode`` "max" or
-    "min"); None picks the last epoch.
+    "min"); None picks the last epoch. ``settings``: the run's settings beyond ``config`` (a dict of plain
+    values: numbers, strings, lists, dicts), saved in the checkpoint; a checkpoint resumes only when its
+    settings and the config fields that change the result (epochs, lr, grad_clip, amp, seed, weight_decay)
+    equal the current ones. ``fresh``: ignore (and delete) an existing checkpoint and start over.
 
     Returns:
         FitResult(history, best_epoch, best_metrics, best_state, wall_time, resumed_from, config).
 
     Raises:
-        ValueError: bad ``config``/``mode``/``select``, a checkpoint from a different model, or a
-            ``select`` key that ``evaluate`` does not return.
+        ValueError: bad ``config``/``mode``/``select``/``settings``; a checkpoint that cannot be read safely,
+            is not a fit checkpoint, was written with other settings (the message names the keys that differ)
+            or for a different model -- each names the file and how to start over; a ``select`` key that
+            ``evaluate`` does not return.
         FloatingPointError: the training loss became NaN/inf.
     """
     if not isinstance(model, nn.Module):
@@ -275,6 +375,10 @@ def fit(
         raise ValueError(f"config: expected a TrainConfig, got {type(config).__name__}")
     if mode not in ("max", "min"):
         raise ValueError(f"mode: expected 'max' or 'min', got {mode!r}")
+    if not isinstance(fresh, bool):
+        raise ValueError(f"fresh: expected True or False, got {fresh!r}")
+    run_settings = _plain_settings(settings)
+    run_config = {k: v for k, v in asdict(config).items() if k in _RESUME_KEYS}
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("model: expected at least one trainable parameter, got none")
@@ -286,20 +390,33 @@ def fit(
     best_epoch, best_value, best_state = -1, None, _cpu_state_dict(model)
     wall_time, start_epoch = 0.0, 0
     ckpt_path = Path(checkpoint) if checkpoint is not None else None
+    if ckpt_path is not None and fresh and ckpt_path.exists():
+        ckpt_path.unlink()  # start over: the old run must not come back if this one is interrupted
     if ckpt_path is not None and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if not isinstance(ckpt, dict) or ckpt.get("version") != CHECKPOINT_VERSION:
+        ckpt = _load_checkpoint(ckpt_path)
+        differ = _differences(ckpt.get("config", {}), run_config)
+        differ += _differences(ckpt.get("settings", {}), run_settings)
+        if differ:
             raise ValueError(
-                f"checkpoint: expected a minirims fit checkpoint (v{CHECKPOINT_VERSION}), got {ckpt_path}"
+                f"checkpoint: {ckpt_path} was written with other settings: {'; '.join(differ)}. "
+                f"To train with the new settings, {_START_OVER}"
             )
         try:
             model.load_state_dict(ckpt["model"])
         except RuntimeError as err:
-            raise ValueError(f"checkpoint: {ckpt_path} does not match the model: {err}") from None
-        optimizer.load_state_dict(ckpt["optimizer"])
-        history, best_epoch, best_value = ckpt["history"], ckpt["best_epoch"], ckpt["best_value"]
-        best_state, wall_time, start_epoch = ckpt["best_state"], ckpt["wall_time"], ckpt["epoch"]
-        _set_rng_state(ckpt["rng"])
+            raise ValueError(
+                f"checkpoint: {ckpt_path} does not match the model: {str(err).splitlines()[0]}; {_START_OVER}"
+            ) from None
+        try:
+            optimizer.load_state_dict(ckpt["optimizer"])
+            history, best_epoch, best_value = ckpt["history"], ckpt["best_epoch"], ckpt["best_value"]
+            best_state, wall_time, start_epoch = ckpt["best_state"], ckpt["wall_time"], ckpt["epoch"]
+            _set_rng_state(ckpt["rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
+            raise ValueError(
+                f"checkpoint: {ckpt_path} is incomplete or damaged ({type(err).__name__}: {err}); "
+                f"{_START_OVER}"
+            ) from None
     else:
         seed_everything(config.seed)
     resumed_from = start_epoch
@@ -374,6 +491,7 @@ def fit(
         if ckpt_path is not None:
             atomic_torch_save(
                 {
+                    "format": CHECKPOINT_FORMAT,
                     "version": CHECKPOINT_VERSION,
                     "epoch": epoch + 1,
                     "model": model.state_dict(),
@@ -384,7 +502,8 @@ def fit(
                     "best_value": best_value,
                     "best_state": best_state,
                     "wall_time": wall_time,
-                    "config": asdict(config),
+                    "config": run_config,
+                    "settings": run_settings,
                 },
                 ckpt_path,
             )
