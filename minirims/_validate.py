@@ -90,3 +90,62 @@ def check_input_slots(name: str, x: object, d_in: int) -> Tensor:
     if x.dim() not in (2, 3) or x.shape[-1] != d_in:
         raise ValueError(f"{name}: expected shape (B, {d_in}) or (B, m, {d_in}), got {tuple(x.shape)}")
     return x.unsqueeze(1) if x.dim() == 2 else x
+
+
+def autocast_dtype(device_type: str) -> torch.dtype | None:
+    """The dtype ``torch.autocast`` casts to on ``device_type`` when it is enabled there, else None."""
+    try:
+        if torch.is_autocast_enabled(device_type):
+            return torch.get_autocast_dtype(device_type)
+    except RuntimeError:  # a device type autocast does not know (e.g. meta)
+        return None
+    return None
+
+
+def check_like(name: str, x: Tensor, like: Tensor, what: str = "the model's parameters") -> Tensor:
+    """Raise unless ``x`` is on ``like``'s device and has its dtype (or autocast's, while it is enabled).
+
+    Metadata only (no host sync), so it is cheap enough for every call. Under ``torch.autocast`` on the
+    parameters' device the inputs may also come in the autocast dtype (e.g. bf16 activations of an encoder
+    that ran under autocast): the matmuls run in that dtype anyway.
+    """
+    if x.device != like.device:
+        raise ValueError(f"{name}: expected device {like.device} ({what}), got {x.device}")
+    if x.dtype != like.dtype:
+        amp = autocast_dtype(like.device.type)
+        if x.dtype != amp:
+            extra = f" or {amp} (autocast)" if amp is not None else ""
+            raise ValueError(f"{name}: expected dtype {like.dtype} ({what}){extra}, got {x.dtype}")
+    return x
+
+
+def check_batch(name: str, x: Tensor) -> Tensor:
+    """Raise unless the batch (dim 0) of ``x`` holds at least one example."""
+    if x.dim() == 0 or x.shape[0] < 1:
+        raise ValueError(f"{name}: expected a batch of at least 1 (B >= 1), got shape {tuple(x.shape)}")
+    return x
+
+
+def check_finite(*named: tuple[str, Tensor | None]) -> None:
+    """Raise unless every given tensor holds only finite values; one host sync for all of them.
+
+    Args:
+        named: ``(name, tensor)`` pairs; a None tensor is skipped.
+    """
+    tensors = [(n, t) for n, t in named if t is not None]
+    if not tensors:
+        return
+    ok = torch.isfinite(tensors[0][1]).all()
+    for _, t in tensors[1:]:
+        ok = ok & torch.isfinite(t).all()
+    if bool(ok):
+        return
+    for n, t in tensors:  # the failure path: say which tensor and where
+        bad = ~torch.isfinite(t)
+        count = int(bad.sum())
+        if count:
+            first = tuple(int(i) for i in bad.nonzero()[0])
+            raise ValueError(
+                f"{n}: expected finite values, got {count} NaN or infinite value(s) (the first at index "
+                f"{first}: {t[first].item()})"
+            )

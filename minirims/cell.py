@@ -27,7 +27,15 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from minirims._validate import check_input_slots, check_positive_int, check_shape
+from minirims._validate import (
+    check_batch,
+    check_finite,
+    check_input_slots,
+    check_like,
+    check_positive_int,
+    check_shape,
+    check_tensor,
+)
 from minirims.communication import CommunicationAttention
 from minirims.competition import InputAttention
 from minirims.group import GroupGRUCell, GroupLSTMCell
@@ -82,6 +90,12 @@ class RIMCell(nn.Module):
 
     Defaults follow the paper's sequential-MNIST settings: 6 modules, 4 active, 100 units each,
     input attention with 1 head, d_k 64, d_v 400; communication with 4 heads, d_k = d_v = 32.
+
+    At the public entry points (:meth:`forward`, :meth:`step`, :meth:`check_state`) inputs and states must be
+    on the parameters' device with their dtype (under ``torch.autocast``, autocast's dtype is accepted too),
+    and hold a batch of at least one example (B = 0 is refused, as in every model of the package); anything
+    else is a ValueError naming the argument, what was expected and what was received. :meth:`forward` also
+    refuses NaN or infinite values (one check per call).
     """
 
     def __init__(
@@ -137,16 +151,21 @@ class RIMCell(nn.Module):
         return RIMState(h, torch.zeros_like(h) if self.rnn_type == "lstm" else None)
 
     def check_state(self, state: object, batch_size: int) -> RIMState:
-        """Validate a state for a batch of ``batch_size``; raise ValueError naming what is wrong."""
+        """Validate a state for a batch of ``batch_size``: shape (B, n, d_h), the parameters' device, dtype.
+
+        Raises ValueError naming what is wrong. Values are not inspected (see :meth:`forward`).
+        """
         if not isinstance(state, tuple) or len(state) != 2:
             raise ValueError(f"state: expected a RIMState(h, c) tuple, got {type(state).__name__}")
         h, c = state
         shape = (batch_size, self.n_modules, self.d_hidden)
         check_shape("state.h", h, shape)
+        check_like("state.h", h, self.rnn.weight_hh)
         if self.rnn_type == "lstm":
             if c is None:
                 raise ValueError("state.c: expected a tensor of shape (B, n, d_h) for rnn='lstm', got None")
             check_shape("state.c", c, shape)
+            check_like("state.c", c, self.rnn.weight_hh)
         elif c is not None:
             raise ValueError(f"state.c: expected None for rnn='gru', got {type(c).__name__}")
         return RIMState(h, c)
@@ -156,11 +175,26 @@ class RIMCell(nn.Module):
 
         Args:
             keys: (B, H_in, 1+m, d_k); values: (B, H_in, 1+m, d_v); state: RIMState with h, c (B, n, d_h).
+                B >= 1; all on the parameters' device, with their dtype (or autocast's).
 
         Returns:
             h (B, n, d_h), the new RIMState, and :class:`StepInfo`.
+
+        :class:`~minirims.model.RIM` calls this at every step of its plain loop, so it checks metadata only
+        (shapes, device, dtype: no host sync); values are checked once per sequence by ``RIM.forward``.
         """
+        for name, t in (("keys", keys), ("values", values)):
+            check_tensor(name, t)
+            check_like(name, t, self.rnn.weight_hh)
+        check_batch("keys", keys)
+        if not isinstance(state, tuple) or len(state) != 2:
+            raise ValueError(f"state: expected a RIMState(h, c) tuple, got {type(state).__name__}")
         h, c = state
+        check_tensor("state.h", h)
+        check_like("state.h", h, self.rnn.weight_hh)
+        if c is not None:
+            check_tensor("state.c", c)
+            check_like("state.c", c, self.rnn.weight_hh)
         comp = self.input_attention.attend(keys, values, h)
         if self.rnn_type == "lstm":
             h_tilde, c_tilde = self.rnn(comp.read, (h, c))
@@ -177,16 +211,26 @@ class RIMCell(nn.Module):
         """One time step.
 
         Args:
-            x: (B, d_in) one input vector, or (B, m, d_in) a set of m input slots.
-            state: RIMState (h, c) each (B, n, d_h); None starts from :meth:`initial_state`.
+            x: (B, d_in) one input vector, or (B, m, d_in) a set of m input slots; B >= 1, finite, on the
+                parameters' device with their dtype (or autocast's).
+            state: RIMState (h, c) each (B, n, d_h), finite; None starts from :meth:`initial_state`.
 
         Returns:
             h (B, n, d_h) new module states, the new RIMState, and :class:`StepInfo`
             (mask (B, n), input_attn (B, n, 1+m), comm_attn (B, H, n, n)).
+
+        Raises:
+            ValueError: a wrong shape, an empty batch, another device or dtype, NaN or infinite values.
         """
+        given = x
         x = check_input_slots("x", x, self.d_in)
+        check_batch("x", x)
+        check_like("x", x, self.rnn.weight_hh)
         if state is None:
             state = self.initial_state(x.shape[0], x.device, x.dtype)
-        state = self.check_state(state, x.shape[0])
+            check_finite(("x", given))
+        else:
+            state = self.check_state(state, x.shape[0])
+            check_finite(("x", given), ("state.h", state.h), ("state.c", state.c))
         keys, values = self.input_attention.project_inputs(x)
         return self.step(keys, values, state)

@@ -11,6 +11,14 @@ The ``k`` modules that attend **least** to the null slot win: they are *active* 
 attention-weighted values; the others stay inactive (the cell keeps their state). The selection is a hard,
 non-differentiable top-k.
 
+**Ties are broken by module index: of equal scores, the lower index wins**, on every device. Ties are not
+rare: from the zero initial state every query is zero, so at t=0 every module's null attention is exactly
+0.5 and *all* n modules tie. ``torch.topk`` leaves the order of equal values unspecified (on a CPU it picked
+modules 0, 3, 4, 5 of six; a GPU may pick others), so the selection is a stable descending sort instead:
+``torch.sort(scores, descending=True, stable=True)`` keeps equal values in index order and the first k win
+(modules 0..k-1 at t=0). The fused loop (:mod:`minirims.fast`) and the loop oracle (:mod:`minirims.naive`)
+select with the same rule.
+
 Shapes: B batch, n modules, k active, m input slots (the null slot is slot 0, so attention has 1+m slots),
 H heads, d_in input size, d_h module hidden size, d_k key size, d_v value size per head.
 """
@@ -34,7 +42,7 @@ from minirims._validate import (
 from minirims.attention import merge_heads
 from minirims.group import GroupLinear
 
-__all__ = ["CompetitionOutput", "InputAttention", "null_attention", "topk_mask"]
+__all__ = ["CompetitionOutput", "InputAttention", "null_attention", "select_topk", "topk_mask"]
 
 
 class CompetitionOutput(NamedTuple):
@@ -75,12 +83,26 @@ def topk_mask(scores: Tensor, k: int) -> Tensor:
         k: number of winners per row, 1 <= k <= n.
 
     Returns:
-        (B, n) bool with exactly ``k`` True per row. Not differentiable (a hard selection).
+        (B, n) bool with exactly ``k`` True per row. Not differentiable (a hard selection). Of equal scores
+        the lower index wins (see the module docstring), whatever the device.
     """
     check_shape("scores", scores, ("B", "n"))
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= scores.shape[-1]:
         raise ValueError(f"k: expected an int in [1, {scores.shape[-1]}] (the number of modules), got {k!r}")
-    winners = scores.topk(k, dim=-1).indices
+    return select_topk(scores, k)
+
+
+def select_topk(scores: Tensor, k: int) -> Tensor:
+    """:func:`topk_mask` without the checks (the fused loop calls it at every step): ties by lower index.
+
+    Args:
+        scores: (..., n).
+        k: 1 <= k <= n (not checked).
+
+    Returns:
+        (..., n) bool, True at the k largest scores; of equal scores the lower index wins, on every device.
+    """
+    winners = torch.sort(scores, dim=-1, descending=True, stable=True).indices[..., :k]
     return torch.zeros_like(scores, dtype=torch.bool).scatter_(-1, winners, True)
 
 

@@ -21,7 +21,8 @@ exact algebra, and the tests check it against the plain path (float64, 1e-6) and
 4. **Module-major layout.** Inside the loop the state is kept as (n, B, d), so that every per-module matmul is
    one ``baddbmm`` (bias included) with no transposes; the output is laid out as (B, T, n * d_h) once, at
    the end.
-5. **Validate once.** :class:`~minirims.model.RIM` checks shapes once per sequence; the step is unchecked.
+5. **Validate once.** :class:`~minirims.model.RIM` checks shapes, dtype, device and finiteness once per
+   sequence; the step is unchecked.
 
 The weights are concatenated once per forward (inside autograd, so the gradients reach the original
 parameters); training, checkpoints and the plain path share the same parameters.
@@ -43,6 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from minirims.cell import RIMCell, RIMState
+from minirims.competition import select_topk
 
 __all__ = ["FastWeights", "fast_weights", "should_fold", "run_fast"]
 
@@ -138,10 +140,13 @@ def _hoist_inputs(cell: RIMCell, x: Tensor, fold: bool) -> tuple[Tensor, Tensor]
 
 
 def _select(null: Tensor, k: int) -> Tensor:
-    """(n, B) null attention -> (n, B) bool mask of the k least-null modules, picked as topk_mask does."""
+    """(n, B) null attention -> (n, B) bool mask of the k least-null modules, picked as topk_mask does.
+
+    Ties go to the lower module index (:func:`~minirims.competition.select_topk`, a stable sort), so the
+    fused loop, the plain path and the loop oracle pick the same modules from the tied zero state.
+    """
     scores = -null.detach().t().contiguous()  # (B, n): the same values and layout as topk_mask sees
-    winners = scores.topk(k, dim=-1).indices
-    return torch.zeros_like(scores, dtype=torch.bool).scatter_(-1, winners, True).t()
+    return select_topk(scores, k).t()
 
 
 class _StepConfig(NamedTuple):

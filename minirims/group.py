@@ -18,7 +18,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from minirims._validate import check_finite_float, check_positive_int, check_shape
+from minirims._validate import check_finite_float, check_like, check_positive_int, check_shape
 
 __all__ = ["GroupLinear", "GroupLSTMCell", "GroupGRUCell"]
 
@@ -41,6 +41,10 @@ class GroupLinear(nn.Module):
 
     Shapes: x (B, n, d_in) -> (B, n, d_out); weight (n, d_in, d_out); bias (n, d_out).
     Initialised like ``nn.Linear``, independently per module: U(-1/sqrt(d_in), 1/sqrt(d_in)).
+
+    ``x`` must be on the weight's device and have its dtype (or, under ``torch.autocast``, autocast's);
+    anything else is a ValueError naming both. Like ``nn.Linear``, a layer maps an empty batch (B = 0) to an
+    empty batch; the models (:class:`~minirims.model.RIM`, :class:`~minirims.cell.RIMCell`) refuse B = 0.
     """
 
     def __init__(self, n: int, d_in: int, d_out: int, bias: bool = True) -> None:
@@ -61,6 +65,7 @@ class GroupLinear(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """x (B, n, d_in) -> (B, n, d_out)."""
         check_shape("x", x, ("B", self.n, self.d_in))
+        check_like("x", x, self.weight, "the layer's weight")
         y = torch.einsum("bni,nio->bno", x, self.weight)
         return y if self.bias is None else y + self.bias
 
@@ -118,6 +123,8 @@ class GroupLSTMCell(nn.Module):
         h, c = state
         check_shape("state h", h, (x.shape[0], self.n, self.d_h))
         check_shape("state c", c, (x.shape[0], self.n, self.d_h))
+        for name, t in (("x", x), ("state h", h), ("state c", c)):
+            check_like(name, t, self.weight_hh, "the cell's weights")
         gates = (
             torch.einsum("bni,nio->bno", x, self.weight_ih)
             + torch.einsum("bnh,nho->bno", h, self.weight_hh)
@@ -169,6 +176,8 @@ class GroupGRUCell(nn.Module):
         """One step. x (B, n, d_in), h (B, n, d_h) -> h' (B, n, d_h)."""
         check_shape("x", x, ("B", self.n, self.d_in))
         check_shape("h", h, (x.shape[0], self.n, self.d_h))
+        check_like("x", x, self.weight_hh, "the cell's weights")
+        check_like("h", h, self.weight_hh, "the cell's weights")
         gi = torch.einsum("bni,nio->bno", x, self.weight_ih) + self.bias_ih
         gh = torch.einsum("bnh,nho->bno", h, self.weight_hh) + self.bias_hh
         i_r, i_z, i_n = gi.chunk(3, dim=-1)

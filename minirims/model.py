@@ -6,6 +6,11 @@ Both take a sequence (B, T, d_in) and return ``(outputs, final_state, trace)`` s
 for the other; the experiment puts its own embedding/encoder in front and its own head after (``.d_out``
 gives the output feature size).
 
+Both check their inputs the same way, once per call (never per step): the sequence and any given state must
+be on the parameters' device with their dtype (under ``torch.autocast``, autocast's dtype is accepted too),
+hold at least one example and one step (B = 0 or T = 0 is refused: there is nothing to run), and be finite
+(NaN or inf is refused). Each case is a ValueError naming the argument, what was expected and what came.
+
 Shapes: B batch, T time, n modules, m input slots, H communication heads, d_h hidden size per module.
 """
 
@@ -16,7 +21,15 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from minirims._validate import check_finite_float, check_positive_int, check_shape, check_tensor
+from minirims._validate import (
+    check_batch,
+    check_finite,
+    check_finite_float,
+    check_like,
+    check_positive_int,
+    check_shape,
+    check_tensor,
+)
 from minirims.cell import RIMCell, RIMState
 from minirims.fast import run_fast
 
@@ -87,12 +100,17 @@ class RIM(nn.Module):
         """Run the cell over a sequence.
 
         Args:
-            x: (B, T, d_in) one input vector per step, or (B, T, m, d_in) m slots per step.
-            state: initial RIMState (h, c) each (B, n, d_h); None for zeros.
+            x: (B, T, d_in) one input vector per step, or (B, T, m, d_in) m slots per step; B >= 1, T >= 1,
+                finite, on the parameters' device with their dtype (or autocast's, under ``torch.autocast``).
+            state: initial RIMState (h, c) each (B, n, d_h), finite; None for zeros.
             trace: also return a :class:`Trace` of masks and attention maps (costs memory).
 
         Returns:
             outputs (B, T, n*d_h), the final RIMState, and a Trace (or None).
+
+        Raises:
+            ValueError: a wrong shape, an empty batch or sequence, another device or dtype, NaN or inf (once
+                per sequence; the time loop is unchecked).
         """
         check_tensor("x", x)
         if x.dim() not in (3, 4) or x.shape[-1] != self.d_in or x.shape[1] < 1:
@@ -100,10 +118,17 @@ class RIM(nn.Module):
                 f"x: expected shape (B, T, {self.d_in}) or (B, T, m, {self.d_in}) with T >= 1, "
                 f"got {tuple(x.shape)}"
             )
+        check_batch("x", x)
+        check_like("x", x, self.cell.rnn.weight_hh)
+        b, t_len = x.shape[:2]
+        if state is None:
+            state = self.initial_state(b, x.device, x.dtype)
+            check_finite(("x", x))
+        else:
+            state = self.cell.check_state(state, b)
+            check_finite(("x", x), ("state.h", state.h), ("state.c", state.c))
         if x.dim() == 3:
             x = x.unsqueeze(2)
-        b, t_len = x.shape[:2]
-        state = self.initial_state(b, x.device, x.dtype) if state is None else self.cell.check_state(state, b)
         if self.fast:
             out, state, fast_trace = run_fast(
                 self.cell, x, state, trace=trace, fold=self.fold, compile=self.compile_step
@@ -167,16 +192,27 @@ class LSTMBaseline(nn.Module):
     def forward(
         self, x: Tensor, state: tuple[Tensor, Tensor] | None = None, trace: bool = False
     ) -> tuple[Tensor, tuple[Tensor, Tensor], None]:
-        """x (B, T, d_in), state (h, c) each (B, d_h) or None -> (outputs (B, T, d_h), (h, c), None)."""
+        """x (B, T, d_in), state (h, c) each (B, d_h) or None -> (outputs (B, T, d_h), (h, c), None).
+
+        Checked as :meth:`RIM.forward` checks (once per call): B >= 1 and T >= 1, the parameters' device and
+        dtype (or autocast's), finite values; anything else is a ValueError naming the argument.
+        """
         check_shape("x", x, ("B", "T", self.d_in))
         if x.shape[1] < 1:
             raise ValueError(f"x: expected at least one time step, got shape {tuple(x.shape)}")
+        check_batch("x", x)
+        weight = self.lstm.weight_hh_l0
+        check_like("x", x, weight)
         if state is None:
+            check_finite(("x", x))
             out, (h, c) = self.lstm(x)
         else:
             if not isinstance(state, tuple) or len(state) != 2:
                 raise ValueError(f"state: expected a tuple (h, c), got {type(state).__name__}")
             check_shape("state h", state[0], (x.shape[0], self.d_hidden))
             check_shape("state c", state[1], (x.shape[0], self.d_hidden))
+            check_like("state h", state[0], weight)
+            check_like("state c", state[1], weight)
+            check_finite(("x", x), ("state h", state[0]), ("state c", state[1]))
             out, (h, c) = self.lstm(x, (state[0].unsqueeze(0), state[1].unsqueeze(0)))
         return out, (h.squeeze(0), c.squeeze(0)), None

@@ -19,6 +19,11 @@ def make_cell(rnn="lstm", seed=0, dropout=0.0, dtype=torch.float64, **kw):
     return RIMCell(5, rnn=rnn, dropout=dropout, **{**SMALL, **kw}).to(dtype).eval()
 
 
+def _z(*shape):
+    """Zeros in the test cells' dtype (float64)."""
+    return torch.zeros(*shape, dtype=torch.float64)
+
+
 def random_state(cell, b, seed=1):
     g = torch.Generator().manual_seed(seed)
     dtype = cell.rnn.weight_hh.dtype
@@ -160,22 +165,20 @@ def test_initial_state_is_zero_and_deterministic():
             r"x: expected shape \(B, 5\) or \(B, m, 5\), got \(2, 6\)",
         ),
         (
-            lambda: make_cell()(torch.randn(2, 5, dtype=torch.float64), (torch.zeros(2, 6, 8),)),
+            lambda: make_cell()(torch.randn(2, 5, dtype=torch.float64), (_z(2, 6, 8),)),
             r"state: expected a RIMState",
         ),
         (
-            lambda: make_cell()(
-                torch.randn(2, 5, dtype=torch.float64), RIMState(torch.zeros(2, 6, 9), torch.zeros(2, 6, 8))
-            ),
+            lambda: make_cell()(torch.randn(2, 5, dtype=torch.float64), RIMState(_z(2, 6, 9), _z(2, 6, 8))),
             r"state.h: expected shape \(2, 6, 8\), got \(2, 6, 9\)",
         ),
         (
-            lambda: make_cell()(torch.randn(2, 5, dtype=torch.float64), RIMState(torch.zeros(2, 6, 8), None)),
+            lambda: make_cell()(torch.randn(2, 5, dtype=torch.float64), RIMState(_z(2, 6, 8), None)),
             r"state.c: expected a tensor .* got None",
         ),
         (
             lambda: make_cell("gru")(
-                torch.randn(2, 5, dtype=torch.float64), RIMState(torch.zeros(2, 6, 8), torch.zeros(2, 6, 8))
+                torch.randn(2, 5, dtype=torch.float64), RIMState(_z(2, 6, 8), _z(2, 6, 8))
             ),
             r"state.c: expected None for rnn='gru'",
         ),

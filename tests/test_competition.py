@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from minirims.communication import CommunicationAttention
-from minirims.competition import InputAttention, null_attention, topk_mask
+from minirims.competition import InputAttention, null_attention, select_topk, topk_mask
 
 
 def make(m_heads=1, n=6, k=4, d_in=5, d_h=8, seed=0):
@@ -67,6 +67,46 @@ def test_topk_mask_and_null_attention():
     assert topk_mask(scores, 4).all()
     attn = torch.tensor([[[0.2, 0.8], [0.6, 0.4]]])
     assert torch.equal(null_attention(attn), torch.tensor([[0.2, 0.6]]))
+
+
+def _by_index_rule(row: list[float], k: int) -> list[bool]:
+    """The documented rule, written out: rank by score (descending), then by module index (ascending)."""
+    winners = sorted(range(len(row)), key=lambda i: (-row[i], i))[:k]
+    return [i in winners for i in range(len(row))]
+
+
+def test_exact_ties_go_to_the_lower_module_index():
+    # all six tie (the zero initial state's null attention is exactly 0.5 everywhere): modules 0..k-1 win
+    for k in range(1, 7):
+        assert topk_mask(torch.full((3, 6), -0.5), k).tolist() == [[i < k for i in range(6)]] * 3
+    # partial ties: among the tied values, the lower indices win; a larger score still beats them all
+    scores = torch.tensor([[0.0, 1.0, 0.0, 1.0, 0.0, 0.0], [1.0, 0.5, 1.0, 0.5, 1.0, 0.5]])
+    assert topk_mask(scores, 3).tolist() == [
+        [True, True, False, True, False, False],
+        [True, False, True, False, True, False],
+    ]
+    assert topk_mask(scores, 4).tolist() == [
+        [True, True, True, True, False, False],
+        [True, True, True, False, True, False],
+    ]
+
+
+def test_ties_follow_the_rule_on_many_random_tied_rows():
+    gen = torch.Generator().manual_seed(3)
+    scores = torch.randint(0, 3, (200, 40), generator=gen).double() / 2  # values in {0, 0.5, 1}: many ties
+    for k in (1, 7, 20, 39, 40):
+        mask = topk_mask(scores, k)
+        assert mask.tolist() == [_by_index_rule(row, k) for row in scores.tolist()]
+        # the unchecked variant the fused loop uses picks the same, for any leading dims
+        assert torch.equal(select_topk(scores.view(10, 20, 40), k), mask.view(10, 20, 40))
+
+
+def test_zero_state_selects_the_first_k_modules():
+    inp = make(n=6, k=4)
+    x = torch.randn(5, 3, 5)
+    out = inp(x, torch.zeros(5, 6, 8))
+    assert (out.attn[..., 0] == out.attn[0, 0, 0]).all()  # an exact tie: every query is zero
+    assert out.mask.tolist() == [[True, True, True, True, False, False]] * 5
 
 
 def test_communication_changes_active_only_bit_for_bit():

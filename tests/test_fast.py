@@ -97,6 +97,53 @@ def test_fast_equals_the_loop_oracle_from_a_zero_state():
     torch.testing.assert_close(final.c, state.c, atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize(("rnn", "m"), [("lstm", 1), ("lstm", 2), ("gru", 1)])
+def test_zero_state_ties_go_to_the_first_k_modules_in_every_path(rnn, m):
+    # From the zero state every query is zero, so at t=0 every module's null attention is exactly 1/(1+m)
+    # (0.5 for one slot): all n tie and modules 0..k-1 win.
+    rim = make_rim(rnn)
+    x = torch.randn(4, 5, m, 5, dtype=torch.float64)
+    traces = {}
+    for fast in (False, True):
+        rim.fast = fast
+        _, _, traces[fast] = rim(x, trace=True)
+        assert (traces[fast].input_attn[:, 0, :, 0] == 1 / (1 + m)).all()  # uniform over [null, slots]
+        assert traces[fast].masks[:, 0].tolist() == [[True, True, True, False, False]] * 4
+    assert torch.equal(traces[False].masks, traces[True].masks)
+    if rnn == "lstm":
+        loop, state = LoopRIMCell.from_cell(rim.cell), rim.initial_state(4)
+        for t in range(5):
+            _, state, info = loop(x[:, t], state)
+            assert torch.equal(info.mask, traces[True].masks[:, t])
+
+
+def test_a_partial_tie_is_broken_the_same_way_by_fast_plain_and_the_oracle():
+    # Modules 1 and 3 get the same query weights and the same state: their null attention ties exactly.
+    rim = make_rim()
+    q = rim.cell.input_attention.query.weight
+    with torch.no_grad():
+        q[3] = q[1]
+    state = random_state(rim, 6)
+    state.h[:, 3] = state.h[:, 1]
+    x = torch.randn(6, 1, 1, 5, dtype=torch.float64)
+    traces = {}
+    for fast in (False, True):
+        rim.fast = fast
+        _, _, traces[fast] = rim(x, state, trace=True)
+    null = traces[True].input_attn[:, 0, :, 0]  # (B, n)
+    assert torch.equal(null[:, 1], null[:, 3])
+    masks = traces[True].masks[:, 0]
+    assert torch.equal(traces[False].masks[:, 0], masks)
+    _, _, info = LoopRIMCell.from_cell(rim.cell)(x[:, 0], state)
+    assert torch.equal(info.mask, masks)
+    for row, mask in zip(null.tolist(), masks.tolist(), strict=True):
+        winners = sorted(range(5), key=lambda i: (row[i], i))[:3]  # least null first, then lower index
+        assert mask == [i in winners for i in range(5)]
+    # the tie decided something in some example: exactly one of the tied pair won there
+    assert (masks[:, 1] != masks[:, 3]).any()
+    assert not (masks[:, 3] & ~masks[:, 1]).any()  # and it was never the higher index alone
+
+
 def test_inactive_modules_keep_their_state_bit_for_bit_in_the_fast_path():
     rim = make_rim()
     x = torch.randn(4, 7, 1, 5, dtype=torch.float64)
