@@ -168,3 +168,86 @@ def test_step_explorer_validation(trace):
         viz.step_explorer(trace, t=7)
     with pytest.raises(ValueError, match="trace: expected a minirims.model.Trace"):
         viz.step_explorer(None)
+
+
+# ------------------------------------------------------------------------- drawn ideas (03, 04, 05)
+
+
+def test_plot_competition_three_panels_and_winners():
+    scores = torch.tensor([[0.0, 2.0], [0.0, -1.0], [0.0, 0.5], [0.0, 1.0]])
+    fig = viz.plot_competition(scores, k=2, title="one step")
+    assert isinstance(fig, Figure) and len(fig.axes) == 3 and images(fig) == 2
+    bars = fig.axes[2].patches
+    blue = [
+        i
+        for i, bar in enumerate(bars)
+        if np.allclose(bar.get_facecolor()[:3], matplotlib.colors.to_rgb(viz.ACTIVE_COLOR))
+    ]
+    assert blue == [0, 3]  # the two highest input scores = the two smallest null attentions
+    assert fig._suptitle.get_text() == "one step"
+    labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert labels == ["null", "x"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"scores": np.zeros((3,)), "k": 1}, "scores: expected a 2-d array"),
+        ({"scores": np.zeros((3, 1)), "k": 1}, "at least 2 columns"),
+        ({"scores": np.full((3, 2), np.nan), "k": 1}, "finite"),
+        ({"scores": np.zeros((3, 2)), "k": 4}, r"k: expected an int in \[1, 3\]"),
+        ({"scores": np.zeros((3, 2)), "k": True}, "k: expected"),
+        ({"scores": np.zeros((3, 2)), "k": 1, "slot_labels": ["a"]}, "slot_labels: expected 2 labels"),
+    ],
+)
+def test_plot_competition_validation(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        viz.plot_competition(**kwargs)
+
+
+def test_plot_communication_draws_readers_only():
+    attn = torch.softmax(torch.randn(4, 4), dim=-1)
+    mask = torch.tensor([True, False, True, False])
+    fig = viz.plot_communication(attn, mask, gate=torch.rand(4))
+    assert isinstance(fig, Figure) and len(fig.axes) == 1
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert texts.count("keeps h̃") == 2 and sum(t.startswith("gate ") for t in texts) == 2
+
+
+@pytest.mark.parametrize(
+    ("attn", "mask", "gate", "message"),
+    [
+        (np.ones((3, 4)) / 4, [1, 0, 1], None, "square"),
+        (-np.ones((3, 3)), [1, 0, 1], None, "non-negative"),
+        (np.ones((3, 3)) / 3, [1, 0], None, r"mask: expected a bool array of shape \(3,\)"),
+        (np.ones((3, 3)) / 3, [1, 0, 2], None, "mask: expected a bool"),
+        (np.ones((3, 3)) / 3, [1, 0, 1], [0.5], r"gate: expected an array of shape \(3,\)"),
+    ],
+)
+def test_plot_communication_validation(attn, mask, gate, message):
+    with pytest.raises(ValueError, match=message):
+        viz.plot_communication(attn, np.array(mask), gate=gate)
+
+
+def test_plot_rim_step_diagram():
+    fig = viz.plot_rim_step(6, active=[1, 3, 4, 5])
+    assert isinstance(fig, Figure) and len(fig.axes) == 1
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert sum(t.startswith("LSTM") for t in texts) == 6
+    assert any("masked" in t for t in texts) and any("competition" in t for t in texts)
+
+
+@pytest.mark.parametrize(
+    ("n", "active", "message"),
+    [
+        (1, (0,), r"n: expected an int in \[2, 8\]"),
+        (9, (0,), "n: expected"),
+        (4, (), "active: expected 1 to 4 distinct"),
+        (4, (0, 0), "distinct"),
+        (4, (4,), "distinct module indices in"),
+        (4, 3, "sequence of module indices"),
+    ],
+)
+def test_plot_rim_step_validation(n, active, message):
+    with pytest.raises(ValueError, match=message):
+        viz.plot_rim_step(n, active)

@@ -11,6 +11,12 @@ shows the figure exactly once (as the cell's value) and no figure piles up in py
   communication attention.
 - :func:`step_explorer`: an ipywidgets explorer (time-step slider, example picker) that calls
   :func:`show_step`.
+- :func:`plot_competition`: the competition of one step drawn out: scores with the null slot's 0, the
+  softmax, and the top-k on the null attention.
+- :func:`plot_communication`: the communication of one step as a graph: which module reads how much from
+  which, active readers in colour, inactive ones keeping their state.
+- :func:`plot_rim_step`: a diagram of one whole RIM step (after the paper's Figure 1), for any n and set of
+  active modules.
 
 Inputs may be torch tensors (any device) or numpy arrays. Shapes: B batch, T time, n modules, m input slots
 (input attention has 1+m columns, the null slot first), H heads.
@@ -26,10 +32,18 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
 from matplotlib.ticker import MaxNLocator
 
-__all__ = ["plot_attention", "plot_activity", "show_step", "step_explorer"]
+__all__ = [
+    "plot_attention",
+    "plot_activity",
+    "show_step",
+    "step_explorer",
+    "plot_competition",
+    "plot_communication",
+    "plot_rim_step",
+]
 
 ACTIVE_COLOR = "#1f5fa8"
 ACTIVITY_CMAP = ListedColormap(["#f2f2f2", ACTIVE_COLOR])
@@ -483,3 +497,312 @@ def step_explorer(
     slider.observe(draw, names="value")
     draw()
     return widgets.VBox([widgets.HBox([picker, slider]), out])
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Drawn ideas: the competition, the communication, one whole step
+
+INACTIVE_COLOR = "#b5b5b5"
+_NULL_COLOR = "#c0504d"
+
+
+def _check_k(k: Any, n: int) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= int(k) <= n:
+        raise ValueError(f"k: expected an int in [1, {n}] (the number of active modules), got {k!r}")
+    return int(k)
+
+
+def _softmax(scores: np.ndarray) -> np.ndarray:
+    z = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
+
+
+def plot_competition(
+    scores: Any,
+    k: int,
+    slot_labels: Sequence[str] | None = None,
+    title: str | None = None,
+    figsize: tuple[float, float] = (10.0, 3.0),
+) -> Figure:
+    """The competition of one step, in three panels: scores -> softmax -> top-k on the null attention.
+
+    Args:
+        scores: (n, 1+m) scores ``q_i . k_j / sqrt(d_k)`` of every module over [null, x_1..x_m], the null
+            slot first (its column is exactly 0 when keys have no bias).
+        k: how many modules win (1 <= k <= n).
+        slot_labels: 1+m labels (default ``null, x`` or ``null, x1, ...``).
+        title: a title over the three panels.
+        figsize: figure size.
+
+    Returns:
+        The Figure: the scores (null column outlined), the attention (winners' rows in bold blue) and a bar
+        per module of its attention to the null slot, the k smallest (the winners) in blue.
+    """
+    s = _to_numpy("scores", scores).astype(np.float64)
+    _check_ndim("scores", s, 2, "(n, 1+m)")
+    n, slots = s.shape
+    if slots < 2:
+        raise ValueError(
+            f"scores: expected at least 2 columns (the null slot and one input), got shape {s.shape}"
+        )
+    if not np.all(np.isfinite(s)):
+        raise ValueError("scores: expected finite values")
+    k = _check_k(k, n)
+    cols = _check_labels("slot_labels", slot_labels, slots) or _slot_labels(slots)
+    attn = _softmax(s)
+    null = attn[:, 0]
+    winners = np.zeros(n, dtype=bool)
+    winners[np.argsort(null, kind="stable")[:k]] = True
+    rows = _module_labels(n)
+
+    fig = _figure(figsize)
+    ax_s, ax_a, ax_n = fig.subplots(1, 3, gridspec_kw={"width_ratios": [slots, slots, 3]})
+    bound = max(1e-9, float(np.abs(s).max()))
+    ax_s.imshow(s, cmap="RdBu_r", vmin=-bound, vmax=bound, aspect="auto", interpolation="nearest")
+    ax_s.set_xticks(range(slots), cols)
+    ax_s.set_yticks(range(n), rows)
+    ax_s.tick_params(length=0)
+    if n * slots <= _ANNOTATE_MAX_CELLS:
+        for (i, j), value in np.ndenumerate(s):
+            ax_s.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7)
+    ax_s.add_patch(Rectangle((-0.5, -0.5), 1, n, fill=False, ec=_NULL_COLOR, lw=2))
+    ax_s.set_title("1. scores q·k/√d\n(null column: exactly 0)", fontsize=9)
+    ax_s.set_ylabel("module")
+
+    _heatmap(ax_a, attn, rows, cols, 0.0, 1.0, n * slots <= _ANNOTATE_MAX_CELLS)
+    ax_a.add_patch(Rectangle((-0.5, -0.5), 1, n, fill=False, ec=_NULL_COLOR, lw=2))
+    _mark_active_rows(ax_a, winners)
+    ax_a.set_title("2. softmax over the slots\n(one row per module)", fontsize=9)
+
+    colors = [ACTIVE_COLOR if w else INACTIVE_COLOR for w in winners]
+    ax_n.barh(range(n), null, color=colors)
+    ax_n.set_yticks(range(n), rows)
+    _mark_active_rows(ax_n, winners)
+    ax_n.invert_yaxis()
+    ax_n.set_xlim(0, 1)
+    threshold = np.sort(null)[k - 1]
+    ax_n.axvline(threshold, color=_NULL_COLOR, ls="--", lw=1)
+    ax_n.set_xlabel("attention to null")
+    ax_n.set_title(f"3. top-k: the {k} smallest\nwin (blue)", fontsize=9)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def _node(ax: Axes, x: float, y: float, text: str, color: str, width: float = 0.7) -> None:
+    ax.add_patch(
+        FancyBboxPatch(
+            (x - width / 2, y - 0.22), width, 0.44, boxstyle="round,pad=0.04", fc=color, ec="0.25", lw=1
+        )
+    )
+    ax.text(
+        x, y, text, ha="center", va="center", fontsize=8, color="white" if color == ACTIVE_COLOR else "black"
+    )
+
+
+def _arrow(ax: Axes, start: tuple[float, float], end: tuple[float, float], **style: Any) -> None:
+    props = {"arrowstyle": "-|>", "mutation_scale": 9, "lw": 1.0, "color": "0.3", "shrinkA": 0, "shrinkB": 0}
+    props.update(style)
+    ax.add_patch(FancyArrowPatch(start, end, **props))
+
+
+def plot_communication(
+    attn: Any,
+    mask: Any,
+    gate: Any | None = None,
+    title: str = "communication: active modules read from all modules",
+    figsize: tuple[float, float] = (7.0, 3.2),
+) -> Figure:
+    """The communication of one step as a graph: module j (top) -> module i (bottom), width ~ attn[i, j].
+
+    Args:
+        attn: (n, n) attention of reading module i (row) over all modules j (column), e.g. the mean over
+            heads; rows sum to 1.
+        mask: (n,) bool, the active modules. Only they read (their arrows are drawn, in blue); the inactive
+            modules keep their state (a grey dashed line straight down), but every module can be read.
+        gate: optional (n,) mean gate sigma(g(a)) per module, written under the readers.
+        title: axes title.
+        figsize: figure size.
+
+    Returns:
+        The Figure.
+    """
+    w = _to_numpy("attn", attn).astype(np.float64)
+    _check_ndim("attn", w, 2, "(n, n)")
+    n = w.shape[0]
+    if w.shape != (n, n):
+        raise ValueError(f"attn: expected a square (n, n) array, got shape {w.shape}")
+    if np.any(w < -1e-6) or not np.all(np.isfinite(w)):
+        raise ValueError("attn: expected finite, non-negative attention weights")
+    active = _to_numpy("mask", mask)
+    if active.shape != (n,) or not np.isin(active, (0, 1)).all():
+        raise ValueError(f"mask: expected a bool array of shape ({n},), got shape {active.shape}")
+    active = active.astype(bool)
+    gates = None
+    if gate is not None:
+        gates = _to_numpy("gate", gate).astype(np.float64)
+        if gates.shape != (n,):
+            raise ValueError(f"gate: expected an array of shape ({n},), got shape {gates.shape}")
+    fig, ax = _new_axes(None, figsize)
+    top, bottom = 2.0, 0.4
+    xs = np.arange(n, dtype=np.float64)
+    scale = 5.0 / max(1e-9, float(w[active].max())) if active.any() else 0.0
+    for i in range(n):
+        if not active[i]:
+            _arrow(ax, (xs[i], top - 0.25), (xs[i], bottom + 0.25), color=INACTIVE_COLOR, ls="--")
+            continue
+        for j in range(n):
+            if w[i, j] * scale < 0.15:
+                continue
+            _arrow(
+                ax,
+                (xs[j], top - 0.25),
+                (xs[i], bottom + 0.25),
+                color=ACTIVE_COLOR,
+                lw=w[i, j] * scale,
+                alpha=0.35 + 0.6 * w[i, j] / max(1e-9, float(w[i].max())),
+                arrowstyle="-",
+            )
+    for i in range(n):
+        _node(ax, xs[i], top, f"h̃{i}", "#e8e8e8")
+        _node(ax, xs[i], bottom, f"M{i}", ACTIVE_COLOR if active[i] else "#f2f2f2")
+        below = "reads" if active[i] else "keeps h̃"
+        if gates is not None and active[i]:
+            below = f"gate {gates[i]:.2f}"
+        ax.text(xs[i], bottom - 0.4, below, ha="center", va="top", fontsize=7, color="0.3")
+    ax.text(-0.6, top + 0.45, "every module offers keys and values", fontsize=8, color="0.3")
+    ax.text(
+        -0.6, bottom - 0.85, "active modules (blue) read; line width = attention", fontsize=8, color="0.3"
+    )
+    ax.set_xlim(-0.7, n - 0.3)
+    ax.set_ylim(bottom - 1.0, top + 0.7)
+    ax.axis("off")
+    ax.set_title(title, fontsize=9)
+    return fig
+
+
+def _check_active(active: Any, n: int) -> np.ndarray:
+    try:
+        chosen = [int(a) for a in active]
+    except TypeError as err:
+        raise ValueError(
+            f"active: expected a sequence of module indices, got {type(active).__name__}"
+        ) from err
+    if not chosen or len(set(chosen)) != len(chosen) or not all(0 <= a < n for a in chosen):
+        raise ValueError(
+            f"active: expected 1 to {n} distinct module indices in [0, {n - 1}], got {list(active)}"
+        )
+    mask = np.zeros(n, dtype=bool)
+    mask[chosen] = True
+    return mask
+
+
+def plot_rim_step(
+    n: int = 4, active: Sequence[int] = (0, 2), figsize: tuple[float, float] = (9.0, 4.2)
+) -> Figure:
+    """One RIM step as a diagram (after Figure 1 of Goyal et al., arXiv 1909.10893).
+
+    Left to right: the input and the null slot; the competition (the modules' queries against their keys,
+    the winners marked); each module's own recurrent cell, run by the active modules; the communication
+    among modules (active readers only); the new state, where inactive modules carry their old state over.
+
+    Args:
+        n: number of modules (2 to 8).
+        active: the indices of the active modules.
+        figsize: figure size.
+
+    Returns:
+        The Figure.
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 2 <= int(n) <= 8:
+        raise ValueError(f"n: expected an int in [2, 8], got {n!r}")
+    n = int(n)
+    mask = _check_active(active, n)
+    fig, ax = _new_axes(None, figsize)
+    ys = np.linspace(n - 1, 0, n) * 0.75
+    mid = float(ys.mean())
+    col = {"in": 0.0, "h": 2.0, "cell": 4.4, "comm": 6.6, "out": 8.6}
+    # input and null slot
+    _node(ax, col["in"], mid + 0.45, "x_t", "#fde0c5", 0.8)
+    _node(ax, col["in"], mid - 0.45, "null 0", "#f2f2f2", 0.8)
+    for i, y in enumerate(ys):
+        on = mask[i]
+        _node(ax, col["h"], y, f"h{i}", "#f2f2f2", 0.6)
+        _node(ax, col["cell"], y, f"LSTM{i}", "#cfe8d5" if on else "#f2f2f2", 1.3)
+        _node(ax, col["out"], y, f"h{i}′", ACTIVE_COLOR if on else "#f2f2f2", 0.6)
+        _arrow(
+            ax,
+            (col["in"] + 0.42, mid - 0.45),
+            (col["h"] - 0.32, y),
+            color=INACTIVE_COLOR,
+            lw=0.6,
+            ls=":",
+            arrowstyle="-",
+        )
+        # competition: every module queries the input; winners read it
+        _arrow(
+            ax,
+            (col["in"] + 0.42, mid + 0.45),
+            (col["h"] - 0.32, y),
+            color=ACTIVE_COLOR if on else INACTIVE_COLOR,
+            lw=1.6 if on else 0.8,
+            arrowstyle="-",
+        )
+        if on:
+            _arrow(ax, (col["h"] + 0.32, y), (col["cell"] - 0.67, y), color=ACTIVE_COLOR, lw=1.5)
+            _arrow(ax, (col["cell"] + 0.67, y), (col["out"] - 0.32, y), color=ACTIVE_COLOR, lw=1.5)
+        else:
+            ax.add_patch(
+                FancyArrowPatch(
+                    (col["h"] + 0.32, y),
+                    (col["out"] - 0.32, y),
+                    arrowstyle="-|>",
+                    mutation_scale=9,
+                    color=INACTIVE_COLOR,
+                    ls="--",
+                    lw=1.0,
+                    connectionstyle="arc3,rad=-0.12",
+                )
+            )
+    # communication: active modules read from all modules (after their cells)
+    for i in np.flatnonzero(mask):
+        for j in range(n):
+            if i != j:
+                _arrow(
+                    ax,
+                    (col["comm"], ys[j]),
+                    (col["comm"] + 0.5, ys[i]),
+                    color="#7a5aa6",
+                    lw=0.8,
+                    alpha=0.6,
+                    arrowstyle="-|>",
+                )
+    top = float(ys.max()) + 0.7
+    for key, text in [
+        ("in", "input + null"),
+        ("h", "1. competition:\nk least-null win"),
+        ("cell", "2. independent\ndynamics"),
+        ("comm", "3. communication\n(active read all)"),
+        ("out", "4. masked\nupdate"),
+    ]:
+        ax.text(
+            col[key] + (0.25 if key == "comm" else 0.0),
+            top,
+            text,
+            ha="center",
+            va="bottom",
+            fontsize=8,
+            fontweight="bold",
+        )
+    ax.text(
+        col["h"],
+        float(ys.min()) - 0.75,
+        "inactive modules (grey): the result of their cell is unused, the state is carried over (dashed)",
+        ha="left",
+        fontsize=8,
+        color="0.35",
+    )
+    ax.set_xlim(-0.7, col["out"] + 0.6)
+    ax.set_ylim(float(ys.min()) - 0.95, top + 0.55)
+    ax.axis("off")
+    return fig
