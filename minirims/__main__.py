@@ -5,6 +5,11 @@ Each command lives in its own module, listed in :data:`COMMANDS`. Such a module 
 - ``add_arguments(parser: argparse.ArgumentParser) -> None``: declares the command's options;
 - ``main(args: argparse.Namespace) -> int``: runs the command and returns its exit status.
 
+User errors end like argparse's own: one line on stderr, ``python -m minirims <command>: error: <message>``,
+and exit status 2. Options are checked by argparse; every ``ValueError`` a command raises (the project's
+validation errors: settings, seeds, devices, data folders, checkpoints) is reported the same way, without a
+traceback. Any other exception is a bug and keeps its traceback.
+
 Only the module of the command being run is imported (so ``--help`` is quick and does not import torch).
 ``python -m minirims --help`` lists every command even when one of them cannot be imported; running that
 command reports the import error.
@@ -116,8 +121,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if run is None:
         print(f"python -m minirims {args.command}: {module_name} has no main(args) function", file=sys.stderr)
         return 1
-    status = run(args)
+    try:
+        status = run(args)
+    except ValueError as err:  # a user error (settings, seeds, device, data, checkpoints): one line, status 2
+        print(f"python -m minirims {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        return 2
     return int(status or 0)
+
+
+def _one_line(err: BaseException) -> str:
+    """The message of ``err`` on one line (a multi-line message is joined with ' / ')."""
+    return " / ".join(line.strip() for line in str(err).splitlines() if line.strip()) or type(err).__name__
 
 
 if __name__ == "__main__":

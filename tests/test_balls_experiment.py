@@ -228,7 +228,7 @@ def test_figures_and_viewer() -> None:
 
 def test_cli_smoke_end_to_end(tmp_path, capsys) -> None:
     argv = ["bouncing-balls", "--profile", "smoke", "--models", "lstm-32", "--results", str(tmp_path)]
-    argv += ["--no-progress"]
+    argv += ["--no-progress", "--runs-dir", str(tmp_path / "runs")]
     parser, modules = build_parser(argv)
     args = parser.parse_args(argv)
     assert bb.main(args) == 0

@@ -123,12 +123,18 @@ def test_activity_masks_and_inactive_modules_keep_state():
 
 
 def test_cli_user_errors_end_in_one_line_with_status_2(capsys):
+    from minirims.__main__ import main
+
+    assert main(["copying", "--profile", "smoke", "--epochs", "0"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip().splitlines() == [
+        "python -m minirims copying: error: epochs: expected a positive int, got 0"
+    ]
+    assert "profile smoke" not in captured.out  # refused before anything is printed or trained
     parser = argparse.ArgumentParser()
     cp.add_arguments(parser)
-    args = parser.parse_args(["--profile", "smoke", "--epochs", "0"])
-    assert cp.main(args) == 2
-    out = capsys.readouterr().err.strip().splitlines()
-    assert out == ["python -m minirims copying: epochs: expected a positive int, got 0"]
+    with pytest.raises(ValueError, match="epochs: expected a positive int, got 0"):  # the Python API raises
+        cp.main(parser.parse_args(["--profile", "smoke", "--epochs", "0"]))
 
 
 def test_check_accepts_the_reference_and_names_the_mistakes():

@@ -24,7 +24,7 @@ API::
     evaluate_rollouts(model, data, settings, batch_size=None) -> np.ndarray (n_future,)
     mean_frame_baseline(data, settings) -> np.ndarray (n_future,)   # a guess that knows nothing of motion
     run(profile=None, seeds=1, models=None, device=None, save=True, results=None, progress=True,
-        checkpoint_dir=None, **overrides) -> BallsRun(record, models, data, settings, path)
+        runs_dir=None, fresh=False, **overrides) -> BallsRun(record, models, data, settings, path)
     example_rollouts(models, data, settings, n_examples=2) -> {"<set>/truth" | "<set>/<model>"[/masks]: array}
     summary_table(record) -> str; record_curves(record) -> {set: {model: (n_future,)}}
     figures: plot_frames, plot_rollouts, plot_bce_curves, show_rollout_frame(t, ...), rollout_viewer(...)
@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -47,16 +46,20 @@ import torch
 from torch import Tensor
 
 from minirims.experiments.common import (
+    add_run_arguments,
+    check_settings,
     count_parameters,
+    default_runs_dir,
     describe_record,
     format_settings,
     make_record,
     mean_std,
+    output_record_path,
     provenance,
-    record_path,
     resolve_profile,
     save_record,
     seed_list,
+    settings_key,
 )
 from minirims.experiments.data.balls import SETS, Balls, BallsTensors, make_sets
 from minirims.experiments.train import (
@@ -215,6 +218,34 @@ PROFILE_NOTES = {
 }
 
 
+#: how :func:`get_settings` checks every setting (see :data:`minirims.experiments.common.Rule`)
+SETTINGS_RULES: dict[str, Any] = {
+    "profile": "text",
+    "frame_size": ("int", 4, 256),
+    "n_frames": ("int", 2, None),
+    "n_given": "count",
+    "n_future": "count",
+    "n_train": "count",
+    "n_val": "count0",
+    "n_test": "count",
+    "batch_size": "count",
+    "epochs": "count",
+    "lr": "positive",
+    "channels": ("list", "count", False),
+    "d_embed": "count",
+    "d_hidden": "count",
+    "dropout": "prob",
+    "grad_clip": "positive|none",
+    "data_seed": "seed",
+    "eval_batch_size": "count",
+    "train_given": "count",  # and at most n_frames - 1 (checked in get_settings)
+    "feedback_grad": "bool",
+    "compile": "bool",
+    "bce_unit": "text",
+    "models": ("names", r"rim-\d+-\d+|lstm-\d+", "distinct names like 'rim-6-4' or 'lstm-256'"),
+}
+
+
 def get_settings(profile: str | None = None, **overrides: Any) -> BallsSettings:
     """The settings of ``profile`` (env ``MINIRIMS_PROFILE`` / default when None), with ``overrides``."""
     name = resolve_profile(profile)
@@ -227,23 +258,17 @@ def get_settings(profile: str | None = None, **overrides: Any) -> BallsSettings:
     if "models" in values:
         values["models"] = tuple(values["models"])
     settings = BallsSettings(profile=name, **values)
-    if isinstance(settings.n_frames, bool) or not isinstance(settings.n_frames, int) or settings.n_frames < 2:
-        raise ValueError(f"n_frames: expected an int >= 2, got {settings.n_frames!r}")
+    check_settings(dataclasses.asdict(settings), SETTINGS_RULES)  # every setting, before any simulation
+    factor = 2 ** len(settings.channels)
+    if settings.frame_size % factor:
+        raise ValueError(
+            f"frame_size: expected a multiple of 2 ** len(channels) = {factor}, got {settings.frame_size!r}"
+        )
     tg = settings.train_given
     if isinstance(tg, bool) or not isinstance(tg, int) or not 1 <= tg <= settings.n_frames - 1:
         raise ValueError(
             f"train_given: expected an int in [1, n_frames - 1 = {settings.n_frames - 1}], got {tg!r}"
         )
-    for key in ("feedback_grad", "compile"):
-        if not isinstance(getattr(settings, key), bool):
-            raise ValueError(f"{key}: expected True or False, got {getattr(settings, key)!r}")
-    for name in settings.models:
-        if not isinstance(name, str) or not re.fullmatch(r"rim-\d+-\d+|lstm-\d+", name):
-            raise ValueError(f"models: expected names like 'rim-6-4' or 'lstm-256', got {name!r}")
-    for key in ("n_train", "n_test", "batch_size", "epochs", "eval_batch_size", "n_given", "n_future"):
-        value = getattr(settings, key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{key}: expected a positive int, got {value!r}")
     return settings
 
 
@@ -379,6 +404,7 @@ def train_model(
     device: str | torch.device | None = None,
     checkpoint: str | Path | None = None,
     progress: bool = True,
+    fresh: bool = False,
 ) -> tuple[FramePredictor, FitResult]:
     """Train one model with :func:`minirims.experiments.train.fit`; best epoch by validation rollout BCE.
 
@@ -388,7 +414,8 @@ def train_model(
         data: the sets moved to the device (``{k: v.to(device)}``); needs "train" and "val" (or falls back to
             "4 balls" when there is no validation set).
         seed: model initialisation and data order.
-        checkpoint: optional file for resumable training.
+        checkpoint: optional file for resumable training; it resumes only a run with the same settings.
+        fresh: ignore and replace an existing checkpoint.
 
     Returns:
         (the model with its best weights, the FitResult).
@@ -423,6 +450,8 @@ def train_model(
         select="val_bce",
         mode="min",
         desc=f"{name} seed {seed}",
+        settings={**dataclasses.asdict(settings), "model": name},
+        fresh=fresh,
     )
     return model, result
 
@@ -474,7 +503,8 @@ def run(
     save: bool = True,
     results: str | Path | None = None,
     progress: bool = True,
-    checkpoint_dir: str | Path | None = None,
+    runs_dir: str | Path | None = None,
+    fresh: bool = False,
     **overrides: Any,
 ) -> BallsRun:
     """Train every model for every seed, score rollouts on the three test sets, optionally save a record.
@@ -484,9 +514,13 @@ def run(
         seeds: a count (seeds 0..n-1) or a list of seeds.
         models: model names (default :data:`MODELS`).
         device: torch device (default: CUDA if available).
-        save: write ``<results>/bouncing_balls_<profile>.json`` and ``..._examples.npz``.
-        results: folder for the record (default :func:`minirims.experiments.common.results_dir`).
-        checkpoint_dir: optional folder for resumable per-model checkpoints.
+        save: write ``bouncing_balls_<profile>.json`` and ``..._examples.npz``.
+        results: folder for the record; only an explicit ``results="results"`` writes into the tracked
+            reference records (default: ``runs_dir``, else env ``MINIRIMS_RUNS`` or ``runs/``, git-ignored).
+        runs_dir: folder for resumable checkpoints, one per model and seed under
+            ``bouncing_balls_<profile>_<settings hash>/`` (None: no checkpoints; the command line uses
+            ``runs/``), and for the record when ``results`` is not given.
+        fresh: ignore and replace existing checkpoints.
         overrides: settings to change (e.g. ``epochs=1``).
 
     Returns:
@@ -502,6 +536,8 @@ def run(
     settings = get_settings(profile, **overrides)
     seeds_used = seed_list(seeds)
     dev = pick_device(device)
+    for name in settings.models:  # a model the settings cannot build fails here, before the simulation
+        build_model(name, settings)
     started = provenance(dev)
     t0 = time.perf_counter()
     data = make_data(settings)
@@ -517,9 +553,10 @@ def run(
         seconds, best_epochs, curves[name] = [], [], {}
         for seed in seeds_used:
             ckpt = None
-            if checkpoint_dir is not None:
-                ckpt = Path(checkpoint_dir) / f"{EXPERIMENT}_{settings.profile}_{name}_seed{seed}.pt"
-            model, fit_result = train_model(name, settings, on_device, seed, dev, ckpt, progress)
+            if runs_dir is not None:  # one folder per settings (the list of models aside)
+                key = settings_key({k: v for k, v in dataclasses.asdict(settings).items() if k != "models"})
+                ckpt = Path(runs_dir) / f"{EXPERIMENT}_{settings.profile}_{key}" / f"{name}_seed{seed}.pt"
+            model, fit_result = train_model(name, settings, on_device, seed, dev, ckpt, progress, fresh)
             seconds.append(fit_result.wall_time)
             best_epochs.append(fit_result.best_epoch)
             curves[name][str(seed)] = fit_result.history
@@ -569,7 +606,7 @@ def run(
     )
     path = None
     if save:
-        path = save_record(record, record_path(EXPERIMENT, settings.profile, results))
+        path = save_record(record, output_record_path(EXPERIMENT, settings.profile, results, runs_dir))
         examples = example_rollouts(trained, on_device, settings)
         np.savez_compressed(path.with_name(f"{EXPERIMENT}_{settings.profile}_examples.npz"), **examples)
     return BallsRun(record, trained, data, settings, path)
@@ -771,33 +808,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="experiment size (default: env MINIRIMS_PROFILE, else full on GPU, cpu otherwise)",
     )
-    parser.add_argument("--seeds", type=int, default=1, help="number of seeds (0..n-1)")
     parser.add_argument(
         "--models", nargs="+", default=None, help=f"models to train (default: {' '.join(MODELS)})"
     )
-    parser.add_argument("--device", default=None, help="torch device (default: cuda if available)")
-    parser.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
-    parser.add_argument("--results", default=None, help="folder for the result record (default: results/)")
-    parser.add_argument("--checkpoint-dir", default=None, help="folder for resumable checkpoints")
     parser.add_argument("--no-save", action="store_true", help="do not write the result record")
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_run_arguments(parser)  # --seeds --epochs --results --runs-dir --device --fresh --no-progress
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run the experiment from parsed arguments; prints the settings and a summary. Returns 0."""
-    overrides = {"epochs": args.epochs} if args.epochs is not None else {}
+    """Run the experiment from parsed arguments; prints the settings and a summary. Returns 0.
+
+    Checkpoints go to ``--runs-dir`` (default: env ``MINIRIMS_RUNS`` or ``runs/``). A user error raises a
+    ValueError before the simulation where it can: ``python -m minirims`` prints it as one line (status 2).
+    """
+    overrides: dict[str, Any] = {"epochs": args.epochs} if args.epochs is not None else {}
+    if args.models is not None:
+        overrides["models"] = tuple(args.models)
     settings = get_settings(args.profile, **overrides)
+    seed_list(args.seeds)
+    pick_device(args.device)
     print(f"bouncing balls, profile {settings.profile}: {PROFILE_NOTES[settings.profile]}")
     print(format_settings(dataclasses.asdict(settings)))
     result = run(
         settings.profile,
         seeds=args.seeds,
-        models=args.models,
         device=args.device,
         save=not args.no_save,
         results=args.results,
         progress=not args.no_progress,
-        checkpoint_dir=args.checkpoint_dir,
+        runs_dir=args.runs_dir if args.runs_dir is not None else default_runs_dir(),
+        fresh=args.fresh,
         **overrides,
     )
     print(describe_record(result.record))

@@ -1,4 +1,9 @@
-"""What every experiment shares: profiles, provenance, result records in ``results/``.
+"""What every experiment shares: profiles, settings validation, provenance, result records.
+
+Reference records live in the tracked ``results/`` folder and change only on purpose: a run writes its
+record to the ignored ``runs/`` folder (env ``MINIRIMS_RUNS``, or the run's ``runs_dir``) unless it is given
+an explicit ``results`` folder (``--results results/`` on the command line). Reading reference records
+(:func:`load_reference_results`, :func:`record_path`) looks in :func:`results_dir`.
 
 A *result record* is one JSON file per (experiment, profile) run, e.g. ``results/mnist_resolution_cpu.json``::
 
@@ -18,7 +23,10 @@ API::
 
     PROFILES, resolve_profile(profile=None) -> str          # re-exported from minirims.experiments.train
     results_dir() -> Path                                    # env MINIRIMS_RESULTS or <repo>/results
+    default_runs_dir() -> Path                               # env MINIRIMS_RUNS or <repo>/runs (ignored)
     record_path(experiment, profile, results=None) -> Path   # <results>/<experiment>_<profile>.json
+    output_record_path(experiment, profile, results=None, runs_dir=None) -> Path   # where a run writes
+    check_settings(settings, rules) -> None                  # one validation pass over a run's settings
     provenance(device=None) -> dict
     profile_with_overrides(profiles, profile, overrides) -> dict   # a profile's settings, overrides checked
     settings_key(settings) -> str                            # short hash: one checkpoint folder per settings
@@ -42,6 +50,7 @@ import json
 import math
 import os
 import platform
+import re
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -56,13 +65,17 @@ from minirims.experiments.train import PROFILES, resolve_profile
 
 __all__ = [
     "PROFILES",
+    "add_run_arguments",
+    "check_settings",
     "count_parameters",
+    "default_runs_dir",
     "describe_record",
     "format_settings",
     "load_record",
     "load_reference_results",
     "make_record",
     "mean_std",
+    "output_record_path",
     "profile_with_overrides",
     "provenance",
     "record_path",
@@ -70,6 +83,7 @@ __all__ = [
     "results_dir",
     "save_record",
     "seed_list",
+    "seeds_argument",
     "settings_key",
     "traced_masks",
 ]
@@ -81,6 +95,15 @@ def results_dir() -> Path:
     """Where result records live: env ``MINIRIMS_RESULTS`` if set, else ``<repo>/results``."""
     env = os.environ.get("MINIRIMS_RESULTS", "").strip()
     return Path(env).expanduser() if env else REPO_ROOT / "results"
+
+
+def default_runs_dir() -> Path:
+    """Where runs write checkpoints and their records: env ``MINIRIMS_RUNS`` if set, else ``<repo>/runs``.
+
+    ``runs/`` is git-ignored: a default run never touches the tracked reference records in ``results/``.
+    """
+    env = os.environ.get("MINIRIMS_RUNS", "").strip()
+    return Path(env).expanduser() if env else REPO_ROOT / "runs"
 
 
 def _check_name(name: str, value: object) -> str:
@@ -96,6 +119,19 @@ def record_path(experiment: str, profile: str, results: str | os.PathLike[str] |
         raise ValueError(f"profile: expected one of {', '.join(PROFILES)}, got {profile!r}")
     folder = Path(results) if results is not None else results_dir()
     return folder / f"{experiment}_{profile}.json"
+
+
+def output_record_path(
+    experiment: str,
+    profile: str,
+    results: str | os.PathLike[str] | None = None,
+    runs_dir: str | os.PathLike[str] | None = None,
+) -> Path:
+    """Where a run writes its record: ``results`` when given (explicitly, e.g. ``results/``), else the runs
+    folder (``runs_dir``, else :func:`default_runs_dir`). The tracked ``results/`` is never the default."""
+    if results is not None:
+        return record_path(experiment, profile, results)
+    return record_path(experiment, profile, runs_dir if runs_dir is not None else default_runs_dir())
 
 
 def _git(*args: str) -> str | None:
@@ -164,6 +200,123 @@ def settings_key(settings: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(dict(settings), sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
+#: A settings rule: a kind name, or a tuple ``(kind, *arguments)``. Kinds:
+#:
+#: * ``"count"``: an int >= 1; ``"count0"``: an int >= 0; ``"seed"``: an int >= 0;
+#:   ``("int", lo, hi)``: an int in [lo, hi] (``hi`` None: no upper bound; a bound may name another setting);
+#: * ``"positive"``: a finite number > 0 (a rate, a scale); ``"positive|none"``: the same or None;
+#:   ``"nonneg"``: a finite number >= 0 (a weight decay); ``"fraction"``: a number in (0, 1];
+#:   ``"prob"``: a number in [0, 1) (a dropout rate);
+#: * ``"bool"``: True or False; ``"text"``: a string;
+#: * ``("list", rule, distinct)``: a non-empty list or tuple whose items follow ``rule`` (distinct if asked);
+#: * ``("names", allowed[, description])``: a non-empty list of distinct names, each in ``allowed`` (a tuple
+#:   of names, or a regular expression the whole name must match, then best given with a description);
+#: * ``("by_name", allowed, rule)``: a dict from names in ``allowed`` to values that follow ``rule``.
+#:
+#: Numbers never accept booleans (``lr=True`` is refused) and counts never accept floats (``epochs=1.7``).
+Rule = str | tuple[Any, ...]
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _bound(bound: Any, settings: Mapping[str, Any]) -> tuple[Any, str]:
+    """A rule's bound: a number, or the name of another setting (shown as ``name = value``)."""
+    if isinstance(bound, str):
+        value = settings[bound]
+        return value, f"{bound} = {value!r}"
+    return bound, repr(bound)
+
+
+def _rule_fails(rule: Rule, value: Any, settings: Mapping[str, Any]) -> str | None:
+    """What ``value`` should have been under ``rule`` (the text after "expected"), or None when it is fine."""
+    kind, *args = (rule,) if isinstance(rule, str) else rule
+    if kind in ("count", "count0", "seed"):
+        lo = 1 if kind == "count" else 0
+        ok = _is_int(value) and value >= lo
+        return None if ok else ("a positive int" if lo else "an int >= 0")
+    if kind == "int":
+        (lo, lo_text), (hi, hi_text) = _bound(args[0], settings), _bound(args[1], settings)
+        ok = _is_int(value) and value >= lo and (hi is None or value <= hi)
+        return None if ok else (f"an int >= {lo_text}" if hi is None else f"an int in [{lo_text}, {hi_text}]")
+    if kind in ("positive", "positive|none"):
+        if value is None and kind == "positive|none":
+            return None
+        ok = _is_real(value) and math.isfinite(value) and value > 0
+        return None if ok else "a finite number > 0" + (" or None" if kind == "positive|none" else "")
+    if kind == "nonneg":
+        return None if _is_real(value) and math.isfinite(value) and value >= 0 else "a finite number >= 0"
+    if kind == "fraction":
+        return None if _is_real(value) and 0 < value <= 1 else "a number in (0, 1]"
+    if kind == "prob":
+        return None if _is_real(value) and 0 <= value < 1 else "a number in [0, 1)"
+    if kind == "bool":
+        return None if isinstance(value, bool) else "True or False"
+    if kind == "text":
+        return None if isinstance(value, str) else "a string"
+    if kind == "list":
+        inner, distinct = args
+        if not isinstance(value, (list, tuple)) or not value:
+            return "a non-empty list"
+        for item in value:
+            why = _rule_fails(inner, item, settings)
+            if why is not None:
+                return f"a non-empty list whose items are each {why}"
+        if distinct and len(set(value)) != len(value):
+            return "a list of distinct values"
+        return None
+    if kind == "names":
+        allowed, *described = args
+        if described:
+            want = described[0]
+        elif isinstance(allowed, tuple):
+            want = f"names from {', '.join(allowed)}"
+        else:
+            want = f"names like {allowed!r}"
+        if not isinstance(value, (list, tuple)) or not value:
+            return f"a non-empty list of {want}"
+        for item in value:
+            if not isinstance(item, str) or not (
+                item in allowed if isinstance(allowed, tuple) else re.fullmatch(allowed, item)
+            ):
+                return f"a non-empty list of {want}"
+        return None if len(set(value)) == len(value) else f"a list of distinct {want}"
+    if kind == "by_name":
+        allowed, inner = args
+        want = f"a dict from names in {', '.join(allowed)} to {_rule_fails(inner, object(), settings)}"
+        if not isinstance(value, Mapping):
+            return want
+        ok = all(name in allowed and _rule_fails(inner, v, settings) is None for name, v in value.items())
+        return None if ok else want
+    raise ValueError(f"rule: expected a known kind of settings rule, got {rule!r}")
+
+
+def check_settings(settings: Mapping[str, Any], rules: Mapping[str, Rule]) -> None:
+    """One validation pass over a run's settings, before any work (data, simulation, training).
+
+    Every key of ``settings`` must have a rule in ``rules`` (see :data:`Rule`); a key without one is a bug
+    in the experiment, not a user error, and raises too. The first bad value raises a ValueError that names
+    the key, what was expected and what was given, e.g. ``"epochs: expected a positive int, got 1.7"``.
+    """
+    if not isinstance(settings, Mapping):
+        raise ValueError(f"settings: expected a mapping of setting -> value, got {type(settings).__name__}")
+    unruled = sorted(set(settings) - set(rules))
+    if unruled:
+        raise ValueError(f"settings: expected a validation rule for every setting, got none for {unruled}")
+    for key, rule in rules.items():
+        if key not in settings:
+            continue
+        value = settings[key]
+        why = _rule_fails(rule, value, settings)
+        if why is not None:
+            raise ValueError(f"{key}: expected {why}, got {value!r}")
+
+
 @torch.no_grad()
 def traced_masks(model: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
     """Run ``model(tokens, trace=True)`` in eval mode (restored after); the trace's masks, on the CPU.
@@ -181,17 +334,70 @@ def traced_masks(model: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
 
 
 def seed_list(seeds: int | Sequence[int]) -> list[int]:
-    """``seeds`` as a list: a count n >= 1 gives 0..n-1; a non-empty list of ints >= 0 is kept as is."""
+    """``seeds`` as a list: a count n >= 1 gives 0..n-1; a non-empty list of distinct ints >= 0 is kept as is.
+
+    A repeated seed would count one run twice in a mean over seeds, so it is refused.
+    """
     if isinstance(seeds, bool):
         raise ValueError(f"seeds: expected a count >= 1 or a list of seeds, got {seeds!r}")
     if isinstance(seeds, int):
         if seeds < 1:
             raise ValueError(f"seeds: expected a count >= 1 or a list of seeds, got {seeds!r}")
         return list(range(seeds))
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Iterable):
+        raise ValueError(f"seeds: expected a count >= 1 or a list of non-negative ints, got {seeds!r}")
     out = list(seeds)
     if not out or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in out):
         raise ValueError(f"seeds: expected a count >= 1 or a list of non-negative ints, got {seeds!r}")
+    twice = sorted({s for s in out if out.count(s) > 1})
+    if twice:
+        raise ValueError(
+            f"seeds: expected distinct seeds, got {out!r} ({', '.join(map(str, twice))} repeated)"
+        )
     return out
+
+
+def seeds_argument(text: str) -> int | list[int]:
+    """``--seeds`` on the command line: a count ``N`` (seeds 0..N-1) or a comma-separated list (``0,3``).
+
+    Raises ``argparse.ArgumentTypeError`` (argparse turns it into a one-line usage error, status 2).
+    """
+    import argparse
+
+    try:
+        value: int | list[int] = [int(p) for p in text.split(",")] if "," in text else int(text)
+        seed_list(value)
+    except ValueError as err:
+        why = str(err).removeprefix("seeds: ") if str(err).startswith("seeds: ") else None
+        raise argparse.ArgumentTypeError(
+            why or f"expected a count N or a comma-separated list of seeds, got {text!r}"
+        ) from None
+    return value
+
+
+def add_run_arguments(parser: Any, epochs_help: str = "override the profile's epochs") -> None:
+    """The options every experiment command shares, with one name each: ``--seeds``, ``--epochs``,
+    ``--results``, ``--runs-dir``, ``--device``, ``--fresh``, ``--no-progress``."""
+    parser.add_argument(
+        "--seeds", type=seeds_argument, default=1, help="a count N (seeds 0..N-1) or a list such as 0,3"
+    )
+    parser.add_argument("--epochs", type=int, default=None, help=epochs_help)
+    parser.add_argument(
+        "--results",
+        default=None,
+        help="write the record into this folder; --results results/ updates the tracked reference records "
+        "(default: the runs folder, never results/)",
+    )
+    parser.add_argument(
+        "--runs-dir",
+        default=None,
+        help="checkpoints, and the record unless --results is given (default: $MINIRIMS_RUNS or runs/)",
+    )
+    parser.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda if available)")
+    parser.add_argument(
+        "--fresh", action="store_true", help="start over: ignore and replace existing checkpoints"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def count_parameters(model: nn.Module) -> int:

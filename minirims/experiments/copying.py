@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -36,14 +35,16 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from minirims.experiments.common import (
-    REPO_ROOT,
+    add_run_arguments,
+    check_settings,
     count_parameters,
+    default_runs_dir,
     format_settings,
     make_record,
     mean_std,
+    output_record_path,
     profile_with_overrides,
     provenance,
-    record_path,
     save_record,
     seed_list,
     settings_key,
@@ -57,6 +58,7 @@ __all__ = [
     "MODEL_NAMES",
     "N_DIGITS",
     "PROFILE_SETTINGS",
+    "SETTINGS_RULES",
     "CHANCE_ACC",
     "CHANCE_CE",
     "CopyModel",
@@ -161,16 +163,44 @@ PROFILE_SETTINGS: dict[str, dict[str, Any]] = {
 }
 
 
+#: how :func:`profile_settings` checks every setting (see :data:`minirims.experiments.common.Rule`)
+SETTINGS_RULES: dict[str, Any] = {
+    "profile": "text",
+    "train_delay": "count",
+    "test_delays": ("list", "count", True),
+    "steps_per_epoch": "count",
+    "epochs": "count",
+    "batch_size": "count",
+    "lr": "positive",
+    "lr_by_model": ("by_name", MODEL_NAMES, "positive"),
+    "grad_clip": "positive|none",
+    "d_emb": "count",
+    "n_modules": "count",
+    "k_active": ("int", 1, "n_modules"),
+    "rim_hidden": "count",
+    "input_d_k": "count",
+    "input_d_v": "count",
+    "comm_heads": "count",
+    "comm_d_k": "count",
+    "comm_d_v": "count",
+    "dropout": "prob",
+    "lstm_hidden": "count",
+    "n_eval": "count",
+    "eval_batch_size": "count",
+    "compile": "bool",
+    "models": ("names", MODEL_NAMES),
+    "note": "text",
+}
+
+
 def profile_settings(profile: str | None = None, **overrides: Any) -> dict[str, Any]:
-    """The settings of ``profile`` (default: env MINIRIMS_PROFILE) with ``overrides`` (known keys only)."""
+    """The settings of ``profile`` (default: env MINIRIMS_PROFILE) with ``overrides`` (known keys only).
+
+    Every setting is checked (:data:`SETTINGS_RULES`) before anything runs: counts are positive ints (never
+    floats or booleans), rates finite and positive, ``k_active`` at most ``n_modules``, lists distinct.
+    """
     settings = profile_with_overrides(PROFILE_SETTINGS, profile, overrides)
-    for key in ("train_delay", "steps_per_epoch", "epochs", "batch_size", "n_eval", "eval_batch_size"):
-        value = settings[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{key}: expected a positive int, got {value!r}")
-    delays = settings["test_delays"]
-    if not delays or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in delays):
-        raise ValueError(f"test_delays: expected a non-empty list of positive ints, got {delays!r}")
+    check_settings(settings, SETTINGS_RULES)
     return settings
 
 
@@ -313,6 +343,7 @@ def run(
     device: str | None = None,
     progress: bool = True,
     trained: dict[str, nn.Module] | None = None,
+    fresh: bool = False,
 ) -> dict[str, Any]:
     """Train each model and seed at ``train_delay``, test at every delay in ``test_delays``.
 
@@ -324,17 +355,12 @@ def run(
         The record; ``metrics[name]["acc"][str(T)]`` and ``["ce"][str(T)]`` are mean/std/values over seeds.
     """
     settings = profile_settings(profile, **dict(overrides or {}))
-    names = list(settings["models"] if models is None else models)
-    if not names:
-        raise ValueError("models: expected at least one model name, got an empty list")
-    for name in names:
-        if name not in MODEL_NAMES:
-            raise ValueError(f"models: expected names from {', '.join(MODEL_NAMES)}, got {name!r}")
+    names = _check_models(settings["models"] if models is None else models)
     seeds_used = seed_list(seeds)
     dev = pick_device(device)
     started = provenance(dev)
     start = time.perf_counter()
-    ckpt_root = Path(runs_dir) if runs_dir is not None else REPO_ROOT / "runs"
+    ckpt_root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
     ckpt_dir = ckpt_root / f"{EXPERIMENT}_{settings['profile']}_{settings_key(settings)}"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     delay, bs, steps = (
@@ -390,6 +416,8 @@ def run(
                 select="val_ce",
                 mode="min",
                 desc=f"{name} seed {seed}",
+                settings={**settings, "model": name},
+                fresh=fresh,
             )
             curves[name][str(seed)] = result.history
             train_seconds += sum(float(e.get("seconds", 0.0)) for e in result.history)
@@ -418,7 +446,7 @@ def run(
         started=started,
     )
     if save:
-        save_record(record, record_path(EXPERIMENT, settings["profile"], results))
+        save_record(record, output_record_path(EXPERIMENT, settings["profile"], results, runs_dir))
     return record
 
 
@@ -470,35 +498,42 @@ def plot_accuracy(record: Mapping[str, Any], ax: Any = None, title: str | None =
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``python -m minirims copying``."""
+    """Options of ``python -m minirims copying`` (the shared ones from :func:`common.add_run_arguments`)."""
     parser.add_argument("--profile", default=None, help="smoke | cpu | full (default: MINIRIMS_PROFILE)")
-    parser.add_argument("--seeds", type=int, default=1, help="number of seeds (0..N-1)")
     parser.add_argument("--models", default=None, help=f"comma-separated, from {','.join(MODEL_NAMES)}")
-    parser.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
     parser.add_argument(
         "--lr", type=float, default=None, help="one learning rate for every model (overrides the profile's)"
     )
-    parser.add_argument("--results", default=None, help="folder for the record (default: results/)")
-    parser.add_argument("--runs-dir", default=None, help="checkpoint folder (default: runs/)")
-    parser.add_argument("--device", default=None, help="cpu | cuda (default: cuda if available)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_run_arguments(parser)
+
+
+def _check_models(names: Sequence[str]) -> list[str]:
+    names = list(names)
+    if not names:
+        raise ValueError("models: expected at least one model name, got an empty list")
+    for name in names:
+        if name not in MODEL_NAMES:
+            raise ValueError(f"models: expected names from {', '.join(MODEL_NAMES)}, got {name!r}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"models: expected distinct model names, got {names!r}")
+    return names
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run the experiment from parsed CLI arguments; prints the settings and the table. 0 ok, 2 user error."""
-    try:
-        models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
-        overrides: dict[str, Any] = {
-            k: v for k, v in (("epochs", args.epochs), ("lr", args.lr)) if v is not None
-        }
-        if args.lr is not None:  # one learning rate for every model, as asked
-            overrides["lr_by_model"] = {}
-        settings = profile_settings(args.profile, **overrides)
-        if args.seeds < 1:
-            raise ValueError(f"--seeds: expected a positive int, got {args.seeds}")
-    except ValueError as err:
-        print(f"python -m minirims copying: {err}", file=sys.stderr)
-        return 2
+    """Run the experiment from parsed CLI arguments; prints the settings and the table; returns 0.
+
+    A user error (a bad setting, seed, model, device; a checkpoint written with other settings) raises a
+    ValueError before any training where it can: ``python -m minirims`` prints it as one line (status 2).
+    """
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+    overrides: dict[str, Any] = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr)) if v is not None}
+    if args.lr is not None:  # one learning rate for every model, as asked
+        overrides["lr_by_model"] = {}
+    settings = profile_settings(args.profile, **overrides)
+    if models is not None:
+        _check_models(models)
+    seed_list(args.seeds)
+    pick_device(args.device)
     print(f"copying, profile {settings['profile']}:\n{format_settings(settings)}", flush=True)
     record = run(
         args.profile,
@@ -509,16 +544,14 @@ def main(args: argparse.Namespace) -> int:
         runs_dir=args.runs_dir,
         device=args.device,
         progress=not args.no_progress,
+        fresh=args.fresh,
     )
     print(format_table(record))
-    path = record_path(EXPERIMENT, record["profile"], args.results)
-    if path.parent.is_dir():
-        import matplotlib
+    path = output_record_path(EXPERIMENT, record["profile"], args.results, args.runs_dir)
+    import matplotlib
 
-        matplotlib.use("Agg")
-        fig = plot_accuracy(
-            record, title=f"copying, {record['profile']} profile, {len(record['seeds'])} seed(s)"
-        )
-        fig.savefig(path.with_suffix(".png"), dpi=100)
+    matplotlib.use("Agg")
+    fig = plot_accuracy(record, title=f"copying, {record['profile']} profile, {len(record['seeds'])} seed(s)")
+    fig.savefig(path.with_suffix(".png"), dpi=100)
     print(f"wall time {record['wall_time']:.0f} s; record: {path}")
     return 0

@@ -30,20 +30,22 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from minirims.experiments.common import (
-    REPO_ROOT,
+    add_run_arguments,
+    check_settings,
     count_parameters,
+    default_runs_dir,
     format_settings,
     make_record,
     mean_std,
+    output_record_path,
     profile_with_overrides,
     provenance,
-    record_path,
     save_record,
     seed_list,
     settings_key,
     traced_masks,
 )
-from minirims.experiments.data.mnist import load_mnist, pixel_sequences
+from minirims.experiments.data.mnist import SPLIT_SIZES, load_mnist, pixel_sequences
 from minirims.experiments.train import TrainConfig, batch_indices, fit, pick_device
 from minirims.experiments.transformer import CausalTransformer
 from minirims.model import RIM, LSTMBaseline
@@ -53,6 +55,7 @@ __all__ = [
     "MODEL_NAMES",
     "PAPER_TABLE1",
     "PROFILE_SETTINGS",
+    "SETTINGS_RULES",
     "MNISTClassifier",
     "activity_masks",
     "add_arguments",
@@ -65,6 +68,8 @@ __all__ = [
 ]
 
 EXPERIMENT = "mnist_resolution"
+#: the largest side a 28x28 digit is resized to (twice the native side)
+MAX_SIZE = 56
 MODEL_NAMES = ("rim-6-4", "rim-6-5", "rim-6-6", "lstm-300", "lstm-600", "transformer")
 
 #: The paper's Table 1 (test accuracy %, mean of 3 runs) at 16 / 19 / 24.
@@ -161,9 +166,48 @@ PROFILE_SETTINGS: dict[str, dict[str, Any]] = {
 }
 
 
+#: how :func:`profile_settings` checks every setting (see :data:`minirims.experiments.common.Rule`)
+SETTINGS_RULES: dict[str, Any] = {
+    "profile": "text",
+    "train_size": ("int", 1, MAX_SIZE),
+    "test_sizes": ("list", ("int", 1, MAX_SIZE), True),
+    "n_train": ("int", 1, SPLIT_SIZES["train"]),
+    "n_valid": ("int", 1, SPLIT_SIZES["valid"]),
+    "n_test": ("int", 1, SPLIT_SIZES["test"]),
+    "epochs": "count",
+    "batch_size": "count",
+    "eval_batch_size": "count",
+    "lr": "positive",
+    "lr_by_model": ("by_name", MODEL_NAMES, "positive"),
+    "grad_clip": "positive|none",
+    "d_emb": "count",
+    "rim_hidden": "count",
+    "input_d_k": "count",
+    "input_d_v": "count",
+    "input_heads": "count",
+    "comm_heads": "count",
+    "comm_d_k": "count",
+    "comm_d_v": "count",
+    "dropout": "prob",
+    "lstm_scale": "positive",
+    "tf_d_model": "count",
+    "tf_layers": "count",
+    "tf_heads": "count",
+    "models": ("names", MODEL_NAMES),
+    "compile": "bool",
+    "note": "text",
+}
+
+
 def profile_settings(profile: str | None = None, **overrides: Any) -> dict[str, Any]:
-    """The settings of ``profile`` (default: env MINIRIMS_PROFILE, see resolve_profile) with ``overrides``."""
+    """The settings of ``profile`` (default: env MINIRIMS_PROFILE, see resolve_profile) with ``overrides``.
+
+    Every setting is checked (:data:`SETTINGS_RULES`) before any data are loaded: counts are positive ints
+    (never floats or booleans), ``n_train`` / ``n_valid`` / ``n_test`` at most the split's size, sizes in
+    [1, 56] (the 28x28 digits resized), rates finite and positive, lists distinct.
+    """
     settings = profile_with_overrides(PROFILE_SETTINGS, profile, overrides)
+    check_settings(settings, SETTINGS_RULES)
     return settings
 
 
@@ -282,6 +326,7 @@ def run(
     device: str | None = None,
     progress: bool = True,
     trained: dict[str, nn.Module] | None = None,
+    fresh: bool = False,
 ) -> dict[str, Any]:
     """Train each model and seed on 14x14, keep the best-validation epoch, test at every size.
 
@@ -290,12 +335,16 @@ def run(
         models: names from :data:`MODEL_NAMES` (default: the profile's ``models``).
         seeds: a count (seeds 0..seeds-1) or an explicit list.
         overrides: settings to change (e.g. ``{"n_train": 32}``); unknown keys raise ValueError.
-        results: folder for the record (default ``results/``), file ``mnist_resolution_<profile>.json``.
-        runs_dir: checkpoint folder (default ``runs/``); one checkpoint per model/seed, so a rerun resumes.
+        results: folder for the record, file ``mnist_resolution_<profile>.json``; only an explicit
+            ``results="results"`` writes into the tracked reference records (default: the runs folder).
+        runs_dir: checkpoints and, without ``results``, the record (default: env ``MINIRIMS_RUNS`` or
+            ``runs/``, git-ignored). One checkpoint per model/seed in a folder named by the settings' hash,
+            so a rerun with the same settings resumes and one with other settings starts afresh.
         save: write the record.
         device: "cpu" / "cuda" (default: cuda if available).
         progress: tqdm bars.
         trained: if a dict is given, the trained models (last seed, best epoch) are stored in it by name.
+        fresh: ignore and replace existing checkpoints (train from scratch).
 
     Returns:
         The record (see :mod:`minirims.experiments.common`); ``metrics[name]["acc"][size]`` is
@@ -307,8 +356,12 @@ def run(
         raise ValueError("models: expected at least one model name, got an empty list")
     for name in names:
         _check_model_name(name)
+    if len(set(names)) != len(names):
+        raise ValueError(f"models: expected distinct model names, got {names!r}")
     seeds_used = seed_list(seeds)
     dev = pick_device(device)
+    for name in names:  # a size the model cannot take fails here, before the data load
+        make_model(name, settings)
     started = provenance(dev)
     start = time.perf_counter()
     size0 = int(settings["train_size"])
@@ -316,7 +369,7 @@ def run(
     x_valid, y_valid = _load_split("valid", settings["n_valid"], size0)
     tests = {int(s): _load_split("test", settings["n_test"], int(s)) for s in settings["test_sizes"]}
     x_train_d, y_train_d = x_train.to(dev), y_train.to(dev)
-    ckpt_root = Path(runs_dir) if runs_dir is not None else REPO_ROOT / "runs"
+    ckpt_root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
     ckpt_dir = ckpt_root / f"{EXPERIMENT}_{settings['profile']}_{settings_key(settings)}"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     bs, ebs = int(settings["batch_size"]), int(settings["eval_batch_size"])
@@ -362,6 +415,8 @@ def run(
                 config,
                 checkpoint=ckpt_dir / f"{name}_seed{seed}.pt",
                 desc=f"{name} seed {seed}",
+                settings={**settings, "model": name},
+                fresh=fresh,
             )
             curves[name][str(seed)] = result.history
             best_epochs.append(int(result.best_epoch))
@@ -393,7 +448,7 @@ def run(
         extra={"paper_table1": PAPER_TABLE1},
     )
     if save:
-        save_record(record, record_path(EXPERIMENT, settings["profile"], results))
+        save_record(record, output_record_path(EXPERIMENT, settings["profile"], results, runs_dir))
     return record
 
 
@@ -459,39 +514,44 @@ def plot_accuracy(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``python -m minirims mnist-resolution``."""
+    """Options of ``python -m minirims mnist-resolution`` (the shared ones from ``add_run_arguments``)."""
     parser.add_argument("--profile", default=None, help="smoke | cpu | full (default: MINIRIMS_PROFILE)")
-    parser.add_argument("--seeds", type=int, default=1, help="number of seeds (0..N-1)")
     parser.add_argument("--models", default=None, help=f"comma-separated, from {','.join(MODEL_NAMES)}")
-    parser.add_argument("--results", default=None, help="folder for the record (default: results/)")
-    parser.add_argument("--runs-dir", default=None, help="checkpoint folder (default: runs/)")
-    parser.add_argument("--device", default=None, help="cpu | cuda (default: cuda if available)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_run_arguments(parser)
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run the experiment from parsed CLI arguments; prints the settings and the table; returns 0."""
+    """Run the experiment from parsed CLI arguments; prints the settings and the table; returns 0.
+
+    A user error (a bad setting, seed, model, device; a checkpoint written with other settings) raises a
+    ValueError, before any data are loaded where it can: ``python -m minirims`` prints it as one line
+    (status 2).
+    """
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
-    settings = profile_settings(args.profile)
+    overrides = {"epochs": args.epochs} if args.epochs is not None else {}
+    settings = profile_settings(args.profile, **overrides)
+    for name in models or []:
+        _check_model_name(name)
+    seed_list(args.seeds)
+    pick_device(args.device)
     print(f"mnist-resolution, profile {settings['profile']}:\n{format_settings(settings)}", flush=True)
     record = run(
         args.profile,
         models,
         args.seeds,
+        overrides=overrides,
         results=args.results,
         runs_dir=args.runs_dir,
         device=args.device,
         progress=not args.no_progress,
+        fresh=args.fresh,
     )
     print(format_table(record))
-    if record_path(EXPERIMENT, record["profile"], args.results).parent.is_dir():
-        import matplotlib
+    path = output_record_path(EXPERIMENT, record["profile"], args.results, args.runs_dir)
+    import matplotlib
 
-        matplotlib.use("Agg")
-        fig = plot_accuracy(record, title=f"{record['profile']} profile, {len(record['seeds'])} seed(s)")
-        fig.savefig(record_path(EXPERIMENT, record["profile"], args.results).with_suffix(".png"), dpi=100)
-    print(
-        f"wall time {record['wall_time']:.0f} s; "
-        f"record: {record_path(EXPERIMENT, record['profile'], args.results)}"
-    )
+    matplotlib.use("Agg")
+    fig = plot_accuracy(record, title=f"{record['profile']} profile, {len(record['seeds'])} seed(s)")
+    fig.savefig(path.with_suffix(".png"), dpi=100)
+    print(f"wall time {record['wall_time']:.0f} s; record: {path}")
     return 0
