@@ -1,280 +1,637 @@
-"""Grade course notebooks: run them and report each exercise as pass, fail or not attempted.
+"""Grade learners' notebooks: run each one fresh and check every exercise with the grader's own checks.
 
 Command line (wired in ``minirims/__main__.py``)::
 
-    python -m minirims grade notebooks/01_attention.ipynb [more notebooks or folders] [--timeout S] [--json]
+    python -m minirims grade SUBMISSIONS/ [--timeout S] [--out DIR] [--all] [--course DIR] [--json]
+    python -m minirims grade alice/01_attention.ipynb [more notebooks]
 
-The saved file is graded (save the notebook first): a copy is executed top to bottom with nbclient in a fresh
-``python3`` kernel, in the notebook's folder, with ``MINIRIMS_PROFILE=smoke`` unless that variable is already
-set, and errors do not stop the run. Exercise ``N.M`` is then
+**Grading runs the learner's code, with your permissions, on your machine. It is not a sandbox**: a notebook
+can read, write or delete any file you can, and a learner who sets out to attack the grader's kernel (patch
+the package's reference code, ``importlib`` or ``print``) can fool it. Grade only what you would run yourself.
 
-* **not attempted** if its exercise cell or one of its check cells raised the
-  ``NotImplementedError("Exercise N.M: ...")`` left in the exercise;
-* **fail** if its exercise cell or one of its check cells raised anything else (the message is the error);
-* **pass** otherwise (the message is the check's ``✔`` line).
+What the grader trusts and what it does not:
 
-Exercises and their checks are found from the cell metadata written by ``tools/make_exercises.py``
-(``{"minirims": {"exercise": "N.M"}}`` and ``{"minirims": {"check": "N.M" | ["N.M", ...]}}``). Without that
-metadata, exercise cells are recognized by their ``# Exercise:`` line or their ``Exercise N.M``
-``NotImplementedError``, and check cells are the cells after an exercise (before the next) that call
-``check_*``.
-The exit status is 0 when every exercise passes, 1 otherwise, 2 when an input is not a readable notebook.
+* Saved outputs never count. The notebook's cells are run top to bottom from a copy with every output
+  cleared, in a fresh ``python3`` kernel, inside a temporary copy of the notebook's folder (the learner's
+  folder is never written to), with ``MINIRIMS_PROFILE=smoke`` unless that variable is set. Errors do not stop
+  the run.
+* The learner's check cells decide nothing. Which exercises a notebook holds, which name each exercise defines
+  and which check grades it come from the course's own notebooks (``--course``, default: this checkout's
+  ``notebooks/``), never from the learner's copy. Where the learner's notebook runs an exercise's check (after
+  its exercise cell and check cells, before the next exercise or any cell that re-imports that name), the
+  grader runs a cell of its own that imports the checks module anew (from the course's folder, refusing a
+  shadowing copy) and calls the right check on the learner's object, looked up by name. Editing or deleting a
+  check cell, replacing it by ``print("✔ ...")`` or rebinding the check functions changes nothing.
+
+Each exercise ends in one of :data:`STATUSES`, with its reason:
+
+* **pass**: the grader's check accepted the learner's answer (the message is the check's ``✔`` line);
+* **fail**: the check refused it (the message says why), the answer's name is not defined, or no cell of the
+  notebook defines it;
+* **not attempted**: the exercise still raises its ``NotImplementedError("Exercise N.M: ...")``, or is blank;
+* **not run**: the kernel died (``os._exit``, a crash) or a cell timed out before the exercise was graded.
+
+``--timeout`` is per cell (seconds, a float). A cell that runs longer is interrupted; one that is still
+running a few seconds later (it ignores the interrupt) gets its kernel killed, and the exercises after it are
+not run.
+A folder argument is a class: each ``*.ipynb`` in it is one learner, each sub-folder is one learner with any
+number of notebooks; a table (learner x exercise status, plus totals) is written to ``--out`` as
+``grades.csv`` and ``grades.json``. Notebooks without exercises (``00_tour``) are skipped unless ``--all``.
+The exit status is 0 when every exercise passes, 1 otherwise, 2 for a user error (one line on stderr).
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import json
+import math
 import os
 import re
+import secrets
+import shutil
 import sys
+import tempfile
 import time
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 
-STATUSES = ("pass", "fail", "not attempted")
-_NOTEBOOK_NAME = re.compile(r"^(\d\d).*\.ipynb$")
-_EXERCISE_LINE = re.compile(r"^[ \t]*#[ \t]*Exercise:", re.MULTILINE)
+from minirims.course.grade_kernel import CellRun, Kernel
+from minirims.course.grade_outputs import (
+    ExerciseResult,
+    evaluate,
+    execute_notebook,
+    find_exercises,
+    read_notebook,
+)
+
+__all__ = [
+    "STATUSES",
+    "Course",
+    "Exercise",
+    "ExerciseResult",
+    "NotebookReport",
+    "course_from_notebooks",
+    "default_course",
+    "evaluate",
+    "execute_notebook",
+    "find_exercises",
+    "grade_notebook",
+    "plan",
+    "read_notebook",
+    "run_notebook",
+]
+
+STATUSES = ("pass", "fail", "not attempted", "not run")
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]  #: the folder that holds the ``minirims`` package
+DEFAULT_COURSE = PACKAGE_ROOT / "notebooks"  #: the course's own notebooks in a source checkout
+GRACE = 5.0  #: seconds an interrupted cell may take to stop before its kernel is killed
+_NOTEBOOK_NAME = re.compile(r"^(\d\d)\D.*\.ipynb$|^(\d\d)\.ipynb$")
+_CHECK_CALL = re.compile(r"\bchecks\.(check_\w+)\s*\(\s*([A-Za-z_]\w*)")
 _RAISE_TEXT = re.compile(r"NotImplementedError\(\s*[\"']Exercise (\d+\.\d+)\b")
-_CHECK_CALL = re.compile(r"\bcheck_\w*\s*\(")
-_MENTION = re.compile(r"\bExercise (\d+\.\d+)")
+_MENTION = re.compile(r"\bExercise (\d+)\.\d+\b")
+
+
+# ------------------------------------------------------------------------------------------- the course
 
 
 @dataclass(frozen=True)
-class ExerciseResult:
-    """The grade of one exercise: ``status`` is "pass", "fail" or "not attempted"."""
+class Exercise:
+    """One exercise: its id ``"N.M"``, the name its answer is bound to, and the check that grades it."""
 
-    exercise: str
-    status: str
-    message: str = ""
+    id: str
+    name: str
+    check: str
 
 
-@dataclass
-class _Exercise:
-    cells: list[int] = field(default_factory=list)
-    checks: list[int] = field(default_factory=list)
+@dataclass(frozen=True)
+class Course:
+    """What the grader trusts: the exercises of each notebook (by its two-digit number) and the checks.
+
+    ``checks_module`` is imported from ``root`` (a ``sys.path`` entry) in the learner's kernel, anew for
+    every grading; ``check`` names are attributes of that module.
+    """
+
+    notebooks: Mapping[str, tuple[Exercise, ...]]
+    checks_module: str = "minirims.course.checks"
+    root: Path = PACKAGE_ROOT
+
+    def exercise_ids(self) -> list[str]:
+        """Every exercise id of the course, in course order."""
+        return [exercise.id for key in sorted(self.notebooks) for exercise in self.notebooks[key]]
 
 
 def _key(exercise: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in exercise.split("."))
+    return tuple(int(part) if part.isdigit() else 0 for part in exercise.split("."))
 
 
-def read_notebook(path: str | os.PathLike[str]) -> nbformat.NotebookNode:
-    """Read a notebook; FileNotFoundError / ValueError with a clear message if it is missing or not one."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
-    if not path.is_file():
-        raise ValueError(f"{path}: not a file")
-    if path.suffix != ".ipynb":
-        raise ValueError(f"{path}: not a Jupyter notebook (expected a .ipynb file)")
-    try:
-        return nbformat.read(path, as_version=4)
-    except Exception as err:  # nbformat raises several kinds (JSON, validation, reader errors)
-        raise ValueError(f"{path}: not a readable Jupyter notebook ({type(err).__name__}: {err})") from None
-
-
-def execute_notebook(
-    path: str | os.PathLike[str], timeout: float = 600, env: Mapping[str, str] | None = None
-) -> tuple[nbformat.NotebookNode, str | None]:
-    """Execute a copy of the notebook (the file is not modified); return it and why it stopped early, if so.
-
-    ``timeout`` is per cell, in seconds (a cell that runs longer is interrupted). The kernel runs in the
-    notebook's folder, with ``os.environ`` updated by ``env`` and ``MINIRIMS_PROFILE=smoke`` unless set.
-    """
-    from nbclient import NotebookClient
-
-    path = Path(path)
-    nb = read_notebook(path)
-    if timeout <= 0:
-        raise ValueError(f"timeout: expected a positive number of seconds, got {timeout}")
-    kernel_env = {**os.environ, **(env or {})}
-    kernel_env.setdefault("MINIRIMS_PROFILE", "smoke")
-    client = NotebookClient(
-        nb,
-        timeout=timeout,
-        kernel_name="python3",
-        allow_errors=True,
-        interrupt_on_timeout=True,
-        startup_timeout=120,
-        extra_arguments=["--log-level=ERROR"],  # no kernel start-up warnings (e.g. about TCP transport)
-        resources={"metadata": {"path": str(path.resolve().parent)}},
+def _check_ids(cell: nbformat.NotebookNode) -> list[str]:
+    meta = cell.get("metadata", {}).get("minirims", {})
+    checks = meta.get("check", []) if isinstance(meta, Mapping) else []
+    return (
+        [checks] if isinstance(checks, str) else [str(c) for c in checks] if isinstance(checks, list) else []
     )
-    try:
-        client.execute(env=kernel_env)
-    except Exception as err:  # dead kernel, kernel that does not start, ...
-        return nb, f"{type(err).__name__}: {err}".strip()
-    return nb, None
 
 
-def _error(cell: nbformat.NotebookNode) -> tuple[str, str] | None:
-    for output in cell.get("outputs", []):
-        if output.get("output_type") == "error":
-            return output.get("ename", ""), output.get("evalue", "")
+def _exercise_id(cell: nbformat.NotebookNode) -> str | None:
+    meta = cell.get("metadata", {}).get("minirims", {})
+    value = meta.get("exercise") if isinstance(meta, Mapping) else None
+    return value if isinstance(value, str) else None
+
+
+def course_from_notebooks(
+    folder: str | os.PathLike[str],
+    checks_module: str = "minirims.course.checks",
+    root: str | os.PathLike[str] = PACKAGE_ROOT,
+) -> Course:
+    """Read the course's own (generated) notebooks: each check cell ``checks.check_x(name)`` marked
+    ``{"minirims": {"check": "N.M"}}`` makes exercise N.M graded by ``check_x`` on the learner's ``name``.
+
+    ValueError (naming ``course``) if ``folder`` is not a folder of ``NN_*.ipynb`` notebooks with exercises.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(
+            f"course: expected the course's notebooks folder, got {str(folder)!r} (not a folder)"
+        )
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"root: expected the folder that holds {checks_module}, got {str(root)!r}")
+    notebooks: dict[str, tuple[Exercise, ...]] = {}
+    for path in sorted(folder.glob("*.ipynb")):
+        match = _NOTEBOOK_NAME.match(path.name)
+        if not match:
+            continue
+        nb = read_notebook(path)
+        found: dict[str, Exercise] = {}
+        for cell in nb.cells:
+            if cell.cell_type != "code":
+                continue
+            calls = _CHECK_CALL.findall(cell.source)
+            for exercise, (check, name) in zip(_check_ids(cell), calls, strict=False):
+                found.setdefault(exercise, Exercise(exercise, name, check))
+        if found:
+            notebooks[match[1] or match[2]] = tuple(sorted(found.values(), key=lambda e: _key(e.id)))
+    if not notebooks:
+        raise ValueError(
+            f"course: no exercises found in {folder} (expected the course's generated notebooks, NN_*.ipynb, "
+            'whose check cells carry {"minirims": {"check": "N.M"}})'
+        )
+    return Course(notebooks, checks_module, root)
+
+
+def default_course() -> Course:
+    """The course of this checkout: its ``notebooks/`` and :mod:`minirims.course.checks`."""
+    if not DEFAULT_COURSE.is_dir():
+        raise ValueError(
+            f"course: {DEFAULT_COURSE} not found (minirims is not run from a source checkout); pass --course "
+            "with the folder of the course's own notebooks"
+        )
+    return course_from_notebooks(DEFAULT_COURSE)
+
+
+# --------------------------------------------------------------------------- where each exercise is graded
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where exercise ``exercise`` is graded in a learner's notebook: after cell ``after`` (0-based).
+
+    ``cell`` is its exercise cell (None: no cell defines its name; then ``after`` is None too).
+    """
+
+    exercise: Exercise
+    cell: int | None
+    after: int | None
+
+
+def _defines(source: str, name: str) -> bool:
+    n = re.escape(name)
+    pattern = rf"^(?:async[ \t]+)?def[ \t]+{n}\b|^class[ \t]+{n}\b|^{n}[ \t]*(?::[^=\n]*)?=(?!=)"
+    return re.search(pattern, source, re.MULTILINE) is not None
+
+
+def _rebinds(source: str, name: str) -> bool:
+    """Whether a cell re-binds ``name`` by an import or a plain top-level assignment (not a ``def``)."""
+    n = re.escape(name)
+    return (
+        re.search(rf"^[ \t]*(?:from[ \t]+\S+[ \t]+)?import\b[^\n]*\b{n}\b", source, re.MULTILINE) is not None
+        or re.search(rf"^{n}[ \t]*(?::[^=\n]*)?=(?!=)", source, re.MULTILINE) is not None
+    )
+
+
+def _notebook_key(nb: nbformat.NotebookNode, name: str, course: Course) -> str | None:
+    match = _NOTEBOOK_NAME.match(Path(name).name)
+    if match and (match[1] or match[2]) in course.notebooks:
+        return match[1] or match[2]
+    mentions: Counter[str] = Counter()
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            exercise = _exercise_id(cell)
+            mentions.update(
+                [f"{int(exercise.split('.')[0]):02d}"] if exercise and exercise[0].isdigit() else []
+            )
+            mentions.update(f"{int(n):02d}" for n in _MENTION.findall(cell.source))
+    for key, _ in mentions.most_common():
+        if key in course.notebooks:
+            return key
     return None
 
 
-def _passed_line(cell: nbformat.NotebookNode) -> str:
-    lines = []
-    for output in cell.get("outputs", []):
-        if output.get("output_type") == "stream" and output.get("name") == "stdout":
-            lines += [line.strip() for line in output.get("text", "").splitlines() if line.startswith("✔")]
-    return lines[-1] if lines else ""
+def plan(nb: nbformat.NotebookNode, name: str, course: Course) -> tuple[str | None, list[Slot]]:
+    """Which course notebook ``nb`` is (by its file ``name``'s number, else the exercises it mentions) and
+    where each of that notebook's exercises is graded. ``(None, [])`` for a notebook without exercises.
+
+    An exercise's cell is the learner's cell marked ``{"minirims": {"exercise": "N.M"}}``, else the cell
+    that still raises its ``NotImplementedError``, else the first cell that defines its name. It is graded
+    after the last of its exercise cell and the following cells that check it (by metadata or by calling its
+    check), before the next exercise's cell or any cell that re-imports or re-assigns its name.
+    """
+    key = _notebook_key(nb, name, course)
+    if key is None:
+        return None, []
+    exercises = course.notebooks[key]
+    code = [i for i, cell in enumerate(nb.cells) if cell.cell_type == "code"]
+
+    def locate(exercise: Exercise) -> int | None:
+        for test in (
+            lambda c: _exercise_id(c) == exercise.id,
+            lambda c: exercise.id in _RAISE_TEXT.findall(c.source),
+            lambda c: _defines(c.source, exercise.name),
+        ):
+            for i in code:
+                if test(nb.cells[i]):
+                    return i
+        return None
+
+    cells = {exercise.id: locate(exercise) for exercise in exercises}
+    slots = []
+    for exercise in exercises:
+        cell = cells[exercise.id]
+        if cell is None:
+            slots.append(Slot(exercise, None, None))
+            continue
+        others = {i for ex, i in cells.items() if i is not None and ex != exercise.id}
+        after = cell
+        for i in (i for i in code if i > cell):
+            source = nb.cells[i].source
+            own = _exercise_id(nb.cells[i])
+            if i in others or (own is not None and own != exercise.id) or _rebinds(source, exercise.name):
+                break
+            if exercise.id in _check_ids(nb.cells[i]) or re.search(rf"\b{exercise.check}\s*\(", source):
+                after = i
+        slots.append(Slot(exercise, cell, after))
+    return key, slots
+
+
+# ------------------------------------------------------------------------------------- the grader's cell
+
+_GRADER_CELL = """
+def __minirims_grade(items, module, root, expected, marker):
+    import contextlib, importlib, io, json, os, sys
+    report = {}
+    sys.path.insert(0, root)
+    try:
+        for loaded in [n for n in sys.modules if n == module or n.startswith(module + ".")]:
+            del sys.modules[loaded]
+        importlib.invalidate_caches()
+        checks = importlib.import_module(module)
+    except Exception as err:
+        checks, why = None, f"cannot import {module}: {type(err).__name__}: {err}"
+    finally:
+        sys.path.remove(root)
+    if checks is not None:
+        foreign = sorted(
+            str(m.__file__) for n, m in list(sys.modules.items())
+            if (n == module or n.startswith(module + ".")) and getattr(m, "__file__", None)
+            and not os.path.realpath(m.__file__).startswith(expected)
+        )
+        if foreign:
+            checks, why = None, f"{module} was loaded from {foreign[0]}, not from the course ({expected})"
+    namespace = globals()
+    for exercise, name, check in items:
+        if checks is None:
+            report[exercise] = ("grader", why)
+            continue
+        if name not in namespace:
+            report[exercise] = ("missing", f"`{name}` is not defined")
+            continue
+        out = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(out):
+                getattr(checks, check)(namespace[name])
+        except NotImplementedError as err:
+            report[exercise] = ("nie", str(err))
+        except (Exception, SystemExit) as err:
+            report[exercise] = ("fail", f"{type(err).__name__}: {err}" if str(err) else type(err).__name__)
+        else:
+            lines = [line.strip() for line in out.getvalue().splitlines() if line.strip().startswith("✔")]
+            report[exercise] = ("pass", lines[-1] if lines else f"{check} accepted `{name}`")
+    print(marker + json.dumps(report))
+"""
+
+
+def _grader_cell(slots: Sequence[Slot], course: Course, marker: str) -> str:
+    items = [(s.exercise.id, s.exercise.name, s.exercise.check) for s in slots]
+    root = os.path.realpath(course.root)
+    expected = os.path.join(root, *course.checks_module.split("."))
+    call = (items, course.checks_module, root, expected, marker)
+    return f"{_GRADER_CELL}\n\n__minirims_grade{call!r}\ndel __minirims_grade\n"
+
+
+def _report(run: CellRun, marker: str) -> dict[str, tuple[str, str]] | None:
+    for line in run.stdout.splitlines():
+        if line.startswith(marker):
+            try:
+                return {k: (str(v[0]), str(v[1])) for k, v in json.loads(line[len(marker) :]).items()}
+            except (ValueError, TypeError, IndexError, AttributeError):
+                return None
+    return None
+
+
+# ------------------------------------------------------------------------------------ grading a notebook
 
 
 def _one_line(text: str, limit: int | None = None) -> str:
-    text = " ".join(text.split())
+    text = " ".join(str(text).split())
     return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
 
 
-def find_exercises(nb: nbformat.NotebookNode, name: str = "") -> dict[str, _Exercise]:
-    """Exercise id -> its exercise cells and check cells (indices into ``nb.cells``), in notebook order."""
-    exercises: dict[str, _Exercise] = {}
-    for index, cell in enumerate(nb.cells):
-        meta = cell.get("metadata", {}).get("minirims", {})
-        if cell.cell_type != "code" or not isinstance(meta, Mapping):
-            continue
-        if isinstance(meta.get("exercise"), str):
-            exercises.setdefault(meta["exercise"], _Exercise()).cells.append(index)
-        checks = meta.get("check", [])
-        for exercise in [checks] if isinstance(checks, str) else checks if isinstance(checks, list) else []:
-            exercises.setdefault(str(exercise), _Exercise()).checks.append(index)
-    if any(entry.cells for entry in exercises.values()):
-        return dict(sorted(exercises.items(), key=lambda item: _key(item[0])))
-    # No metadata (e.g. a notebook written by hand): recognize exercise cells and checks from the sources.
-    exercises = {}
-    prefix = _NOTEBOOK_NAME.match(Path(name).name)
-    count = 0
-    current: str | None = None
-    for index, cell in enumerate(nb.cells):
-        if cell.cell_type != "code":
-            continue
-        raised = _RAISE_TEXT.search(cell.source)
-        if _EXERCISE_LINE.search(cell.source) or raised:
-            count += 1
-            current = raised[1] if raised else f"{int(prefix[1])}.{count}" if prefix else f"?.{count}"
-            exercises.setdefault(current, _Exercise()).cells.append(index)
-        elif current is not None and _CHECK_CALL.search(cell.source):
-            exercises[current].checks.append(index)
-    return exercises
+def _where(nb: nbformat.NotebookNode, index: int) -> str:
+    first = next((line.strip() for line in nb.cells[index].source.splitlines() if line.strip()), "")
+    return f"cell {index + 1} ({_one_line(first, 60)!r})" if first else f"cell {index + 1}"
 
 
-def evaluate(nb: nbformat.NotebookNode, name: str = "", stopped: str | None = None) -> list[ExerciseResult]:
-    """Grade an already executed notebook (see the module docstring for the rules)."""
-    errors = {
-        index: err
-        for index, cell in enumerate(nb.cells)
-        if cell.cell_type == "code" and (err := _error(cell))
-    }
-    results = []
-    for exercise, entry in find_exercises(nb, name).items():
-        own = [errors[index] for index in entry.cells + entry.checks if index in errors]
-        nie = [
-            evalue
-            for ename, evalue in own
-            if ename == "NotImplementedError" and exercise in _MENTION.findall(evalue)
-        ]
-        if nie:
-            results.append(ExerciseResult(exercise, "not attempted", _one_line(nie[0])))
-            continue
-        failure = None
-        for index in entry.cells + entry.checks:
-            if index in errors:
-                ename, evalue = errors[index]
-                if ename == "KeyboardInterrupt":
-                    evalue = "the cell timed out and was interrupted"
-                failure = _one_line(f"{ename}: {evalue}" if evalue else ename)
-                break
-        unrun = [i for i in entry.cells + entry.checks if nb.cells[i].get("execution_count") is None]
-        if failure is None and stopped is not None and unrun:
-            failure = f"not run: the notebook stopped early ({_one_line(stopped)})"
-        if failure is not None:
-            results.append(ExerciseResult(exercise, "fail", failure))
-        elif entry.checks:
-            results.append(ExerciseResult(exercise, "pass", _passed_line(nb.cells[entry.checks[-1]])))
+def _is_blank_source(source: str) -> bool:
+    return all(not line.strip() or line.strip().startswith("#") for line in source.splitlines())
+
+
+def _blank_definition(source: str, name: str) -> bool:
+    """Whether ``source`` defines function ``name`` with an empty body (docstring, pass, ..., the stub)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:  # magics, or a syntax error (reported by the run)
+        return False
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
+            for stmt in node.body:
+                if isinstance(stmt, ast.Pass) or (
+                    isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)
+                ):
+                    continue
+                if isinstance(stmt, ast.Raise) and "NotImplementedError" in ast.unparse(stmt):
+                    continue
+                return False
+            return True
+    return False
+
+
+@dataclass
+class NotebookReport:
+    """The grade of one notebook: its course notebook number (``key``), the results, and how the run went."""
+
+    path: Path
+    key: str | None
+    results: list[ExerciseResult] = field(default_factory=list)
+    stopped: str | None = None  #: why the run ended before the last cell, if it did
+    seconds: float = 0.0
+
+
+def _environment(course: Course, env: Mapping[str, str] | None) -> dict[str, str]:
+    kernel_env = {**os.environ, **(env or {})}
+    kernel_env.setdefault("MINIRIMS_PROFILE", "smoke")
+    # The learner's `import minirims` finds the package the grader trusts (also when it is not installed).
+    paths = [str(course.root), *[p for p in kernel_env.get("PYTHONPATH", "").split(os.pathsep) if p]]
+    kernel_env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    return kernel_env
+
+
+def run_notebook(
+    path: str | os.PathLike[str],
+    timeout: float = 600,
+    course: Course | None = None,
+    env: Mapping[str, str] | None = None,
+    copy_folder: bool = True,
+    grace: float = GRACE,
+    run_without_exercises: bool = True,
+) -> NotebookReport:
+    """Run a fresh copy of the notebook at ``path`` and grade its exercises (see the module docstring).
+
+    ``timeout``: seconds per cell; ``course``: what the grader trusts (default: :func:`default_course`);
+    ``env``: variables set in the kernel on top of ``os.environ``; ``copy_folder``: run in a temporary copy of
+    the notebook's folder (else in a temporary folder holding only the notebook); ``grace``: seconds an
+    interrupted cell has to stop before its kernel is killed; ``run_without_exercises``: run a notebook with
+    no exercises anyway (else it is returned unrun, ``key=None``). Nothing under ``path``'s folder is written.
+    """
+    path = Path(path)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf:
+        raise ValueError(f"timeout: expected a positive, finite number of seconds, got {timeout!r}")
+    if course is not None and not isinstance(course, Course):
+        raise ValueError(f"course: expected a Course, got {type(course).__name__}")
+    nb = read_notebook(path)
+    course = course or default_course()
+    key, slots = plan(nb, path.name, course)
+    report = NotebookReport(path, key)
+    if key is None and not run_without_exercises:
+        return report
+    for cell in nb.cells:  # saved outputs never count
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    start = time.perf_counter()
+    graded: dict[str, ExerciseResult] = {}
+    runs: dict[int, CellRun] = {}
+    grader_runs: dict[int, CellRun] = {}
+    marker = f"MINIRIMS-GRADE-{secrets.token_hex(8)} "
+    by_after: dict[int, list[Slot]] = {}
+    for slot in slots:
+        if slot.after is not None:
+            by_after.setdefault(slot.after, []).append(slot)
+    stopped_at: int | None = None
+    with tempfile.TemporaryDirectory(prefix="minirims-grade-") as tmp:
+        work = Path(tmp) / "work"
+        if copy_folder:
+            shutil.copytree(
+                path.parent, work, symlinks=True, ignore=shutil.ignore_patterns(".ipynb_checkpoints")
+            )
         else:
-            results.append(ExerciseResult(exercise, "pass", "ran without error (no check cell found)"))
-    return results
-
-
-def grade_notebook(path: str | os.PathLike[str], timeout: float = 600) -> list[ExerciseResult]:
-    """Execute a copy of the notebook at ``path`` and grade each of its exercises."""
-    nb, stopped = execute_notebook(path, timeout=timeout)
-    return evaluate(nb, Path(path).name, stopped)
-
-
-def _collect(paths: list[str]) -> list[Path]:
-    out: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            found = sorted(p for p in path.glob("*.ipynb") if p.is_file())
-            if not found:
-                raise FileNotFoundError(f"{path}: no .ipynb notebooks in this folder")
-            out += found
+            work.mkdir()
+        nbformat.write(nb, work / path.name)
+        try:
+            kernel = Kernel(work, _environment(course, env), grace=grace).__enter__()
+        except Exception as err:
+            report.stopped = f"the kernel did not start ({type(err).__name__}: {_one_line(err, 200)})"
         else:
-            read_notebook(path)  # validate before running anything
-            out.append(path)
-    return out
+            try:
+                for index, cell in enumerate(nb.cells):
+                    if cell.cell_type == "code" and cell.source.strip():
+                        runs[index] = kernel.run(cell.source, timeout)
+                        if not kernel.alive:
+                            stopped_at = index
+                            break
+                    if index in by_after:
+                        grader_runs[index] = run = kernel.run(
+                            _grader_cell(by_after[index], course, marker), timeout, store_history=False
+                        )
+                        if not kernel.alive:
+                            stopped_at = index
+                            break
+                        answers = _report(run, marker) if run.outcome == "ok" else None
+                        for slot in by_after[index]:
+                            graded[slot.exercise.id] = _judge(nb, slot, runs, run, answers, timeout)
+            finally:
+                kernel.close()
+    if stopped_at is not None:
+        run = grader_runs.get(stopped_at) or runs[stopped_at]
+        what = "the grader's check" if stopped_at in grader_runs else _where(nb, stopped_at)
+        report.stopped = (
+            f"{what} ignored the interrupt after timing out ({timeout:g} s), so its kernel was killed"
+            if run.outcome == "killed"
+            else f"the kernel died while running {what}"
+        )
+    for slot in slots:
+        if slot.cell is None:
+            result = ExerciseResult(
+                slot.exercise.id,
+                "fail",
+                f"no cell defines `{slot.exercise.name}` (the exercise cell is missing)",
+            )
+        else:
+            result = graded.get(slot.exercise.id) or ExerciseResult(
+                slot.exercise.id, "not run", f"not run: {report.stopped or 'the notebook stopped early'}"
+            )
+        report.results.append(result)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _judge(
+    nb: nbformat.NotebookNode,
+    slot: Slot,
+    runs: Mapping[int, CellRun],
+    grader: CellRun,
+    answers: Mapping[str, tuple[str, str]] | None,
+    timeout: float,
+) -> ExerciseResult:
+    """One exercise's result, from its cells' runs and the grader cell's report."""
+    exercise, name = slot.exercise.id, slot.exercise.name
+    assert slot.cell is not None and slot.after is not None
+    own = [i for i in range(slot.cell, slot.after + 1) if i in runs]
+    for i in own:
+        if runs[i].outcome == "interrupted":
+            return ExerciseResult(
+                exercise, "not run", f"not run: {_where(nb, i)} timed out ({timeout:g} s) and was interrupted"
+            )
+    if grader.outcome == "interrupted":
+        return ExerciseResult(
+            exercise,
+            "not run",
+            f"not run: the check of `{name}` timed out ({timeout:g} s) and was interrupted",
+        )
+    if answers is None or exercise not in answers:
+        why = f"{grader.ename}: {grader.evalue}" if grader.ename else "it printed no report"
+        return ExerciseResult(exercise, "fail", _one_line(f"the grader's check could not run ({why})", 300))
+    kind, message = answers[exercise]
+    first = runs.get(slot.cell)
+    stub = f"Exercise {exercise}"
+    if kind == "pass":
+        return ExerciseResult(exercise, "pass", _one_line(message))
+    if kind == "nie" and re.match(rf"{re.escape(stub)}\b", message):
+        return ExerciseResult(exercise, "not attempted", _one_line(message))
+    if kind == "missing":
+        if first is not None and first.ename == "NotImplementedError" and first.evalue.startswith(stub):
+            return ExerciseResult(exercise, "not attempted", _one_line(first.evalue))
+        if _is_blank_source(nb.cells[slot.cell].source):
+            return ExerciseResult(exercise, "not attempted", f"the exercise cell is blank: define `{name}`")
+        if first is not None and first.ename:
+            return ExerciseResult(
+                exercise,
+                "fail",
+                _one_line(f"{message}: {_where(nb, slot.cell)} raised {first.ename}: {first.evalue}", 300),
+            )
+        return ExerciseResult(exercise, "fail", f"{message} after {_where(nb, slot.cell)}")
+    if kind == "fail" and _blank_definition(nb.cells[slot.cell].source, name):
+        return ExerciseResult(exercise, "not attempted", f"`{name}` is still blank")
+    if kind == "nie":
+        message = f"NotImplementedError: {message}"
+    return ExerciseResult(exercise, "fail", _one_line(message, 500))
+
+
+def grade_notebook(
+    path: str | os.PathLike[str],
+    timeout: float = 600,
+    course: Course | None = None,
+    env: Mapping[str, str] | None = None,
+    grace: float = GRACE,
+) -> list[ExerciseResult]:
+    """Run a fresh copy of the notebook at ``path`` and grade its exercises (see :func:`run_notebook`)."""
+    return run_notebook(path, timeout=timeout, course=course, env=env, grace=grace).results
+
+
+# ---------------------------------------------------------------------------------------- command line
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"expected a positive, finite number of seconds, got {text!r}")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``grade`` command's arguments to ``parser``."""
-    parser.add_argument("paths", nargs="+", metavar="PATH", help="notebooks (.ipynb) or folders of notebooks")
+    parser.description = (
+        "Grade learners' notebooks: run a fresh copy of each (saved outputs never count) in a temporary copy "
+        "of its folder, and check every exercise with the grader's own checks. Grading RUNS THE LEARNER'S "
+        "CODE with your permissions: it is not a sandbox; grade only what you would run yourself."
+    )
+    parser.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="a learner's notebook (.ipynb), or a folder of submissions: each .ipynb in it is one learner, "
+        "each sub-folder is one learner with any number of notebooks",
+    )
     parser.add_argument(
         "--timeout",
-        type=float,
-        default=600,
+        type=_seconds,
+        default=600.0,
         metavar="S",
-        help="per-cell time limit in seconds (default: 600)",
+        help=f"per-cell time limit in seconds, e.g. 2.5 (default: 600); a cell still running {GRACE:g} s "
+        "after the interrupt has its kernel killed",
+    )
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        default=None,
+        help="write the table (grades.csv, grades.json) here (default: the current folder, when a folder "
+        "of submissions is graded)",
+    )
+    parser.add_argument("--all", action="store_true", help="also run notebooks that hold no exercises")
+    parser.add_argument(
+        "--course",
+        metavar="DIR",
+        default=None,
+        help="the course's own notebooks, which say which exercises exist and which check grades each "
+        f"(default: {DEFAULT_COURSE})",
     )
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run the ``grade`` command; return the exit status (0 all pass, 1 otherwise, 2 bad input)."""
-    try:
-        paths = _collect(list(args.paths))
-        if args.timeout <= 0:
-            raise ValueError(f"--timeout: expected a positive number of seconds, got {args.timeout:g}")
-    except (OSError, ValueError) as err:
-        print(f"grade: {err}", file=sys.stderr)
-        return 2
-    profile = os.environ.get("MINIRIMS_PROFILE", "smoke")
-    records = []
-    ok = True
-    for path in paths:
-        if not args.json:
-            print(f"{path}  (running with MINIRIMS_PROFILE={profile} ...)", flush=True)
-        start = time.perf_counter()
-        results = grade_notebook(path, timeout=args.timeout)
-        seconds = time.perf_counter() - start
-        ok = ok and all(result.status == "pass" for result in results)
-        records += [{"notebook": str(path), **asdict(result)} for result in results]
-        if args.json:
-            continue
-        if not results:
-            print("  no exercises in this notebook")
-        width = max((len(result.exercise) for result in results), default=0)
-        for result in results:
-            mark = {"pass": "✔", "fail": "✘", "not attempted": "·"}[result.status]
-            line = (
-                f"  {mark} {result.exercise:<{width}}  {result.status:<13}  {_one_line(result.message, 200)}"
-            )
-            print(line.rstrip())
-        count = sum(result.status == "pass" for result in results)
-        print(f"  {count}/{len(results)} exercises pass ({seconds:.1f} s)")
-    if args.json:
-        print(json.dumps(records, indent=1, ensure_ascii=False))
-    return 0 if ok else 1
+    """Run the ``grade`` command; return the exit status (0 all pass, 1 otherwise, 2 user error)."""
+    from minirims.course import grade_class
+
+    return grade_class.main(args)
 
 
 if __name__ == "__main__":
-    _parser = argparse.ArgumentParser(
-        prog="python -m minirims.course.grade", description=__doc__.split("\n\n")[0]
-    )
+    _parser = argparse.ArgumentParser(prog="python -m minirims.course.grade")
     add_arguments(_parser)
     sys.exit(main(_parser.parse_args()))
