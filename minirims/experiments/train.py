@@ -395,7 +395,10 @@ def fit(
     if ckpt_path is not None and ckpt_path.exists():
         ckpt = _load_checkpoint(ckpt_path)
         differ = _differences(ckpt.get("config", {}), run_config)
-        differ += _differences(ckpt.get("settings", {}), run_settings)
+        named = {d.split(" ", 1)[0] for d in differ}  # a key in both (lr, epochs) is named once
+        differ += [
+            d for d in _differences(ckpt.get("settings", {}), run_settings) if d.split(" ", 1)[0] not in named
+        ]
         if differ:
             raise ValueError(
                 f"checkpoint: {ckpt_path} was written with other settings: {'; '.join(differ)}. "
