@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import os
 import pickle
+import re
 import shutil
 import struct
 import subprocess
@@ -156,3 +157,196 @@ def test_bad_idx_file_is_reported(tmp_path: Path) -> None:
     p.write_bytes(struct.pack(">I", 0x0801) + b"\x00" * 8)
     with pytest.raises(mnist.MNISTUnavailableError, match="expected an IDX file of 3 dims"):
         mnist._read_idx(p, 3)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Cache markers, IDX verification and parse errors, temporary files, the folder named in messages
+
+
+def _fake_cache(folder: Path, marker: bytes) -> None:
+    """A (tiny, wrong) npz next to a marker holding ``marker``: only the marker decides what happens."""
+    np.savez(folder / "mnist.npz", train_images=np.zeros((2, 28, 28), np.uint8))
+    (folder / "mnist.json").write_bytes(marker)
+
+
+@pytest.mark.parametrize(
+    "marker",
+    [
+        b"[]",
+        b"{}",
+        b"null",
+        b"42",
+        b'"a string"',
+        b"garbage {",
+        b"\xff\xfe\x00 not utf-8",
+        b'{"format": 1, "npz_sha256": 5}',
+        b'{"format": 1, "npz_sha256": "' + b"0" * 64 + b'", "arrays_sha256": []}',
+        b'{"format": "1", "npz_sha256": "' + b"0" * 64 + b'"}',
+    ],
+)
+def test_a_marker_of_the_wrong_type_or_content_means_rebuild(tmp_path: Path, marker: bytes) -> None:
+    _fake_cache(tmp_path, marker)
+    assert mnist._read_marker(tmp_path / "mnist.json") is None
+    assert mnist._read_cache(tmp_path) is None  # "rebuild", not AttributeError / TypeError
+
+
+def test_fetch_and_load_rebuild_over_a_list_marker(real_cache: Path, data_dir: Path) -> None:
+    for name in ("mnist.npz", "mnist.pkl.gz"):
+        shutil.copy(REAL_CACHE / name, data_dir / name)
+    (data_dir / "mnist.json").write_text("[]")
+    x, y = mnist.load_mnist("test", data_dir, download=False)
+    assert _sha(x) == ARRAY_SHA256["test_images"] and _sha(y) == ARRAY_SHA256["test_labels"]
+    assert mnist.cache_info(data_dir)["arrays_sha256"] == ARRAY_SHA256
+
+
+def test_the_module_knows_the_array_checksums() -> None:
+    assert mnist.MNIST_ARRAY_SHA256 == ARRAY_SHA256
+
+
+def _write_idx_raw(path: Path, a: np.ndarray) -> None:
+    header = struct.pack(">I", 0x0800 + a.ndim) + struct.pack(">" + "I" * a.ndim, *a.shape)
+    path.write_bytes(header + a.astype(np.uint8).tobytes())
+
+
+def _tiny_idx_set(folder: Path) -> dict[str, Path]:
+    """Four small well-formed IDX files (10 images each): readable, but not MNIST."""
+    paths = {key: folder / stem for key, stem in mnist.IDX_FILES.items()}
+    for key, path in paths.items():
+        _write_idx_raw(path, np.zeros((10, 28, 28) if "images" in key else (10,), np.uint8))
+    return paths
+
+
+_HEADER_3D = struct.pack(">IIII", 0x0803, 60_000, 28, 28)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "match"),
+    [
+        ("train-images-idx3-ubyte", b"", r"got 0 bytes \(empty or truncated\)"),
+        ("train-images-idx3-ubyte", b"garbage", r"got 7 bytes \(empty or truncated\)"),
+        ("train-images-idx3-ubyte", _HEADER_3D[:6], r"a 16-byte header\), got 6 bytes"),
+        (
+            "train-images-idx3-ubyte",
+            b"not an IDX file at all",
+            r"expected an IDX file of 3 dims \(magic 2051\)",
+        ),
+        ("train-images-idx3-ubyte", _HEADER_3D + b"\x00" * 10, r"expected 47040000 values .* got 10"),
+        ("train-images-idx3-ubyte.gz", b"definitely not gzip", r"could not read it as a gzip file"),
+        (
+            "train-images-idx3-ubyte.gz",
+            gzip.compress(_HEADER_3D + b"\x00" * 1000)[:25],
+            r"could not read it as a gzip file \(EOFError",
+        ),
+    ],
+)
+def test_idx_parse_errors_name_the_file(data_dir: Path, name: str, content: bytes, match: str) -> None:
+    _tiny_idx_set(data_dir)
+    (data_dir / "train-images-idx3-ubyte").unlink()
+    (data_dir / name).write_bytes(content)
+    with pytest.raises(mnist.MNISTUnavailableError, match=rf"^{re.escape(str(data_dir / name))}: .*{match}"):
+        mnist.fetch_mnist(data_dir, download=False)
+    assert not (data_dir / "mnist.npz").exists() and not (data_dir / "mnist.json").exists()
+
+
+def test_idx_files_of_the_wrong_size_are_refused_naming_the_file(data_dir: Path) -> None:
+    paths = _tiny_idx_set(data_dir)
+    with pytest.raises(
+        mnist.MNISTUnavailableError,
+        match=rf"^{re.escape(str(paths['train_images']))}: expected the standard MNIST "
+        r"train-images-idx3-ubyte of shape \(60000, 28, 28\), got \(10, 28, 28\)",
+    ):
+        mnist.fetch_mnist(data_dir, download=False)
+
+
+def _bogus_full_idx(folder: Path) -> dict[str, Path]:
+    """Four well-formed IDX files of the standard sizes, holding zeros: they parse, but are not MNIST."""
+    paths = {key: folder / f"{stem}.gz" for key, stem in mnist.IDX_FILES.items()}
+    for key, path in paths.items():
+        _write_idx(path, np.zeros(mnist.IDX_SHAPES[key], np.uint8))
+    return paths
+
+
+def test_well_formed_but_bogus_idx_files_are_refused(data_dir: Path) -> None:
+    paths = _bogus_full_idx(data_dir)
+    with pytest.raises(
+        mnist.MNISTUnavailableError,
+        match=rf"^{re.escape(str(paths['train_images']))}: not the standard MNIST file "
+        r"train-images-idx3-ubyte: the SHA-256 of its train_images is [0-9a-f]{64}, expected c80ceb24"
+        r".*and its MD5 is not f68b3c2d",
+    ):
+        mnist.fetch_mnist(data_dir, download=False)
+    assert not (data_dir / "mnist.npz").exists()
+
+
+def test_bogus_idx_files_never_win_over_the_verified_pickle(real_cache: Path, data_dir: Path) -> None:
+    shutil.copy(REAL_CACHE / "mnist.pkl.gz", data_dir / "mnist.pkl.gz")
+    _bogus_full_idx(data_dir)
+    mnist.fetch_mnist(data_dir, download=False)
+    assert mnist.cache_info(data_dir)["source"] == str(data_dir / "mnist.pkl.gz")
+    x, _ = mnist.load_mnist("train", data_dir, download=False)
+    assert _sha(x) == ARRAY_SHA256["train_images"]
+
+
+def test_a_cache_of_other_digits_is_not_trusted(real_cache: Path, data_dir: Path) -> None:
+    # A cache whose marker matches its npz but whose arrays are not MNIST (built from bogus files by an
+    # older version, or by hand) is rebuilt from the verified pickle.
+    bogus = {
+        f"{s}_{kind}": np.zeros(
+            (n, 28, 28) if kind == "images" else (n,), np.uint8 if kind == "images" else np.int64
+        )
+        for s, n in mnist.SPLIT_SIZES.items()
+        for kind in ("images", "labels")
+    }
+    mnist._write_cache(data_dir, bogus, "bogus")
+    assert mnist._read_cache(data_dir) is None
+    shutil.copy(REAL_CACHE / "mnist.pkl.gz", data_dir / "mnist.pkl.gz")
+    x, _ = mnist.load_mnist("valid", data_dir, download=False)
+    assert _sha(x) == ARRAY_SHA256["valid_images"]
+
+
+def test_temporary_files_of_a_killed_write_are_removed(real_cache: Path, data_dir: Path) -> None:
+    for name in ("mnist.npz", "mnist.json"):
+        shutil.copy(REAL_CACHE / name, data_dir / name)
+    leftovers = [data_dir / n for n in (".mnist-x1.npz.tmp", ".mnist.json-x2.tmp", ".mnist.pkl.gz-x3.tmp")]
+    for path in leftovers:
+        path.write_bytes(b"half written")
+    other = data_dir / ".not-ours.tmp"
+    other.write_bytes(b"keep me")
+    mnist.fetch_mnist(data_dir, download=False)
+    assert [p for p in leftovers if p.exists()] == [] and other.exists()
+    assert mnist._read_cache(data_dir) is not None
+
+
+def test_a_failed_cache_write_leaves_no_temporary_file(
+    real_cache: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shutil.copy(REAL_CACHE / "mnist.pkl.gz", data_dir / "mnist.pkl.gz")
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(mnist.np, "savez", disk_full)
+    with pytest.raises(
+        mnist.MNISTUnavailableError, match=rf"could not build the MNIST cache in {re.escape(str(data_dir))} "
+    ):
+        mnist.fetch_mnist(data_dir, download=False)
+    assert sorted(p.name for p in data_dir.iterdir()) == [".mnist.lock", "mnist.pkl.gz"]
+
+
+def test_messages_name_the_folder_actually_used(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chosen = tmp_path / "chosen"  # as with --data-dir, while MINIRIMS_DATA points at data_dir
+    chosen.mkdir()
+    with pytest.raises(mnist.MNISTUnavailableError) as err:
+        mnist.fetch_mnist(chosen, download=False)
+    assert f"not cached in {chosen} " in str(err.value) and f"into {chosen};" in str(err.value)
+    assert str(data_dir) not in str(err.value)
+
+    def offline(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+        return subprocess.CompletedProcess(cmd, 1, "", "ERROR: network is unreachable")
+
+    monkeypatch.setattr(mnist.subprocess, "run", offline)
+    with pytest.raises(mnist.MNISTUnavailableError, match=rf"not cached in {re.escape(str(chosen))} ") as err:
+        mnist.fetch_mnist(chosen)
+    assert str(data_dir) not in str(err.value)

