@@ -88,6 +88,7 @@ __all__ = [
     "evaluate_rollouts",
     "fit_last_frame_blend",
     "last_frame_baseline",
+    "last_frame_guess",
     "example_rollouts",
     "get_settings",
     "main",
@@ -356,17 +357,45 @@ def _check_blend(blend: object, n_future: int) -> np.ndarray:
     return arr
 
 
+def last_frame_guess(frames: Tensor, n_given: int, n_future: int, blend: Any) -> Tensor:
+    """The last-frame baseline's prediction: probabilities of the ``n_future`` frames after ``n_given``.
+
+    Every future frame is ``(1 - a) * frames[:, n_given - 1] + a * m`` with ``m`` the mean brightness of the
+    given frames of that video (one number per video) and ``a`` the blend of that rollout frame.
+
+    Args:
+        frames: (B, T, 1, H, W) in [0, 1], T >= n_given (frames after n_given are never read).
+        n_given, n_future: positive ints.
+        blend: a float or (n_future,) floats in [0, 1].
+
+    Returns:
+        (B, n_future, 1, H, W) probabilities, dtype of ``frames``.
+    """
+    if not isinstance(frames, Tensor) or frames.dim() != 5 or not frames.is_floating_point():
+        got = tuple(frames.shape) if isinstance(frames, Tensor) else type(frames).__name__
+        raise ValueError(f"frames: expected a float tensor of shape (B, T, 1, H, W), got {got}")
+    for key, value in (("n_given", n_given), ("n_future", n_future)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{key}: expected a positive int, got {value!r}")
+    if frames.shape[1] < n_given:
+        raise ValueError(f"frames: expected at least n_given = {n_given} frames, got {frames.shape[1]}")
+    a = torch.as_tensor(_check_blend(blend, n_future), dtype=frames.dtype, device=frames.device)
+    a = a.view(1, n_future, 1, 1, 1)
+    given = frames[:, :n_given]
+    mean = given.mean(dim=(1, 2, 3, 4), keepdim=True)  # (B, 1, 1, 1, 1)
+    return (1 - a) * given[:, -1:] + a * mean
+
+
 def _last_frame_bce(data: BallsTensors, settings: BallsSettings, blends: np.ndarray) -> np.ndarray:
     """(len(blends), n_future) mean BCE of p = (1 - a) * last given frame + a * mean brightness."""
     g, f = settings.n_given, settings.n_future
     device = data.positions.device
-    a = torch.as_tensor(blends, dtype=torch.float64, device=device).view(-1, 1, 1, 1, 1, 1)
     total = torch.zeros(len(blends), f, dtype=torch.float64, device=device)
     for start in range(0, len(data), settings.eval_batch_size):
         idx = torch.arange(start, min(start + settings.eval_batch_size, len(data)), device=device)
         frames = data.batch(idx, settings.frame_size, g + f).double()
-        mean = frames[:, :g].mean(dim=(1, 2, 3, 4), keepdim=True)
-        p = ((1 - a) * frames[None, :, g - 1 : g] + a * mean).clamp(1e-4, 1 - 1e-4)  # (A, B, 1, 1, H, W)
+        guesses = [last_frame_guess(frames, g, 1, float(v)) for v in blends]  # the same guess for every frame
+        p = torch.stack(guesses).clamp(1e-4, 1 - 1e-4)  # (A, B, 1, 1, H, W)
         target = frames[None, :, g:]  # (1, B, f, 1, H, W)
         bce = -(target * p.log() + (1 - target) * (1 - p).log())  # (A, B, f, 1, H, W)
         total += bce.sum(dim=(3, 4, 5)).sum(1)

@@ -6,8 +6,8 @@ and, when the answer matches a common mistake, which one. A learner function tha
 ``NotImplementedError`` lets it through unchanged, so the grader reports "not attempted".
 
 One module per notebook: :mod:`.attention` (01), :mod:`.dynamics` (02), :mod:`.competition` (03),
-:mod:`.communication` (04), :mod:`.cell` (05), :mod:`.copying` (06), :mod:`.mnist` (07). :mod:`._base`
-compares values and prints the pass line; :mod:`._common` holds the helpers all of them share.
+:mod:`.communication` (04), :mod:`.cell` (05), :mod:`.copying` (06), :mod:`.mnist` (07), :mod:`.balls` (08).
+:mod:`._base` compares values and prints the pass line; :mod:`._common` holds the helpers all of them share.
 """
 
 from minirims.course.checks._base import ExerciseFailure
@@ -17,6 +17,7 @@ from minirims.course.checks.attention import (
     check_multi_head_attention,
     check_split_heads,
 )
+from minirims.course.checks.balls import check_last_frame_guess
 from minirims.course.checks.cell import check_fold_value_weights, check_rim_step, check_run_rim
 from minirims.course.checks.communication import check_gated_update, check_module_attention
 from minirims.course.checks.competition import check_input_attention, check_topk_mask
@@ -33,6 +34,7 @@ BY_NOTEBOOK: dict[str, tuple[str, ...]] = {
     "05": ("check_rim_step", "check_run_rim", "check_fold_value_weights"),
     "06": ("check_copying_sequences", "check_copy_accuracy"),
     "07": ("check_resize_nearest",),
+    "08": ("check_last_frame_guess",),
 }
 
 __all__ = [
@@ -55,4 +57,5 @@ __all__ = [
     "check_copying_sequences",
     "check_copy_accuracy",
     "check_resize_nearest",
+    "check_last_frame_guess",
 ]
