@@ -273,3 +273,10 @@ def test_a_checkpoint_with_other_settings_is_refused_by_name(tmp_path, one_threa
         bb.train_model("lstm-32", s2, data, checkpoint=ckpt, progress=False)
     _, res = bb.train_model("lstm-32", s2, data, checkpoint=ckpt, progress=False, fresh=True)
     assert res.resumed_from == 0
+
+
+def test_grad_clip_none_means_no_clipping_and_runs(tmp_path, one_thread):
+    record = cp.run(
+        "smoke", models=["lstm"], overrides={**COPY_TINY, "grad_clip": None}, save=False, runs_dir=tmp_path
+    )
+    assert record["settings"]["grad_clip"] is None and len(record["curves"]["lstm"]["0"]) == 1

@@ -403,7 +403,7 @@ def run(
             config = TrainConfig(
                 epochs=int(settings["epochs"]),
                 lr=float(dict(settings["lr_by_model"]).get(name, settings["lr"])),
-                grad_clip=float(settings["grad_clip"]),
+                grad_clip=None if settings["grad_clip"] is None else float(settings["grad_clip"]),
                 seed=seed,
                 progress=progress,
             )
