@@ -1,10 +1,12 @@
-"""minirims.course.checks._base (exercise-check helpers) and minirims.course.grade (the notebook grader)."""
+"""minirims.course.checks._base (check helpers), the CI output report, and the grader without kernels.
+
+The grader on real kernels (cheating learners, dead kernels, time-outs, a class) is in test_grade_runs.py.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 from pathlib import Path
 from typing import NamedTuple
 
@@ -27,7 +29,7 @@ def _load(name: str):
 
 
 demo = _load("demo_course")
-mx = demo.load_tool()
+gdemo = _load("grading_demo")
 
 
 # ------------------------------------------------------------------------------------------ checks_base
@@ -208,80 +210,188 @@ def test_evaluate_without_metadata_timeouts_and_early_stops():
     ]
 
 
+# ------------------------------------------------------------------------------- the course the grader trusts
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_the_course_map_comes_from_the_course_notebooks():
+    from minirims.course import checks
+
+    course = grade.default_course()
+    assert course.checks_module == "minirims.course.checks" and course.root == REPO
+    assert course.notebooks["01"] == (
+        grade.Exercise("1.1", "attention", "check_attention"),
+        grade.Exercise("1.2", "split_heads", "check_split_heads"),
+        grade.Exercise("1.3", "merge_heads", "check_merge_heads"),
+        grade.Exercise("1.4", "multi_head_attention", "check_multi_head_attention"),
+    )
+    assert "00" not in course.notebooks  # the tour has no exercises
+    for key, exercises in course.notebooks.items():
+        for exercise in exercises:
+            assert exercise.id.startswith(f"{int(key)}."), exercise
+            assert exercise.check in checks.BY_NOTEBOOK[key], exercise
+            assert callable(getattr(checks, exercise.check)), exercise
+
+
+def test_course_from_notebooks_refuses_what_is_not_a_course(tmp_path):
+    with pytest.raises(ValueError, match=r"^course: expected the course's notebooks folder, got '.*nowhere'"):
+        grade.course_from_notebooks(tmp_path / "nowhere")
+    gdemo.write(gdemo.tour(), tmp_path / "00_tour.ipynb")
+    with pytest.raises(ValueError, match=r"^course: no exercises found in .*NN_\*\.ipynb"):
+        grade.course_from_notebooks(tmp_path)
+    with pytest.raises(ValueError, match=r"^root: expected the folder that holds m, got"):
+        grade.course_from_notebooks(tmp_path, "m", tmp_path / "none")
+    nb = gdemo.learner("return 2 * x", "return 3 * x")
+    gdemo.write(nb, tmp_path / "05_demo.ipynb")
+    course = grade.course_from_notebooks(tmp_path, "demo_checks", tmp_path)
+    assert course.notebooks == {
+        "05": (
+            grade.Exercise("5.1", "double", "check_double"),
+            grade.Exercise("5.2", "triple", "check_triple"),
+        )
+    }
+
+
+def test_plan_grades_each_exercise_where_its_check_is_before_the_reference_is_imported():
+    course = grade.default_course()
+    nb = grade.read_notebook(REPO / "notebooks" / "01_attention.ipynb")
+    key, slots = grade.plan(nb, "01_attention.ipynb", course)
+    assert key == "01"
+    where = {slot.exercise.id: (slot.cell, slot.after) for slot in slots}
+    # the cell after 1.3's check re-imports merge_heads from the package: graded after it, anyone would pass
+    cell, after = where["1.3"]
+    assert nb.cells[cell].metadata["minirims"] == {"exercise": "1.3"}
+    assert nb.cells[after].metadata["minirims"] == {"check": "1.3"}
+    reimport = next(i for i, c in enumerate(nb.cells) if "import merge_heads" in c.source)
+    assert after < reimport
+    # a solution notebook (no metadata), renamed: found by what it defines and the exercises it mentions
+    solved = grade.read_notebook(REPO / "solutions" / "01_attention.ipynb")
+    assert grade.plan(solved, "mine.ipynb", course) == (None, [])  # nothing says which notebook it is
+    assert [(s.cell, s.after) for s in grade.plan(solved, "01_x.ipynb", course)[1]] == list(where.values())
+    blank = grade.read_notebook(REPO / "notebooks" / "01_attention.ipynb")
+    assert grade.plan(blank, "renamed.ipynb", course)[0] == "01"  # by its exercise metadata
+
+
+def test_plan_finds_cheats_and_missing_cells(tmp_path):
+    course = gdemo.install(tmp_path)
+    key, slots = grade.plan(gdemo.cheat(), "02_cheat.ipynb", course)
+    where = {slot.exercise.id: (slot.cell, slot.after) for slot in slots}
+    assert key == "02"
+    assert where["2.4"] == (8, 8)  # its check cell deleted: graded right after the exercise
+    assert where["2.7"] == (None, None)  # no cell defines `absolute`
+    assert where["2.8"] == (13, 14)  # before cell 15 imports the reference under the same name
+
+
+# -------------------------------------------------------------------------- command line (no kernel runs)
+
+
 def _args(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     grade.add_arguments(parser)
     return parser.parse_args(list(argv))
 
 
-def test_bad_inputs_are_reported_clearly(tmp_path, capsys):
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_user_errors_end_in_one_line_with_status_2(tmp_path, capsys):
     assert grade.main(_args(str(tmp_path / "missing.ipynb"))) == 2
-    assert "missing.ipynb: no such file" in capsys.readouterr().err
+    assert _one_line_error(capsys) == f"grade: {tmp_path / 'missing.ipynb'}: no such file or folder\n"
     (tmp_path / "notes.txt").write_text("hi")
     assert grade.main(_args(str(tmp_path / "notes.txt"))) == 2
-    assert "not a Jupyter notebook (expected a .ipynb file)" in capsys.readouterr().err
+    assert "not a Jupyter notebook (expected a .ipynb file)" in _one_line_error(capsys)
     (tmp_path / "broken.ipynb").write_text("{not json")
     assert grade.main(_args(str(tmp_path / "broken.ipynb"))) == 2
-    assert "broken.ipynb: not a readable Jupyter notebook" in capsys.readouterr().err
-    assert grade.main(_args(str(tmp_path / "notes.txt"), "--timeout", "0")) == 2
+    assert "broken.ipynb: not a readable Jupyter notebook" in _one_line_error(capsys)
     empty = tmp_path / "empty"
     empty.mkdir()
+    (empty / ".ipynb_checkpoints").mkdir()
     assert grade.main(_args(str(empty))) == 2
-    assert "no .ipynb notebooks" in capsys.readouterr().err
+    assert "empty: no submissions in this folder" in _one_line_error(capsys)
+    twice = tmp_path / "twice"
+    gdemo.write(gdemo.tour(), twice / "ann.ipynb")
+    (twice / "ann").mkdir()
+    assert grade.main(_args(str(twice))) == 2
+    assert "two submissions are both named 'ann'" in _one_line_error(capsys)
+    assert grade.main(_args(str(twice / "ann.ipynb"), "--out", str(tmp_path / "notes.txt"))) == 2
+    assert "--out: expected a folder, got" in _one_line_error(capsys)
+    assert grade.main(_args(str(twice / "ann.ipynb"), "--course", str(tmp_path / "nowhere"))) == 2
+    assert "course: expected the course's notebooks folder" in _one_line_error(capsys)
     with pytest.raises(FileNotFoundError, match="no such file"):
         grade.grade_notebook(tmp_path / "missing.ipynb")
 
 
-# ------------------------------------------------------------------------------------------ real kernels
+@pytest.mark.parametrize("bad", ["0", "-1", "nan", "inf", "abc", ""])
+def test_timeout_takes_positive_float_seconds_or_refuses_in_one_line(bad, capsys):
+    from minirims.__main__ import main
 
-
-@pytest.fixture
-def course(tmp_path, monkeypatch) -> dict[str, Path]:
-    """The demo solved, blank (generated) and half-done, each in its own folder with its data.txt."""
-    monkeypatch.delenv("MINIRIMS_PROFILE", raising=False)  # the grader must default to smoke
-    solution = demo.solution()
-    blank = mx.generate(solution, demo.NAME)
-    mixed = mx.generate(solution, demo.NAME)
-    mixed.cells[3].source = mixed.cells[3].source.replace(
-        'raise NotImplementedError("Exercise 2.1', "return x + 1  #"
+    assert _args("x.ipynb", "--timeout", "2.5").timeout == 2.5
+    with pytest.raises(SystemExit) as info:
+        main(["grade", "x.ipynb", "--timeout", bad])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert (
+        f"argument --timeout: expected a {'positive, finite ' if bad not in ('abc', '') else ''}number" in err
     )
-    mixed.cells[7].source = demo.COUNTER.replace("### BEGIN SOLUTION", "").replace("### END SOLUTION", "")
-    return {
-        name: demo.write(nb, tmp_path / name / demo.NAME)
-        for name, nb in (("solved", solution), ("blank", blank), ("mixed", mixed))
-    }
+    assert "Traceback" not in err and "TraitError" not in err
+    with pytest.raises(ValueError, match=r"^timeout: expected a positive, finite number of seconds, got 0$"):
+        grade.run_notebook("x.ipynb", timeout=0)
 
 
-@pytest.mark.slow
-def test_solved_notebook_passes(course, capsys):
-    assert grade.main(_args(str(course["solved"]))) == 0
-    out = capsys.readouterr().out
-    assert "✔ 2.1  pass           ✔ double passed: 3 cases" in out
-    assert "3/3 exercises pass" in out
-    assert nbformat.read(course["solved"], as_version=4) == demo.solution()  # the file is not modified
+def test_api_arguments_are_validated(tmp_path):
+    from minirims.course.grade_kernel import Kernel
+
+    with pytest.raises(
+        ValueError, match=r"^timeout: expected a positive, finite number of seconds, got True"
+    ):
+        grade.run_notebook("x.ipynb", timeout=True)
+    with pytest.raises(ValueError, match=r"^course: expected a Course, got dict$"):
+        grade.run_notebook("x.ipynb", timeout=1, course={})
+    with pytest.raises(ValueError, match=r"^cwd: expected an existing folder, got '.*nowhere'$"):
+        Kernel(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match=r"^grace: expected a positive, finite number of seconds, got -1$"):
+        Kernel(tmp_path, grace=-1)
+    from minirims.course import grade_class
+
+    with pytest.raises(ValueError, match=r"^paths: expected a non-empty list of paths, got \[\]$"):
+        grade_class.collect([])
 
 
-@pytest.mark.slow
-def test_blank_notebook_is_not_attempted(course, capsys):
-    assert grade.main(_args(str(course["blank"]), "--json")) == 1
-    records = json.loads(capsys.readouterr().out)
-    assert [(r["exercise"], r["status"]) for r in records] == [
-        ("2.1", "not attempted"),
-        ("2.2", "not attempted"),
-        ("2.3", "not attempted"),
+def test_the_docs_say_grading_runs_the_learners_code(capsys):
+    from minirims.__main__ import main
+
+    with pytest.raises(SystemExit):
+        main(["grade", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "RUNS THE LEARNER'S CODE with your permissions: it is not a sandbox" in help_text
+    assert "It is not a sandbox" in grade.__doc__
+    readme = (REPO / "README.md").read_text()
+    assert "not a sandbox" in readme[readme.index("## For teachers") :]
+
+
+def test_a_class_folder_names_learners_and_skips_notebooks_without_exercises(tmp_path, capsys):
+    from minirims.course import grade_class
+
+    folder = tmp_path / "class"
+    gdemo.write(gdemo.tour(), folder / "zoe.ipynb", data=False)
+    gdemo.write(gdemo.tour(), folder / "yan" / "week1" / "00_tour.ipynb")
+    gdemo.write(gdemo.tour(), folder / "yan" / ".ipynb_checkpoints" / "00_tour-checkpoint.ipynb")
+    (folder / ".hidden").mkdir()
+    submissions, is_class = grade_class.collect([folder])
+    assert is_class
+    assert [(s.learner, [p.relative_to(folder) for p in s.notebooks], s.alone) for s in submissions] == [
+        ("yan", [Path("yan/week1/00_tour.ipynb")], False),
+        ("zoe", [Path("zoe.ipynb")], True),
     ]
-    assert records[0]["message"] == "Exercise 2.1: return twice x"
-    assert records[0]["notebook"] == str(course["blank"])
-
-
-@pytest.mark.slow
-def test_wrong_answer_fails_with_the_checks_message(course):
-    assert grade.grade_notebook(course["mixed"], timeout=60) == [
-        grade.ExerciseResult("2.1", "fail", "ExerciseFailure: double output: expected 0, got 1 for x=0"),
-        grade.ExerciseResult(
-            "2.2",
-            "not attempted",
-            'Exercise 2.2: set `profile` to the value of the "MINIRIMS_PROFILE" environment variable',
-        ),
-        grade.ExerciseResult("2.3", "pass", "✔ counter passed"),
+    grades = grade_class.grade_submissions(submissions, gdemo.install(tmp_path / "t"), progress=True)
+    assert capsys.readouterr().err.rstrip().split("\r")[-1].startswith("grading: 100%")  # the tqdm bar
+    assert [(g.learner, g.notebooks[0]["status"], g.notes, g.results) for g in grades] == [
+        ("yan", "skipped", ["00_tour.ipynb skipped: no exercises"], {}),
+        ("zoe", "skipped", ["zoe.ipynb skipped: no exercises"], {}),
     ]
+    assert grade_class.collect([folder / "zoe.ipynb"])[0][0].learner == str(folder / "zoe")

@@ -308,7 +308,8 @@ def __minirims_grade(items, module, root, expected, marker):
         foreign = sorted(
             str(m.__file__) for n, m in list(sys.modules.items())
             if (n == module or n.startswith(module + ".")) and getattr(m, "__file__", None)
-            and not os.path.realpath(m.__file__).startswith(expected)
+            and not (os.path.realpath(m.__file__) == expected + ".py"
+                     or os.path.realpath(m.__file__).startswith(expected + os.sep))
         )
         if foreign:
             checks, why = None, f"{module} was loaded from {foreign[0]}, not from the course ({expected})"

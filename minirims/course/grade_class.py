@@ -251,8 +251,8 @@ def main(args: argparse.Namespace) -> int:
             or not 0 < timeout < float("inf")
         ):
             raise ValueError(f"--timeout: expected a positive, finite number of seconds, got {timeout!r}")
-        course = course_from_notebooks(args.course) if args.course else default_course()
         submissions, is_class = collect(list(args.paths))
+        course = course_from_notebooks(args.course) if args.course else default_course()
         out = Path(args.out) if args.out else Path.cwd() if is_class else None
         if out is not None and out.exists() and not out.is_dir():
             raise ValueError(f"--out: expected a folder, got {str(out)!r} (a file)")

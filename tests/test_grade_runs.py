@@ -1,0 +1,150 @@
+"""The grader on real kernels: trust (own checks, fresh run, temporary folder), deaths, time-outs, a class.
+
+Each test runs one to three tiny torch-free notebooks (``tests/fixtures/grading_demo.py``), a kernel each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.util
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from minirims.course import grade, grade_class
+from minirims.course.grade import ExerciseResult as R
+
+
+def _load(name: str):
+    path = Path(__file__).parent / "fixtures" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"minirims_test_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+demo = _load("grading_demo")
+
+
+@pytest.fixture
+def course(tmp_path, monkeypatch) -> grade.Course:
+    monkeypatch.delenv("MINIRIMS_PROFILE", raising=False)  # the grader must default to smoke
+    return demo.install(tmp_path / "trusted")
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.slow
+def test_only_the_graders_own_checks_count(course, tmp_path):
+    path = demo.write(demo.cheat(), tmp_path / "alice" / "02_cheat.ipynb")
+    before = _snapshot(path.parent)
+    report = grade.run_notebook(path, timeout=30, course=course)
+    assert report.results == [
+        R("2.1", "pass", "✔ double passed: 3 cases"),
+        R(
+            "2.2", "fail", "ExerciseFailure: triple output: expected 9, got 3 for x=3"
+        ),  # print("✔") check cell
+        R("2.3", "fail", "ExerciseFailure: square output: expected 9, got 3 for x=3"),  # checks rebound
+        R("2.4", "fail", "ExerciseFailure: negate output: expected -3, got 3 for x=3"),  # check cell deleted
+        R("2.5", "not attempted", "Exercise 2.5: return half of x"),
+        R("2.6", "not attempted", "`cube` is still blank"),
+        R("2.7", "fail", "no cell defines `absolute` (the exercise cell is missing)"),
+        R(
+            "2.8", "fail", "ExerciseFailure: increment output: expected 1, got 0 for x=0"
+        ),  # before the reference
+        R("2.9", "pass", "✔ profile passed"),  # MINIRIMS_PROFILE=smoke, in a copy of the folder (data.txt)
+        R("2.10", "fail", "`ten` is not defined after cell 18 ('def wrong_name(x):')"),
+        R("2.11", "not attempted", "the exercise cell is blank: define `eleven`"),
+    ]
+    assert report.stopped is None
+    # the last cell deleted data.txt and wrote new.txt, in the copy: the learner's folder is as it was
+    assert _snapshot(path.parent) == before
+
+
+@pytest.mark.slow
+def test_a_dead_kernel_leaves_the_rest_not_run_whatever_the_saved_outputs(course, tmp_path):
+    path = demo.write(demo.dead(), tmp_path / "04_dead.ipynb")
+    report = grade.run_notebook(path, timeout=30, course=course)
+    why = "the kernel died while running cell 5 ('import os')"
+    assert report.stopped == why
+    assert report.results == [
+        R("4.1", "pass", "✔ double passed: 3 cases"),
+        R("4.2", "not run", f"not run: {why}"),
+    ]
+
+
+@pytest.mark.slow
+def test_a_time_out_interrupts_then_kills(course, tmp_path):
+    path = demo.write(demo.slow(), tmp_path / "03_slow.ipynb")
+    start = time.monotonic()
+    report = grade.run_notebook(path, timeout=1.5, course=course, grace=1.0)
+    seconds = time.monotonic() - start
+    killed = (
+        "not run: cell 8 ('signal.signal(signal.SIGINT, signal.SIG_IGN)') ignored the interrupt after timing "
+        "out (1.5 s), so its kernel was killed"
+    )
+    assert report.results == [
+        R("3.1", "not run", "not run: cell 3 ('def double(x):') timed out (1.5 s) and was interrupted"),
+        R("3.2", "pass", "✔ triple passed: 3 cases"),  # the kernel lived on after the interrupt
+        R("3.3", "not run", killed),
+        R("3.4", "not run", killed),
+    ]
+    # two time-outs (1.5 s each) and one grace (1 s) past the start: never the 60 s sleep, never a hang
+    assert seconds < 30, seconds
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    grade.add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+@pytest.mark.slow
+def test_grading_a_class_writes_the_table(course, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(grade_class, "default_course", lambda: course)
+    submissions = tmp_path / "class"
+    # alice: one notebook loose in the class folder, run alone (it would fail if it could see bob's folder)
+    demo.write(
+        demo.learner("return 2 * x", "return 0 if os.path.exists('bob') else 3 * x"),
+        submissions / "alice.ipynb",
+        data=False,
+    )
+    bob = submissions / "bob"
+    demo.write(
+        demo.learner('raise NotImplementedError("Exercise 5.1: double x")', "return x"), bob / "05.ipynb"
+    )
+    (bob / "demo_checks.py").write_text(demo.FAKE_CHECKS)  # his own checks, which pass anything
+    demo.write(demo.tour(), bob / "00_tour.ipynb")
+    (submissions / "carol").mkdir()
+    out = tmp_path / "table"
+    before = _snapshot(submissions)
+    assert grade.main(_args(str(submissions), "--timeout", "20.5", "--out", str(out), "--all")) == 1
+    printed = capsys.readouterr().out
+    assert "✔ 5.2  pass" in printed and "2/2 exercises pass" in printed and "0/2 exercises pass" in printed
+    with (out / "grades.csv").open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert rows == [
+        ["learner", "5.1", "5.2", "pass", "fail", "not attempted", "not run", "exercises", "notes"],
+        ["alice", "pass", "pass", "2", "0", "0", "0", "2", ""],
+        ["bob", "not attempted", "fail", "0", "1", "1", "0", "2", ""],
+        ["carol", "", "", "0", "0", "0", "0", "0", "no notebooks in this folder"],
+    ]
+    table = json.loads((out / "grades.json").read_text())
+    assert table["exercises"] == ["5.1", "5.2"]
+    assert table["settings"]["timeout"] == 20.5 and table["settings"]["all"] is True
+    alice, bob_row, carol = table["learners"]
+    assert bob_row["results"]["5.2"] == {
+        "status": "fail",
+        "message": "ExerciseFailure: triple output: expected 9, got 3 for x=3",
+        "notebook": str(bob / "05.ipynb"),
+    }
+    assert bob_row["totals"] == {"pass": 0, "fail": 1, "not attempted": 1, "not run": 0, "exercises": 2}
+    tour = next(entry for entry in bob_row["notebooks"] if entry["path"].endswith("00_tour.ipynb"))
+    assert tour["status"] == "ran" and tour["note"] == "no exercises; it ran to the end"
+    assert carol["notebooks"] == [] and alice["totals"]["pass"] == 2
+    assert _snapshot(submissions) == before
