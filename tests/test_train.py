@@ -253,6 +253,9 @@ def test_a_foreign_checkpoint_names_the_file_and_what_to_do(tmp_path):
     torch.save([1, 2], ckpt)
     with pytest.raises(ValueError, match=r"got a list without the minirims format mark"):
         fit(_toy_model(), *_pieces(x, y), TrainConfig(epochs=1, progress=False), checkpoint=ckpt)
+    torch.save({"format": "minirims.fit", "version": 2, "epoch": 1}, ckpt)
+    with pytest.raises(ValueError, match=r"other\.pt is incomplete \(no best_epoch, .*\); delete it"):
+        fit(_toy_model(), *_pieces(x, y), TrainConfig(epochs=1, progress=False), checkpoint=ckpt)
 
 
 def test_resume_only_with_the_same_settings(tmp_path):

@@ -268,6 +268,19 @@ def _set_rng_state(state: Mapping[str, Any]) -> None:
 #: restore_best only what the model holds at the end): a checkpoint resumes only when these are equal.
 _RESUME_KEYS = ("epochs", "lr", "grad_clip", "amp", "seed", "weight_decay")
 _START_OVER = "delete it, or start over with fresh=True (--fresh on the command line)"
+_CHECKPOINT_KEYS = (
+    "epoch",
+    "model",
+    "optimizer",
+    "rng",
+    "history",
+    "best_epoch",
+    "best_value",
+    "best_state",
+    "wall_time",
+    "config",
+    "settings",
+)
 
 
 def _plain_settings(settings: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -322,6 +335,9 @@ def _load_checkpoint(path: Path) -> dict[str, Any]:
             f"checkpoint: expected format v{CHECKPOINT_VERSION} in {path}, got v{ckpt.get('version')!r}; "
             f"{_START_OVER}"
         )
+    missing = sorted(set(_CHECKPOINT_KEYS) - set(ckpt))
+    if missing:
+        raise ValueError(f"checkpoint: {path} is incomplete (no {', '.join(missing)}); {_START_OVER}")
     return ckpt
 
 
