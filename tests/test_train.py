@@ -244,6 +244,16 @@ def test_a_corrupt_checkpoint_names_the_file_and_what_to_do(tmp_path, content):
         fit(_toy_model(), *_pieces(x, y), TrainConfig(epochs=1, progress=False), checkpoint=ckpt)
 
 
+def test_an_old_format_checkpoint_is_refused_with_what_to_do(tmp_path):
+    x, y = _toy_problem(32)
+    ckpt = tmp_path / "v1.pt"
+    torch.save({"version": 1, "rng": {"numpy": np.random.get_state()}}, ckpt)  # v1 kept numpy's tuple
+    with pytest.raises(
+        ValueError, match=r"cannot read .*v1\.pt safely .*written by an older minirims.*--fresh"
+    ):
+        fit(_toy_model(), *_pieces(x, y), TrainConfig(epochs=1, progress=False), checkpoint=ckpt)
+
+
 def test_a_foreign_checkpoint_names_the_file_and_what_to_do(tmp_path):
     x, y = _toy_problem(32)
     ckpt = tmp_path / "other.pt"

@@ -322,8 +322,8 @@ def _load_checkpoint(path: Path) -> dict[str, Any]:
     except Exception as err:  # corrupt, truncated, not a torch file, or holding objects we refuse to unpickle
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""
         raise ValueError(
-            f"checkpoint: cannot read {path} as a minirims fit checkpoint "
-            f"({type(err).__name__}: {first[:120]}); {_START_OVER}"
+            f"checkpoint: cannot read {path} safely as a minirims fit checkpoint (damaged, written by an "
+            f"older minirims, or not a checkpoint: {type(err).__name__}: {first[:100]}); {_START_OVER}"
         ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(
