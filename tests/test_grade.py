@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 from pathlib import Path
 from typing import NamedTuple
 
@@ -389,9 +390,27 @@ def test_a_class_folder_names_learners_and_skips_notebooks_without_exercises(tmp
         ("zoe", [Path("zoe.ipynb")], True),
     ]
     grades = grade_class.grade_submissions(submissions, gdemo.install(tmp_path / "t"), progress=True)
-    assert capsys.readouterr().err.rstrip().split("\r")[-1].startswith("grading: 100%")  # the tqdm bar
+    printed = capsys.readouterr()
+    assert printed.err.rstrip().split("\r")[-1].startswith("grading: 100%")  # the tqdm bar
+    assert f"zoe: {folder / 'zoe.ipynb'}  skipped: no exercises (run it with --all)" in printed.out
     assert [(g.learner, g.notebooks[0]["status"], g.notes, g.results) for g in grades] == [
         ("yan", "skipped", ["00_tour.ipynb skipped: no exercises"], {}),
         ("zoe", "skipped", ["zoe.ipynb skipped: no exercises"], {}),
     ]
     assert grade_class.collect([folder / "zoe.ipynb"])[0][0].learner == str(folder / "zoe")
+
+
+def test_a_folder_too_big_to_copy_is_refused_before_any_kernel_starts(tmp_path, monkeypatch, capsys):
+    from minirims.course import grade_class
+
+    course = gdemo.install(tmp_path / "t")
+    path = gdemo.write(gdemo.learner("return 2 * x", "return 3 * x"), tmp_path / "home" / "05_big.ipynb")
+    (path.parent / "photo.jpg").write_bytes(b"x" * 100)
+    monkeypatch.setattr(grade, "COPY_LIMIT", (50, 100))
+    with pytest.raises(
+        ValueError, match=r"home: too big to copy for grading \(more than 0 MB or 100 files\)"
+    ):
+        grade.run_notebook(path, timeout=1, course=course)
+    monkeypatch.setattr(grade_class, "default_course", lambda: course)
+    assert grade.main(_args(str(path), "--json")) == 1
+    assert json.loads(capsys.readouterr().out) == []

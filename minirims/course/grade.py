@@ -90,6 +90,7 @@ STATUSES = ("pass", "fail", "not attempted", "not run")
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  #: the folder that holds the ``minirims`` package
 DEFAULT_COURSE = PACKAGE_ROOT / "notebooks"  #: the course's own notebooks in a source checkout
 GRACE = 5.0  #: seconds an interrupted cell may take to stop before its kernel is killed
+COPY_LIMIT = (500 * 2**20, 5000)  #: a notebook's folder is copied only below this many bytes and files
 _NOTEBOOK_NAME = re.compile(r"^(\d\d)\D.*\.ipynb$|^(\d\d)\.ipynb$")
 _CHECK_CALL = re.compile(r"\bchecks\.(check_\w+)\s*\(\s*([A-Za-z_]\w*)")
 _RAISE_TEXT = re.compile(r"NotImplementedError\(\s*[\"']Exercise (\d+\.\d+)\b")
@@ -402,6 +403,24 @@ class NotebookReport:
     seconds: float = 0.0
 
 
+def _check_copy_size(folder: Path) -> None:
+    """ValueError if ``folder`` holds more than :data:`COPY_LIMIT` (say, a notebook in the home folder)."""
+    size = files = 0
+    for parent, dirs, names in os.walk(folder):
+        dirs[:] = [d for d in dirs if d != ".ipynb_checkpoints"]
+        for name in names:
+            files += 1
+            try:
+                size += os.lstat(os.path.join(parent, name)).st_size
+            except OSError:
+                continue
+            if size > COPY_LIMIT[0] or files > COPY_LIMIT[1]:
+                raise ValueError(
+                    f"{folder}: too big to copy for grading (more than {COPY_LIMIT[0] // 2**20} MB or "
+                    f"{COPY_LIMIT[1]} files); put the notebook in a folder of its own"
+                )
+
+
 def _environment(course: Course, env: Mapping[str, str] | None) -> dict[str, str]:
     kernel_env = {**os.environ, **(env or {})}
     kernel_env.setdefault("MINIRIMS_PROFILE", "smoke")
@@ -427,6 +446,7 @@ def run_notebook(
     the notebook's folder (else in a temporary folder holding only the notebook); ``grace``: seconds an
     interrupted cell has to stop before its kernel is killed; ``run_without_exercises``: run a notebook with
     no exercises anyway (else it is returned unrun, ``key=None``). Nothing under ``path``'s folder is written.
+    ValueError if the folder is too big to copy (:data:`COPY_LIMIT`).
     """
     path = Path(path)
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf:
@@ -455,6 +475,7 @@ def run_notebook(
     with tempfile.TemporaryDirectory(prefix="minirims-grade-") as tmp:
         work = Path(tmp) / "work"
         if copy_folder:
+            _check_copy_size(path.parent)
             shutil.copytree(
                 path.parent, work, symlinks=True, ignore=shutil.ignore_patterns(".ipynb_checkpoints")
             )

@@ -151,13 +151,24 @@ def grade_submissions(
                 if key is None and not run_all:
                     entry.update(status="skipped", note="no exercises (run it with --all)")
                     grade.notes.append(f"{path.name} skipped: no exercises")
-                else:
-                    report = run_notebook(
-                        path, timeout=timeout, course=course, copy_folder=not submission.alone
-                    )
-                    _record(grade, entry, report)
                     if show:
-                        _show(bar, submission.learner, report, profile)
+                        _write(
+                            bar, f"{submission.learner}: {path}  skipped: no exercises (run it with --all)"
+                        )
+                else:
+                    try:
+                        report = run_notebook(
+                            path, timeout=timeout, course=course, copy_folder=not submission.alone
+                        )
+                    except (OSError, ValueError) as err:
+                        entry.update(status="error", note=str(err))
+                        grade.notes.append(str(err))
+                        if show:
+                            _write(bar, f"{submission.learner}: {path}  not graded: {err}")
+                    else:
+                        _record(grade, entry, report)
+                        if show:
+                            _show(bar, submission.learner, report, profile)
             grade.notebooks.append(entry)
             bar.update()
     finally:
@@ -182,8 +193,14 @@ def _record(grade: LearnerGrade, entry: dict[str, object], report: NotebookRepor
         grade.sources[result.exercise] = str(report.path)
 
 
+def _write(bar: object, line: str) -> None:
+    getattr(type(bar), "write", print)(line)
+
+
 def _show(bar: object, learner: str, report: NotebookReport, profile: str) -> None:
-    write = getattr(type(bar), "write", print)
+    def write(line: str) -> None:
+        _write(bar, line)
+
     write(f"{learner}: {report.path}  (MINIRIMS_PROFILE={profile})")
     if not report.results:
         write(f"  no exercises; {report.stopped or 'it ran to the end'}")
@@ -263,7 +280,7 @@ def main(args: argparse.Namespace) -> int:
         submissions, course, timeout=float(timeout), run_all=bool(args.all), show=not args.json
     )
     ok = all(result.status == "pass" for grade in grades for result in grade.results.values()) and not any(
-        entry.get("status") == "unreadable" for grade in grades for entry in grade.notebooks
+        entry.get("status") in ("unreadable", "error") for grade in grades for entry in grade.notebooks
     )
     if args.json:
         records = [
