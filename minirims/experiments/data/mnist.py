@@ -215,7 +215,7 @@ def _sha256(data: bytes | np.ndarray) -> str:
 
 
 def _sha256_file(path: Path, algorithm: str = "sha256") -> str:
-    h = hashlib.new(algorithm)
+    h = hashlib.new(algorithm, usedforsecurity=False)  # md5 identifies a file here; it is not a defence
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 22), b""):
             h.update(chunk)
