@@ -20,11 +20,17 @@ FORMAT_DIRS := $(wildcard minirims tests tools benchmarks)
 # What pytest collects: unit tests, then every notebook (nbval) in the course and its solutions.
 PYTEST_PATHS ?= tests solutions notebooks
 PYTEST_ARGS ?=
+# The browser test (tests/browser/) drives Debian's Chromium through the system chromedriver. `make test`
+# installs both with apt-get when they are missing and it runs as root with apt-get at hand (as CI does), and
+# then requires the test to run (MINIRIMS_REQUIRE_BROWSER=1); elsewhere it says how, and the test is skipped.
+# BROWSER_INSTALL=no never installs.
+BROWSER_INSTALL ?= $(if $(filter 0,$(shell id -u)),$(if $(shell command -v apt-get),yes,no),no)
 # Environment of the test run: the smallest experiment sizes, one BLAS thread per worker, no display.
-TEST_ENV := MINIRIMS_PROFILE=smoke OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MPLBACKEND=Agg PYTHONHASHSEED=0
+TEST_ENV := MINIRIMS_PROFILE=smoke OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MPLBACKEND=Agg PYTHONHASHSEED=0 \
+	$(if $(filter yes,$(BROWSER_INSTALL)),MINIRIMS_REQUIRE_BROWSER=1)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lab test lint format exercises run-solutions data reproduce bench gpu-check gpu-data clean distclean FORCE
+.PHONY: help venv browser lab test lint format exercises run-solutions data reproduce bench gpu-check gpu-data clean distclean FORCE
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -47,6 +53,19 @@ venv: $(STAMP)  ## create the virtual environment and install minirims with its 
 
 data: $(STAMP)  ## download and check the datasets (cache: MINIRIMS_DATA, default ~/.cache/minirims)
 	$(PY) -m minirims data fetch
+
+browser:  ## Chromium and chromedriver for the browser test (installed with apt-get when root)
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then \
+		echo "browser test: $$(chromium --version 2>/dev/null | head -n 1); $$(chromedriver --version | head -n 1)"; \
+	elif [ "$(BROWSER_INSTALL)" = yes ]; then \
+		echo "browser test: installing chromium and chromium-driver with apt-get"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+			&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null \
+			&& chromedriver --version; \
+	else \
+		echo "browser test: no chromium/chromedriver, the test will be skipped" \
+			"(to run it: sudo apt-get install chromium chromium-driver)"; \
+	fi
 
 # --- the course --------------------------------------------------------------------------------------------
 
@@ -74,7 +93,7 @@ format: $(STAMP)  ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format $(FORMAT_DIRS)
 
-test: data lint  ## set everything up and run all tests and notebooks (smoke profile), as CI does
+test: data lint browser  ## set everything up and run all tests and notebooks (smoke profile), as CI does
 	$(PY) tools/make_exercises.py --check
 	@start=$$(date +%s); rc=0; \
 	echo "$(TEST_ENV) $(PY) -m pytest -n 2 --dist loadfile --nbval-lax --nbval-current-env --durations=15 $(PYTEST_ARGS) $(PYTEST_PATHS)"; \
@@ -86,8 +105,8 @@ test: data lint  ## set everything up and run all tests and notebooks (smoke pro
 # --- experiments -------------------------------------------------------------------------------------------
 
 reproduce: data  ## the full-size experiments (needs a GPU; hours)
-	$(PY) -m minirims mnist-resolution --profile full --seeds 3
-	$(PY) -m minirims bouncing-balls --profile full --seeds 3
+	$(PY) -m minirims mnist-resolution --profile full --seeds 3 --results results
+	$(PY) -m minirims bouncing-balls --profile full --seeds 3 --results results
 
 bench: $(STAMP)  ## speed and memory of the RIM cell against the alternatives (CPU, both sizes)
 	$(PY) -m benchmarks.bench_cell

@@ -304,3 +304,22 @@ def test_test_videos_are_the_training_length_or_longer_with_the_same_start() -> 
     s = bb.get_settings("smoke", n_future=35, n_test=2, n_train=4, n_val=2)
     data = bb.make_data(s)
     assert data["4 balls"].n_frames == 6 + 35 and data["train"].n_frames == s.n_frames
+
+
+def test_a_longer_test_reuses_the_trained_checkpoints(tmp_path) -> None:
+    kw = dict(seeds=1, models=["lstm-8"], results=tmp_path, progress=False, runs_dir=tmp_path / "runs")
+    first = bb.run("smoke", **kw)
+    longer = bb.run("smoke", n_future=10, **kw)  # the 35-frame test of the paper, at smoke size
+    assert longer.record["metrics"]["lstm-8"]["best_epoch"] == first.record["metrics"]["lstm-8"]["best_epoch"]
+    assert len(longer.record["metrics"]["lstm-8"]["4 balls"]["per_frame"]) == 10
+    # the same trained weights: the first 6 rollout frames score the same
+    np.testing.assert_allclose(
+        longer.record["metrics"]["lstm-8"]["4 balls"]["per_frame"][:6],
+        first.record["metrics"]["lstm-8"]["4 balls"]["per_frame"],
+        rtol=1e-5,
+    )
+    assert len(list((tmp_path / "runs").rglob("*.pt"))) == 1  # one checkpoint, not two
+    train = bb.training_settings(bb.get_settings("smoke", n_future=35))
+    assert "n_future" not in train and train == bb.training_settings(bb.get_settings("smoke"))
+    with pytest.raises(ValueError, match=r"n_given: expected at most n_frames - 1 = 11"):
+        bb.get_settings("smoke", n_given=12, n_future=1)
