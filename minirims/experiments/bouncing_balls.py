@@ -2,8 +2,8 @@
 
 Train on videos of 4 balls on the test's own terms: the model reads the first ``train_given`` true frames
 (teacher forcing) and rolls out the rest of the training video from its own predictions, with per-pixel BCE
-on every predicted frame (``train_given = n_frames - 1`` is pure teacher forcing, as in the paper; at the sizes
-a learner can run, a teacher-forced model's rollouts blow up within a few frames, see ``rollout_loss``). Test
+on every predicted frame (``train_given = n_frames - 1`` is pure teacher forcing, as in the paper; at the
+sizes a learner can run, a teacher-forced model's rollouts blow up within a few frames). Test
 by giving ``n_given`` true frames and letting the model predict ``n_future`` frames (15, or the paper's 35)
 from its own predictions; score the BCE of every predicted frame (summed over the frame's pixels, averaged
 over sequences) on three test sets: 4 balls (as in training), 6-8 balls (more objects than ever seen) and 4
@@ -871,8 +871,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--n-future",
         type=int,
         default=None,
-        help="frames rolled out and scored after the n_given true ones (default: the profile's 15; the paper's "
-        "long test: 35); training is unchanged, only the test videos get longer",
+        help="frames rolled out and scored after the n_given true ones (default: the profile's 15; the "
+        "paper's long test: 35); training is unchanged, only the test videos get longer",
     )
     parser.add_argument("--no-save", action="store_true", help="do not write the result record")
     add_run_arguments(parser)  # --seeds --epochs --results --runs-dir --device --fresh --no-progress
