@@ -233,8 +233,6 @@ TEMPLATE_PENDING = {
     **{
         name: "being brought up to the template (issue 13)"
         for name in (
-            "03_top_down_competition.ipynb",
-            "04_communication.ipynb",
             "05_rim_cell.ipynb",
             "06_copying.ipynb",
             "07_mnist_resolution.ipynb",
