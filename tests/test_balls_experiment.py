@@ -323,3 +323,25 @@ def test_a_longer_test_reuses_the_trained_checkpoints(tmp_path) -> None:
     assert "n_future" not in train and train == bb.training_settings(bb.get_settings("smoke"))
     with pytest.raises(ValueError, match=r"n_given: expected at most n_frames - 1 = 11"):
         bb.get_settings("smoke", n_given=12, n_future=1)
+
+
+def test_short_settings_parameter_counts_and_switches_at_bounces() -> None:
+    s = bb.get_settings("smoke")
+    text = bb.describe_settings(s)
+    assert len(text.splitlines()) == 2 and "48 videos of 12 frames" in text and "rim-6-4" in text
+    counts = bb.parameter_counts(s)
+    assert set(counts) == set(s.models)
+    for c in counts.values():
+        assert c["total"] == c["encoder"] + c["core"] + c["decoder"] > 0
+    assert counts["rim-6-4"]["encoder"] == counts["lstm-256"]["encoder"]  # the same encoder for every core
+    torch.manual_seed(0)
+    model = bb.build_model("rim-6-4", s)
+    balls = bb.make_data(s)["4 balls"]
+    out = bb.switches_at_bounces(model, balls, s, n_videos=8)
+    assert out["n_videos"] == 8 and sum(out["steps"].values()) == 8 * (balls.n_frames - 1)
+    rates = [r for r in out["rate"].values() if r == r]
+    assert rates and all(0 <= r <= 6 for r in rates)
+    with pytest.raises(ValueError, match="model: expected a FramePredictor with a RIM core, got LSTMBaseline"):
+        bb.switches_at_bounces(bb.build_model("lstm-256", s), balls, s)
+    with pytest.raises(ValueError, match="n_videos: expected a positive int, got 0"):
+        bb.switches_at_bounces(model, balls, s, n_videos=0)

@@ -66,7 +66,7 @@ from minirims.experiments.common import (
     seed_list,
     settings_key,
 )
-from minirims.experiments.data.balls import SETS, Balls, BallsTensors, make_sets
+from minirims.experiments.data.balls import SETS, Balls, BallsTensors, bounces, make_sets
 from minirims.experiments.train import (
     FitResult,
     TrainConfig,
@@ -76,6 +76,7 @@ from minirims.experiments.train import (
     seed_everything,
 )
 from minirims.experiments.video import FramePredictor, make_frame_model, rollout, rollout_loss
+from minirims.model import RIM
 
 __all__ = [
     "BASELINE",
@@ -91,6 +92,7 @@ __all__ = [
     "BallsSettings",
     "add_arguments",
     "build_model",
+    "describe_settings",
     "evaluate_rollouts",
     "fit_last_frame_blend",
     "last_frame_baseline",
@@ -100,6 +102,7 @@ __all__ = [
     "main",
     "make_data",
     "mean_frame_baseline",
+    "parameter_counts",
     "plot_bce_curves",
     "plot_frames",
     "plot_rollouts",
@@ -108,6 +111,7 @@ __all__ = [
     "run",
     "show_rollout_frame",
     "summary_table",
+    "switches_at_bounces",
     "train_model",
     "training_settings",
 ]
@@ -521,6 +525,68 @@ class BallsRun:
     data: dict[str, Balls]
     settings: BallsSettings
     path: Path | None = None
+
+
+def describe_settings(settings: BallsSettings) -> str:
+    """The settings of a run in two lines (the record and ``format_settings`` hold all of them)."""
+    s = settings
+    steps = s.epochs * (s.n_train // min(s.batch_size, s.n_train))
+    rolled = s.n_frames - s.train_given
+    return (
+        f"train: {s.n_train} videos of {s.n_frames} frames at {s.frame_size}x{s.frame_size} (the model reads "
+        f"{s.train_given}, rolls out {rolled}), {steps} steps of batch {s.batch_size}, lr {s.lr:g}\n"
+        f"test: {s.n_given} frames given, {s.n_future} predicted, {s.n_test} videos per set; models: "
+        f"{', '.join(s.models)}"
+    )
+
+
+def parameter_counts(settings: BallsSettings) -> dict[str, dict[str, int]]:
+    """Parameters of every model of ``settings``: {model: {"encoder", "core", "decoder", "total"}}."""
+    counts = {}
+    for name in settings.models:
+        model = build_model(name, settings)
+        parts = {part: count_parameters(getattr(model, part)) for part in ("encoder", "core", "decoder")}
+        counts[name] = {**parts, "total": count_parameters(model)}
+    return counts
+
+
+@torch.no_grad()
+def switches_at_bounces(
+    model: FramePredictor, balls: Balls, settings: BallsSettings, device: Any = None, n_videos: int = 64
+) -> dict[str, Any]:
+    """How often a RIM's modules switch on or off at the steps whose input frame shows a bounce.
+
+    The model reads the true frames of the first ``n_videos`` videos (no rollout, so the scene it sees is the
+    simulated one); at step t it has read frame t and predicts frame t+1. A module *switches* at step t when
+    it is active at t and was not at t-1, or the other way round. Steps are grouped by what happened in frame
+    t (:func:`~minirims.experiments.data.balls.bounces`): a ball-ball bounce, only wall bounces, or none.
+
+    Returns:
+        {"rate": {"ball": r, "wall": r, "none": r} (mean switches per step), "steps": {group: count},
+        "n_videos": int}; rates are NaN for a group without steps.
+    """
+    if not isinstance(model.core, RIM):
+        raise ValueError(f"model: expected a FramePredictor with a RIM core, got {type(model.core).__name__}")
+    if not isinstance(balls, Balls):
+        raise ValueError(f"balls: expected a Balls set, got {type(balls).__name__}")
+    if isinstance(n_videos, bool) or not isinstance(n_videos, int) or n_videos < 1:
+        raise ValueError(f"n_videos: expected a positive int, got {n_videos!r}")
+    n = min(n_videos, len(balls))
+    dev = next(model.parameters()).device if device is None else torch.device(device)
+    frames = balls.frames(slice(0, n), size=settings.frame_size, device=dev)
+    was_training = model.training
+    model.eval()
+    try:
+        _, _, trace = model(frames, trace=True)
+    finally:
+        model.train(was_training)
+    masks = trace.masks.cpu().numpy()  # (B, T, n_modules)
+    switches = (masks[:, 1:] != masks[:, :-1]).sum(-1)  # (B, T-1): at steps 1..T-1
+    hits = bounces(balls)
+    ball, wall = hits["ball"][:n, 1:] > 0, hits["wall"][:n, 1:] > 0
+    groups = {"ball": ball, "wall": wall & ~ball, "none": ~ball & ~wall}
+    rate = {k: float(switches[g].mean()) if g.any() else float("nan") for k, g in groups.items()}
+    return {"rate": rate, "steps": {k: int(g.sum()) for k, g in groups.items()}, "n_videos": n}
 
 
 def example_rollouts(
