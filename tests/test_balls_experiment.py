@@ -341,7 +341,29 @@ def test_short_settings_parameter_counts_and_switches_at_bounces() -> None:
     assert out["n_videos"] == 8 and sum(out["steps"].values()) == 8 * (balls.n_frames - 1)
     rates = [r for r in out["rate"].values() if r == r]
     assert rates and all(0 <= r <= 6 for r in rates)
-    with pytest.raises(ValueError, match="model: expected a FramePredictor with a RIM core, got LSTMBaseline"):
+    with pytest.raises(ValueError, match="model: expected a FramePredictor with a RIM core, got LSTMBase"):
         bb.switches_at_bounces(bb.build_model("lstm-256", s), balls, s)
     with pytest.raises(ValueError, match="n_videos: expected a positive int, got 0"):
         bb.switches_at_bounces(model, balls, s, n_videos=0)
+
+
+def test_verdict_counts_frames_below_the_baselines_and_the_lstms() -> None:
+    def entry(values):
+        return {s: {"per_frame": list(values)} for s in bb.TEST_SETS}
+
+    record = {
+        "settings": {"n_future": 4},
+        "metrics": {
+            "rim-6-4": entry([1, 2, 9, 3]),
+            "lstm-256": entry([2, 1, 9, 4]),
+            "lstm-512": entry([3, 3, 9, 5]),
+            "mean-frame": entry([5, 5, 5, 5]),
+            "last-frame": entry([4, 6, 8, 9]),
+        },
+    }
+    v = bb.verdict(record)["4 balls"]
+    assert v["rim-6-4"] == {"below_baselines": 2, "frames_below_baselines": 3, "below_lstms": [1, 4]}
+    assert v["lstm-256"] == {"below_baselines": 2, "frames_below_baselines": 3}
+    text = bb.verdict_table(record)
+    assert "rim-6-4    below both baselines for the first 2 of 4 frames" in text
+    assert "below every LSTM at 2 of 4 frames (1, 4)" in text

@@ -114,6 +114,8 @@ __all__ = [
     "switches_at_bounces",
     "train_model",
     "training_settings",
+    "verdict",
+    "verdict_table",
 ]
 
 EXPERIMENT = "bouncing_balls"
@@ -748,6 +750,67 @@ def summary_table(record: dict[str, Any], frames: Sequence[int] = (0, 4, 9, 14))
             cells = " ".join(f"{m['per_frame'][f]:8.1f}" for f in frames)
             lines.append(f"{name:10s} {set_name:10s} {m['mean_bce']['mean']:8.1f} {cells}")
     return "\n".join(lines)
+
+
+def verdict(record: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    """What a record shows, frame by frame (means over seeds): {test set: {model: {...}}}.
+
+    Per model: ``"below_baselines"``, the number of leading rollout frames at which the model is below both
+    :data:`BASELINES` (it has learned something there), and ``"frames_below_baselines"``, at how many frames
+    in all; for RIMs also ``"below_lstms"``, the rollout frames (1-based) at which it is below every LSTM of
+    the record.
+    """
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    metrics = record["metrics"]
+    models = [m for m in metrics if m not in BASELINES]
+    lstms = [m for m in models if m.startswith("lstm")]
+    for set_name in TEST_SETS:
+        bases = [np.asarray(metrics[b][set_name]["per_frame"]) for b in BASELINES if b in metrics]
+        floor = np.minimum.reduce(bases) if bases else None
+        out[set_name] = {}
+        for name in models:
+            y = np.asarray(metrics[name][set_name]["per_frame"])
+            entry: dict[str, Any] = {}
+            if floor is not None:
+                below = y < floor
+                entry["below_baselines"] = int(np.argmin(below)) if not below.all() else len(below)
+                entry["frames_below_baselines"] = int(below.sum())
+            if name.startswith("rim") and lstms:
+                best_lstm = np.minimum.reduce([np.asarray(metrics[m][set_name]["per_frame"]) for m in lstms])
+                entry["below_lstms"] = [int(i) + 1 for i in np.flatnonzero(y < best_lstm)]
+            out[set_name][name] = entry
+    return out
+
+
+def verdict_table(record: dict[str, Any]) -> str:
+    """:func:`verdict` as text: one line per test set and model."""
+    n_future = record["settings"]["n_future"]
+    lines = []
+    for set_name, by_model in verdict(record).items():
+        for name, v in by_model.items():
+            text = (
+                f"{set_name:10s} {name:10s} below both baselines for the first {v.get('below_baselines', 0)}"
+            )
+            text += f" of {n_future} frames"
+            if "below_lstms" in v:
+                frames = v["below_lstms"]
+                text += f"; below every LSTM at {len(frames)} of {n_future} frames"
+                if 0 < len(frames) < n_future:
+                    text += f" ({_ranges(frames)})"
+            lines.append(text)
+    return "\n".join(lines)
+
+
+def _ranges(frames: Sequence[int]) -> str:
+    """[1, 2, 3, 7, 9, 10] -> '1-3, 7, 9-10'."""
+    parts, start = [], None
+    for i, f in enumerate(frames):
+        if start is None:
+            start = f
+        if i + 1 == len(frames) or frames[i + 1] != f + 1:
+            parts.append(f"{start}" if start == f else f"{start}-{f}")
+            start = None
+    return ", ".join(parts)
 
 
 # ----------------------------------------------------------------------------------------------- figures
