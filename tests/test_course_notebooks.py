@@ -233,7 +233,6 @@ TEMPLATE_PENDING = {
     **{
         name: "being brought up to the template (issue 13)"
         for name in (
-            "06_copying.ipynb",
             "07_mnist_resolution.ipynb",
         )
     },
