@@ -250,3 +250,27 @@ def test_learner_error_renders_the_learners_frames_only():
     assert "test_checks_diagnoses.py" in text
     assert "minirims/course/checks" not in text.replace("\\", "/")  # none of the checks' frames
     assert text.rstrip().splitlines()[-1].startswith("RuntimeError: ")
+
+
+def test_blank_exercise_renders_the_learners_raise_not_the_checks():
+    def attention(q, k, v, mask=None):
+        raise NotImplementedError("Exercise 1.1: compute the attention")
+
+    with pytest.raises(NotImplementedError) as info:
+        checks.check_attention(attention)
+    assert type(info.value) is NotImplementedError  # unchanged: the grader reports "not attempted"
+    lines = info.value._render_traceback_()
+    text = "\n".join(lines)
+    assert 'raise NotImplementedError("Exercise 1.1: compute the attention")' in text
+    assert "minirims/course/checks" not in text.replace("\\", "/")
+    assert lines[-1] == "NotImplementedError: Exercise 1.1: compute the attention"
+
+
+@pytest.mark.parametrize("check", [checks.check_attention, checks.check_topk_mask, checks.check_rim_step])
+def test_calling_a_check_with_a_result_renders_one_cross_line(check):
+    with pytest.raises(ValueError) as info:  # still a ValueError for callers that catch one
+        check(torch.zeros(3))
+    assert [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in info.value._render_traceback_()] == [
+        f"✘ {info.value}"
+    ]
+    assert str(info.value).startswith("fn: expected your function (a callable), got Tensor")

@@ -96,10 +96,14 @@ def test_learner_error_shows_their_frame_and_no_checks_frame(executed):
     assert "RuntimeError:" in text.splitlines()[-1]
 
 
-def test_blank_exercise_still_raises_not_implemented(executed):
+def test_blank_exercise_still_raises_not_implemented_from_the_learners_cell(executed):
     error = _error(executed.cells[3])
     assert error.ename == "NotImplementedError"
     assert error.evalue == "Exercise 1.1: compute the attention"
+    text = ANSI.sub("", "\n".join(error.traceback))
+    assert 'raise NotImplementedError("Exercise 1.1: compute the attention")' in text  # the learner's cell
+    assert "minirims/course/checks" not in text  # not the checks' internals
+    assert text.splitlines()[-1] == "NotImplementedError: Exercise 1.1: compute the attention"
 
 
 def test_nbval_sees_the_failure_as_an_error(tmp_path):

@@ -32,11 +32,30 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-__all__ = ["Case", "ExerciseFailure", "compare", "passed", "run_check"]
+__all__ = [
+    "Case",
+    "CheckUsageError",
+    "ExerciseFailure",
+    "compare",
+    "mark_not_attempted",
+    "passed",
+    "run_check",
+]
 
 
 _CHECKS_DIR = os.path.dirname(os.path.abspath(__file__))
 _RED, _BOLD, _RESET = "\x1b[31m", "\x1b[1m", "\x1b[0m"
+
+
+def _learner_frames(err: BaseException) -> list[str]:
+    """The traceback of ``err`` without the checks' own frames: the notebook cell and the learner's code."""
+    frames = [
+        frame
+        for frame in traceback.extract_tb(err.__traceback__)
+        if not os.path.abspath(frame.filename).startswith(_CHECKS_DIR + os.sep)
+    ]
+    lines = [line.rstrip("\n") for line in traceback.format_list(frames)]
+    return lines + [line.rstrip("\n") for line in traceback.format_exception_only(type(err), err)]
 
 
 class ExerciseFailure(AssertionError):
@@ -59,17 +78,24 @@ class ExerciseFailure(AssertionError):
         lines = [f"{_RED}✘ {message}{_RESET}"]
         if hint:
             lines.append(f"  {_BOLD}Hint:{_RESET} {hint}")
-        cause = self.__cause__
-        if cause is not None:
-            frames = [
-                frame
-                for frame in traceback.extract_tb(cause.__traceback__)
-                if not os.path.abspath(frame.filename).startswith(_CHECKS_DIR + os.sep)
-            ]
-            lines += ["", "Where your function raised it:"]
-            lines += [line.rstrip("\n") for line in traceback.format_list(frames)]
-            lines += [line.rstrip("\n") for line in traceback.format_exception_only(type(cause), cause)]
+        if self.__cause__ is not None:
+            lines += ["", "Where your function raised it:", *_learner_frames(self.__cause__)]
         return lines
+
+
+class CheckUsageError(ValueError):
+    """A check was called wrongly (e.g. with ``my_function(...)``, not ``my_function``); in IPython it renders
+    as its ``✘`` line only."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{_RED}✘ {self}{_RESET}"]
+
+
+def mark_not_attempted(err: NotImplementedError) -> None:
+    """Let the blanked exercise's ``NotImplementedError`` through unchanged (same object, type and message,
+    so the grader reports "not attempted"), but have IPython show only the learner's frames and the message,
+    not the checks' internals."""
+    err._render_traceback_ = lambda: _learner_frames(err)  # type: ignore[attr-defined]
 
 
 class Case(NamedTuple):
@@ -299,7 +325,8 @@ def run_check(
         label = case.label or (f"case {i + 1}" if len(cases) > 1 else "")
         try:
             got = fn(*case.args, **(case.kwargs or {}))
-        except NotImplementedError:
+        except NotImplementedError as err:
+            mark_not_attempted(err)
             raise
         except Exception as err:
             where = f" on {label}" if label else ""

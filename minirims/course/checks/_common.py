@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from minirims.competition import topk_mask
-from minirims.course.checks._base import ExerciseFailure, compare
+from minirims.course.checks._base import CheckUsageError, ExerciseFailure, compare, mark_not_attempted
 
 ATOL = 1e-5
 RTOL = 1e-4
@@ -27,7 +27,7 @@ Hint = Callable[..., str]
 
 def _require_callable(fn: object, argument: str = "fn") -> None:
     if not callable(fn):
-        raise ValueError(
+        raise CheckUsageError(
             f"{argument}: expected your function (a callable), got {type(fn).__name__}; "
             "pass the function itself, e.g. check(my_function), not my_function(...)"
         )
@@ -45,7 +45,8 @@ def _call(name: str, fn: Callable[..., Any], args: Sequence[Any], label: str) ->
     """Call the learner's function; NotImplementedError passes through, anything else becomes a failure."""
     try:
         return fn(*args)
-    except NotImplementedError:
+    except NotImplementedError as err:
+        mark_not_attempted(err)
         raise
     except Exception as err:
         raise ExerciseFailure(f"{name}: your function raised {type(err).__name__} on {label}: {err}") from err
