@@ -228,15 +228,7 @@ def test_solution_is_saved_after_run_all_with_short_outputs(name):
 
 #: notebooks not yet brought up to the template (each entry says who owns the change); the test is a strict
 #: xfail for them, so it fails as soon as one meets the template and the entry should be removed
-TEMPLATE_PENDING = {
-    "08_bouncing_balls.ipynb": "the lead brings notebook 08 up to the template (issue 13)",
-    **{
-        name: "being brought up to the template (issue 13)"
-        for name in (
-            "07_mnist_resolution.ipynb",
-        )
-    },
-}
+TEMPLATE_PENDING: dict[str, str] = {}
 TITLE = re.compile(r"^# (?P<number>\d\d) · \S")
 TIME = re.compile(r"\*\*Time:\*\*[^\n]*?\b\d+(?:-\d+)? minutes")
 EXERCISE_HEADING = r"^### Exercise {number} — .+ \((?:easy|medium|hard), (?:about )?\d+ minutes\)[ \t]*$"
