@@ -104,6 +104,21 @@ def test_outputs_counts_and_timing_metadata_are_cleared_but_the_rest_is_kept():
     assert nb.metadata["kernelspec"]["name"] == "python3"
 
 
+def test_nbval_tags_of_the_solution_are_kept_beside_raises_exception():
+    solution = demo.notebook(
+        [
+            new_code_cell(
+                "# Exercise: f\ndef f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION"
+            ),
+            new_code_cell("check_f(f)", metadata={"tags": ["nbval-check-output"]}),
+            new_code_cell("print(2)", metadata={"tags": ["nbval-check-output"]}),
+        ]
+    )
+    nb = mx.generate(solution, "03_x.ipynb")
+    assert tags(nb.cells[1]) == ["nbval-check-output", "raises-exception"]
+    assert tags(nb.cells[2]) == ["nbval-check-output"]
+
+
 # ------------------------------------------------------------------------------------------ tags
 
 

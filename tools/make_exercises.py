@@ -36,6 +36,10 @@ What the generated ``notebooks/NN_name.ipynb`` contains
   ``execution``/``ExecuteTime``, notebook ``widgets`` state) is removed; all other metadata (kernelspec, ...)
   and cell ids are kept. Markdown and raw cells are copied unchanged.
 * Exercise cells get the cell metadata ``{"minirims": {"exercise": "N.M"}}``.
+* Tags the author set in ``metadata.tags`` are kept: nbval reads them, so test markers stay out of the
+  learners' code (``nbval-check-output`` compares a cell's saved output under ``--nbval-lax``;
+  ``nbval-ignore-output``, ``nbval-skip`` and ``nbval-raises-exception`` are the others). Write them as tags,
+  never as ``# NBVAL_...`` comments (tests/test_course_notebooks.py rejects those).
 * Cells that can raise once the answers are blanked get the nbval tag ``raises-exception`` (in
   ``metadata.tags``). They are found with ``ast`` (``%``/``!`` lines are replaced by ``pass`` first):
 
