@@ -17,6 +17,9 @@ It writes, as it goes (a run stopped by its time limit keeps what it finished):
   ``rim-6-4`` and ``lstm-600``, timed step by step with bf16 autocast as ``fit`` trains; ``--mnist-seconds``
   caps each model's epoch, and a capped epoch is recorded as such with the measured steps per second and the
   extrapolated epoch time (never reported as a full epoch);
+- ``balls_steps_<device>.json``: 30 training steps of each bouncing-balls model at the ``full`` profile
+  (rollout loss, bf16 autocast), the median step and one seed's training time extrapolated to the profile's
+  steps, to check the profile's "< 8 min per seed for the three models" before running it;
 - ``gpu_check.json``: the summary (settings, device, what ran, what failed and why, wall time).
 
 A contender that fails (e.g. a capture that this PyTorch build refuses) is recorded with its error and the
@@ -123,6 +126,55 @@ def time_mnist_epoch(
     }
 
 
+def time_balls_steps(device: torch.device, quick: bool = False, n_steps: int = 30) -> dict[str, Any]:
+    """Time ``n_steps`` training steps of every bouncing-balls model at the ``full`` profile (``quick``:
+    smoke, 3 steps), as ``fit`` trains (rollout loss, bf16 autocast on CUDA, Adam, clipping).
+
+    Returns, per model: the median step (the first, which warms up, apart), and the training time of one seed
+    extrapolated to the profile's steps; plus the sum over the models: the profile's claim is < 8 min.
+    """
+    from minirims.experiments import bouncing_balls as bb
+    from minirims.experiments.video import rollout_loss
+
+    settings = bb.get_settings("smoke" if quick else "full")
+    n_steps = 3 if quick else n_steps
+    data = bb.make_data(bb.get_settings(settings.profile, n_train=settings.batch_size, n_val=1, n_test=1))
+    frames = (
+        data["train"].to(device).batch(torch.arange(settings.batch_size, device=device), settings.frame_size)
+    )
+    profile_steps = settings.epochs * (settings.n_train // settings.batch_size)
+    use_amp = device.type == "cuda"
+    out: dict[str, Any] = {"profile": settings.profile, "batch_size": settings.batch_size}
+    for name in settings.models:
+        torch.manual_seed(0)
+        model = bb.build_model(name, settings).to(device).train()
+        optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+        times = []
+        for _ in range(n_steps):
+            _sync(device)
+            t0 = time.perf_counter()
+            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
+                loss, _ = rollout_loss(model, frames, settings.train_given, settings.feedback_grad)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+            optimizer.step()
+            _sync(device)
+            times.append(time.perf_counter() - t0)
+        per_step = statistics.median(times[1:] or times)
+        out[name] = {
+            "first_step_s": times[0],
+            "median_step_s": per_step,
+            "profile_steps": profile_steps,
+            "seed_seconds_extrapolated": per_step * profile_steps,
+            "last_loss": float(loss),
+        }
+    out["all_models_seed_seconds_extrapolated"] = sum(
+        out[m]["seed_seconds_extrapolated"] for m in settings.models
+    )
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run every check; returns the summary (also written to ``<out>/gpu_check.json``)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -135,6 +187,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--mnist-seconds", type=float, default=120.0, help="cap per model's MNIST epoch (s)")
     parser.add_argument("--skip-mnist", action="store_true")
+    parser.add_argument("--skip-balls", action="store_true")
     args = parser.parse_args(argv)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -186,6 +239,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             _write(args.out / f"mnist_epoch_{device.type}.json", epochs)
         summary["ran"].append("mnist_epoch")
         summary["mnist_epoch"] = epochs
+    if not args.skip_balls:
+        try:
+            balls = time_balls_steps(device, args.quick)
+            _write(args.out / f"balls_steps_{device.type}.json", balls)
+            print(f"balls steps: {json.dumps(balls)}", flush=True)
+            summary["ran"].append("balls_steps")
+            summary["balls_steps"] = balls
+        except Exception as err:
+            summary["failed"]["balls_steps"] = f"{type(err).__name__}: {err}"
+            print(f"balls steps failed: {type(err).__name__}: {err}", flush=True)
     summary["wall_seconds"] = time.perf_counter() - start
     _write(args.out / "gpu_check.json", summary)
     print(f"wall time {summary['wall_seconds']:.0f} s; failed: {sorted(summary['failed']) or 'none'}")

@@ -15,7 +15,10 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def test_quick_cpu_run_writes_every_record(tmp_path):
     summary = main(["--device", "cpu", "--quick", "--out", str(tmp_path), "--impls", "lstm,plain,fast"])
     assert summary["failed"] == {}
-    assert set(summary["ran"]) == {"bench_cell_paper", "bench_cell_cpu", "mnist_epoch"}
+    assert set(summary["ran"]) == {"bench_cell_paper", "bench_cell_cpu", "mnist_epoch", "balls_steps"}
+    balls = json.loads((tmp_path / "balls_steps_cpu.json").read_text())
+    assert balls["profile"] == "smoke" and balls["rim-6-4"]["median_step_s"] > 0
+    assert balls["all_models_seed_seconds_extrapolated"] > balls["lstm-256"]["seed_seconds_extrapolated"]
     for size in ("paper", "cpu"):
         report = json.loads((tmp_path / f"bench_cell_cpu_{size}.json").read_text())
         assert [r["impl"] for r in report["results"]] == ["lstm", "plain", "fast"]
@@ -30,7 +33,17 @@ def test_quick_cpu_run_writes_every_record(tmp_path):
 
 def test_a_failing_contender_is_recorded_and_the_rest_goes_on(tmp_path):
     summary = main(
-        ["--device", "cpu", "--quick", "--out", str(tmp_path), "--impls", "graphed", "--skip-mnist"]
+        [
+            "--device",
+            "cpu",
+            "--quick",
+            "--out",
+            str(tmp_path),
+            "--impls",
+            "graphed",
+            "--skip-mnist",
+            "--skip-balls",
+        ]
     )
     assert set(summary["failed"]) == {"bench_cell_paper", "bench_cell_cpu"}
     assert "needs a CUDA device" in summary["failed"]["bench_cell_cpu"]
