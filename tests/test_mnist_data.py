@@ -234,10 +234,13 @@ _HEADER_3D = struct.pack(">IIII", 0x0803, 60_000, 28, 28)
         ("train-images-idx3-ubyte.gz", b"definitely not gzip", r"could not read it as a gzip file"),
         (
             "train-images-idx3-ubyte.gz",
-            gzip.compress(_HEADER_3D + b"\x00" * 1000)[:25],
+            gzip.compress(_HEADER_3D + b"\x00" * 1000, mtime=0)[
+                :25
+            ],  # mtime=0: the same bytes (test id) on every worker
             r"could not read it as a gzip file \(EOFError",
         ),
     ],
+    ids=["empty", "garbage", "short-header", "not-idx", "short-data", "not-gzip", "truncated-gzip"],
 )
 def test_idx_parse_errors_name_the_file(data_dir: Path, name: str, content: bytes, match: str) -> None:
     _tiny_idx_set(data_dir)
