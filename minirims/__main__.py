@@ -41,7 +41,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "minirims.experiments.bouncing_balls",
         "bouncing balls: next-frame prediction, rollouts, out-of-distribution sets",
     ),
-    "grade": ("minirims.course.grade", "run a learner's notebook and report which exercises pass"),
+    "grade": (
+        "minirims.course.grade",
+        "grade a learner's notebook, or a folder of submissions (a table per learner and exercise)",
+    ),
 }
 
 
