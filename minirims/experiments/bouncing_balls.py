@@ -48,6 +48,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from minirims.experiments.common import (
@@ -359,18 +360,10 @@ def mean_frame_baseline(data: BallsTensors, settings: BallsSettings) -> np.ndarr
     """BCE per future frame of a guess that knows nothing about motion: every pixel of every future frame is
     white with probability = the mean brightness of the given frames. (n_future,) float64.
 
-    A model whose rollout scores above this line predicts sharp balls in the wrong places.
+    It is :func:`last_frame_baseline` with blend 1. A model whose rollout scores above this line predicts
+    sharp balls in the wrong places.
     """
-    g, f = settings.n_given, settings.n_future
-    device = data.positions.device
-    total = torch.zeros(f, dtype=torch.float64, device=device)
-    for start in range(0, len(data), settings.eval_batch_size):
-        idx = torch.arange(start, min(start + settings.eval_batch_size, len(data)), device=device)
-        frames = data.batch(idx, settings.frame_size, g + f).double()
-        p = frames[:, :g].mean(dim=(1, 2, 3, 4), keepdim=True).clamp(1e-4, 1 - 1e-4).expand_as(frames[:, g:])
-        bce = torch.nn.functional.binary_cross_entropy(p, frames[:, g:], reduction="none")
-        total += bce.sum(dim=(2, 3, 4)).sum(0)
-    return (total / len(data)).cpu().numpy()
+    return _guess_bce(data, settings, np.ones((1, settings.n_future)))[0]
 
 
 #: the blend weights tried by :func:`fit_last_frame_blend` (0: the last frame as it is; 1: the mean frame)
@@ -415,19 +408,20 @@ def last_frame_guess(frames: Tensor, n_given: int, n_future: int, blend: Any) ->
     return (1 - a) * given[:, -1:] + a * mean
 
 
-def _last_frame_bce(data: BallsTensors, settings: BallsSettings, blends: np.ndarray) -> np.ndarray:
-    """(len(blends), n_future) mean BCE of p = (1 - a) * last given frame + a * mean brightness."""
+def _guess_bce(data: BallsTensors, settings: BallsSettings, blends: np.ndarray) -> np.ndarray:
+    """Mean BCE per rollout frame of :func:`last_frame_guess` with each row of ``blends`` (A, n_future) as
+    its per-frame blend: (A, n_future). Probabilities are clamped to [1e-4, 1 - 1e-4]."""
     g, f = settings.n_given, settings.n_future
     device = data.positions.device
     total = torch.zeros(len(blends), f, dtype=torch.float64, device=device)
     for start in range(0, len(data), settings.eval_batch_size):
         idx = torch.arange(start, min(start + settings.eval_batch_size, len(data)), device=device)
         frames = data.batch(idx, settings.frame_size, g + f).double()
-        guesses = [last_frame_guess(frames, g, 1, float(v)) for v in blends]  # the same guess for every frame
-        p = torch.stack(guesses).clamp(1e-4, 1 - 1e-4)  # (A, B, 1, 1, H, W)
-        target = frames[None, :, g:]  # (1, B, f, 1, H, W)
-        bce = -(target * p.log() + (1 - target) * (1 - p).log())  # (A, B, f, 1, H, W)
-        total += bce.sum(dim=(3, 4, 5)).sum(1)
+        target = frames[:, g:]
+        for i, row in enumerate(blends):  # one guess at a time: memory stays (B, n_future, 1, H, W)
+            p = last_frame_guess(frames, g, f, row).clamp(1e-4, 1 - 1e-4)
+            bce = F.binary_cross_entropy(p, target, reduction="none")
+            total[i] += bce.sum(dim=(2, 3, 4)).sum(0)
     return (total / len(data)).cpu().numpy()
 
 
@@ -437,8 +431,9 @@ def fit_last_frame_blend(data: BallsTensors, settings: BallsSettings) -> np.ndar
     Tuned on the validation videos (never on a test set): from :data:`BLENDS`, per rollout frame, the weight
     ``a`` whose guess ``(1 - a) * last frame + a * mean brightness`` has the lowest mean BCE. (n_future,).
     """
-    bce = _last_frame_bce(data, settings, np.asarray(BLENDS))
-    return np.asarray(BLENDS)[bce.argmin(axis=0)]
+    grid = np.asarray(BLENDS)
+    bce = _guess_bce(data, settings, np.repeat(grid[:, None], settings.n_future, axis=1))
+    return grid[bce.argmin(axis=0)]
 
 
 def last_frame_baseline(data: BallsTensors, settings: BallsSettings, blend: Any = 0.05) -> np.ndarray:
@@ -449,9 +444,7 @@ def last_frame_baseline(data: BallsTensors, settings: BallsSettings, blend: Any 
     ball has left). ``blend``: a float or (n_future,) floats in [0, 1], e.g. from
     :func:`fit_last_frame_blend`. A model below this line knows that balls move. (n_future,) float64.
     """
-    blends = _check_blend(blend, settings.n_future)
-    bce = _last_frame_bce(data, settings, blends)  # (n_future, n_future): row i uses blends[i]
-    return np.diagonal(bce).copy()
+    return _guess_bce(data, settings, _check_blend(blend, settings.n_future)[None])[0]
 
 
 def train_model(
