@@ -218,6 +218,24 @@ def next_frame_loss(model: FramePredictor, frames: Tensor) -> tuple[Tensor, dict
     return loss, {"bce_frame": loss.detach() * pixels}
 
 
+def _read_then_feed_back(
+    model: FramePredictor, given: Tensor, n_more: int, detach: bool = False, trace: bool = False
+) -> tuple[list[Tensor], list[Trace | None]]:
+    """Read the true frames ``given`` (B, G, 1, H, W) in one call, then feed the predicted probabilities
+    back ``n_more`` times, one frame per call (what :func:`rollout` and :func:`rollout_loss` share).
+
+    Returns the logits of every call ((B, G, 1, H, W), then n_more of (B, 1, 1, H, W)) and their traces.
+    """
+    logits, state, record = model(given, trace=trace)
+    steps, records = [logits], [record]
+    for _ in range(n_more):
+        fed = torch.sigmoid(steps[-1][:, -1:])
+        logits, state, record = model(fed.detach() if detach else fed, state, trace=trace)
+        steps.append(logits)
+        records.append(record)
+    return steps, records
+
+
 def rollout_loss(
     model: FramePredictor, frames: Tensor, n_given: int, feedback_grad: bool = True
 ) -> tuple[Tensor, dict[str, Tensor]]:
@@ -249,13 +267,7 @@ def rollout_loss(
         raise ValueError(
             f"n_given: expected an int in [1, {t - 1}] (T - 1 = teacher forcing), got {n_given!r}"
         )
-    logits, state, _ = model(frames[:, :n_given])
-    steps = [logits]
-    last = logits[:, -1:]
-    for _ in range(t - 1 - n_given):
-        fed = torch.sigmoid(last)
-        last, state, _ = model(fed if feedback_grad else fed.detach(), state)
-        steps.append(last)
+    steps, _ = _read_then_feed_back(model, frames[:, :n_given], t - 1 - n_given, detach=not feedback_grad)
     logits = torch.cat(steps, dim=1).float()
     bce = F.binary_cross_entropy_with_logits(logits, frames[:, 1:].float(), reduction="none")
     per_frame = bce.sum(dim=(2, 3, 4))  # (B, T - 1)
@@ -311,16 +323,10 @@ def rollout(
     was_training = model.training
     model.eval()
     try:
-        logits, state, first = model(frames[:, :n_given], trace=trace)
-        steps = [logits[:, -1:]]
-        records = [first]
-        for _ in range(n_future - 1):
-            logits, state, record = model(torch.sigmoid(steps[-1]), state, trace=trace)
-            steps.append(logits)
-            records.append(record)
+        steps, records = _read_then_feed_back(model, frames[:, :n_given], n_future - 1, trace=trace)
     finally:
         model.train(was_training)
-    logits = torch.cat(steps, dim=1).float()
+    logits = torch.cat([steps[0][:, -1:], *steps[1:]], dim=1).float()  # the frames after the given ones
     targets = frames[:, n_given : n_given + n_future]
     bce = F.binary_cross_entropy_with_logits(logits, targets.float(), reduction="none").sum(dim=(2, 3, 4))
     full_trace = None
