@@ -61,7 +61,8 @@ from pathlib import Path
 import nbformat
 
 from minirims.course.grade_kernel import CellRun, Kernel
-from minirims.course.grade_outputs import (
+from minirims.course.grade_outputs import (  # _RAISE_TEXT: the blanked stub's message, one pattern for both
+    _RAISE_TEXT,
     ExerciseResult,
     evaluate,
     execute_notebook,
@@ -93,7 +94,6 @@ GRACE = 5.0  #: seconds an interrupted cell may take to stop before its kernel i
 COPY_LIMIT = (500 * 2**20, 5000)  #: a notebook's folder is copied only below this many bytes and files
 _NOTEBOOK_NAME = re.compile(r"^(\d\d)\D.*\.ipynb$|^(\d\d)\.ipynb$")
 _CHECK_CALL = re.compile(r"\bchecks\.(check_\w+)\s*\(\s*([A-Za-z_]\w*)")
-_RAISE_TEXT = re.compile(r"NotImplementedError\(\s*[\"']Exercise (\d+\.\d+)\b")
 _MENTION = re.compile(r"\bExercise (\d+)\.\d+\b")
 
 
