@@ -142,7 +142,7 @@ def time_balls_steps(device: torch.device, quick: bool = False, n_steps: int = 3
     frames = (
         data["train"].to(device).batch(torch.arange(settings.batch_size, device=device), settings.frame_size)
     )
-    profile_steps = settings.epochs * (settings.n_train // settings.batch_size)
+    profile_steps = bb.training_steps(settings)
     use_amp = device.type == "cuda"
     out: dict[str, Any] = {"profile": settings.profile, "batch_size": settings.batch_size}
     for name in settings.models:

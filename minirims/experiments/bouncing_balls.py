@@ -115,6 +115,7 @@ __all__ = [
     "switches_at_bounces",
     "train_model",
     "training_settings",
+    "training_steps",
     "verdict",
     "verdict_table",
 ]
@@ -522,10 +523,15 @@ class BallsRun:
     path: Path | None = None
 
 
+def training_steps(settings: BallsSettings) -> int:
+    """Optimizer steps of one model and seed: epochs x full batches per epoch (a partial batch is dropped)."""
+    return settings.epochs * (settings.n_train // min(settings.batch_size, settings.n_train))
+
+
 def describe_settings(settings: BallsSettings) -> str:
     """The settings of a run in two lines (the record and ``format_settings`` hold all of them)."""
     s = settings
-    steps = s.epochs * (s.n_train // min(s.batch_size, s.n_train))
+    steps = training_steps(s)
     rolled = s.n_frames - s.train_given
     return (
         f"train: {s.n_train} videos of {s.n_frames} frames at {s.frame_size}x{s.frame_size} (the model reads "
