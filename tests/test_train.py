@@ -329,3 +329,93 @@ def test_fit_validates_settings_and_fresh(tmp_path):
         fit(_toy_model(), *_pieces(x, y), cfg, settings=[1])
     with pytest.raises(ValueError, match=r"fresh: expected True or False, got 1"):
         fit(_toy_model(), *_pieces(x, y), cfg, fresh=1)
+
+
+# --- learning-rate schedule -----------------------------------------------------------------------------
+
+
+def test_learning_rate_warms_up_then_holds_or_decays():
+    from minirims.experiments.train import learning_rate
+
+    const = TrainConfig(epochs=1, lr=1e-2, warmup_steps=4)
+    assert [learning_rate(const, s, None) for s in range(6)] == pytest.approx(
+        [2.5e-3, 5e-3, 7.5e-3, 1e-2, 1e-2, 1e-2]
+    )
+    cos = TrainConfig(epochs=1, lr=1e-2, lr_schedule="cosine", warmup_steps=2)
+    rates = [learning_rate(cos, s, 12) for s in range(12)]
+    assert rates[:3] == pytest.approx([5e-3, 1e-2, 1e-2])  # step 2 starts the decay at the full rate
+    assert rates[7] == pytest.approx(5e-3)  # half way through the 10 decay steps
+    assert all(a > b for a, b in zip(rates[2:], rates[3:], strict=False)) and 0 < rates[-1] < 3e-4
+    with pytest.raises(ValueError, match="total_steps: expected a positive int for lr_schedule='cosine'"):
+        learning_rate(cos, 5, None)
+    with pytest.raises(ValueError, match="step: expected an int >= 0, got -1"):
+        learning_rate(cos, -1, 12)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"lr_schedule": "linear"}, "lr_schedule: expected one of constant, cosine, got 'linear'"),
+        ({"warmup_steps": -1}, "warmup_steps: expected an int >= 0, got -1"),
+        ({"warmup_steps": 2.0}, "warmup_steps: expected an int >= 0, got 2.0"),
+    ],
+)
+def test_config_refuses_bad_schedules(kwargs, message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        TrainConfig(**{"epochs": 1, **kwargs})
+
+
+def _sized_pieces(x, y, interrupt_at=None):
+    train_batches, loss_fn, evaluate = _pieces(x, y, interrupt_at)
+
+    class Sized:
+        def __init__(self, epoch):
+            self.epoch = epoch
+
+        def __len__(self):
+            return len(batch_indices(len(x), 16, seed=3, epoch=self.epoch))
+
+        def __iter__(self):
+            return iter(train_batches(self.epoch))
+
+    return Sized, loss_fn, evaluate
+
+
+def test_fit_follows_the_schedule_at_every_step(monkeypatch):
+    from minirims.experiments import train as train_mod
+
+    seen: list[float] = []
+
+    class Recording(torch.optim.Adam):
+        def step(self, closure=None):
+            seen.append(self.param_groups[0]["lr"])
+            return super().step(closure)
+
+    monkeypatch.setattr(train_mod.torch.optim, "Adam", Recording)
+    x, y = _toy_problem()  # 96 rows, batches of 16: 6 steps per epoch
+    cfg = TrainConfig(epochs=3, lr=1e-2, lr_schedule="cosine", warmup_steps=3, progress=False)
+    fit(_toy_model(), *_sized_pieces(x, y), cfg)
+    assert seen == pytest.approx([train_mod.learning_rate(cfg, s, 18) for s in range(18)])
+    assert seen[2] == pytest.approx(1e-2) and seen[-1] < 1e-3
+
+
+def test_schedule_needs_sized_batches_and_resumes_bit_exact(tmp_path):
+    x, y = _toy_problem()
+    cfg = TrainConfig(epochs=3, lr=5e-3, lr_schedule="cosine", warmup_steps=4, progress=False)
+    with pytest.raises(ValueError, match="train_batches: expected a sized collection"):
+        fit(_toy_model(), *_pieces(x, y), cfg)
+    torch.manual_seed(1)
+    ref_model = _toy_model()
+    fit(ref_model, *_sized_pieces(x, y), cfg)
+    ckpt = tmp_path / "run.pt"
+    torch.manual_seed(1)
+    with pytest.raises(_Interrupt):
+        fit(_toy_model(), *_sized_pieces(x, y, interrupt_at=(1, 2)), cfg, checkpoint=ckpt)
+    model = _toy_model()
+    assert fit(model, *_sized_pieces(x, y), cfg, checkpoint=ckpt).resumed_from == 1
+    for k, v in ref_model.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v), k
+    # another schedule is another run: the checkpoint is refused, naming the key
+    with pytest.raises(ValueError, match=r"lr_schedule \(saved 'cosine', now absent\)"):
+        other = TrainConfig(epochs=3, lr=5e-3, warmup_steps=4, progress=False)
+        fit(_toy_model(), *_sized_pieces(x, y), other, checkpoint=ckpt)

@@ -9,7 +9,9 @@ Every experiment in the course trains the same way, so the loop lives here once:
     batch_indices(n, batch_size, seed, epoch, shuffle=True, drop_last=False) -> list[Tensor]
 
     @dataclass TrainConfig(epochs, lr=7e-4, grad_clip=1.0, amp=True, seed=0, log_every=25,
-                           weight_decay=0.0, progress=True, restore_best=True)
+                           weight_decay=0.0, progress=True, restore_best=True,
+                           lr_schedule="constant", warmup_steps=0)
+    learning_rate(config, step, total_steps) -> float  # linear warm-up, then constant or cosine
 
     fit(model, train_batches, loss_fn, evaluate, config, checkpoint=None, select="val_acc", mode="max",
         desc="", settings=None, fresh=False)
@@ -37,6 +39,10 @@ Every experiment in the course trains the same way, so the loop lives here once:
   ``fit`` raises a ValueError that names the file, the keys that differ, and how to start over
   (delete the file, or ``fresh=True`` / ``--fresh``).
 * The optimizer is Adam(lr, weight_decay) with gradient-norm clipping at ``grad_clip`` (None: no clipping).
+  The learning rate of each step is :func:`learning_rate` of the global step number (a pure function of it,
+  so a resumed run follows the same schedule): ``warmup_steps`` of linear warm-up from ``lr / warmup_steps``
+  to ``lr``, then ``lr`` (``lr_schedule="constant"``) or a cosine decay to 0 at the last step of the last
+  epoch (``"cosine"``; it needs ``train_batches(epoch)`` to have a ``len``, the same for every epoch).
 * On CUDA with ``config.amp`` the forward passes run under bf16 autocast (no loss scaling is needed for bf16);
   on CPU ``amp`` is ignored: CPU bf16 is slower than fp32 for these small recurrent models.
 * At the end, with ``restore_best`` the model holds the weights of the best epoch (by ``select``/``mode``).
@@ -65,11 +71,13 @@ from tqdm.auto import tqdm
 __all__ = [
     "PROFILES",
     "FitResult",
+    "LR_SCHEDULES",
     "TrainConfig",
     "atomic_torch_save",
     "batch_indices",
     "epoch_generator",
     "fit",
+    "learning_rate",
     "pick_device",
     "resolve_profile",
     "seed_everything",
@@ -157,6 +165,8 @@ class TrainConfig:
         weight_decay: Adam weight decay.
         progress: show tqdm progress bars.
         restore_best: load the best epoch's weights into the model at the end.
+        lr_schedule: "constant" or "cosine" (decay to 0 over the run, after the warm-up).
+        warmup_steps: optimizer steps of linear learning-rate warm-up (0: none).
     """
 
     epochs: int
@@ -168,8 +178,20 @@ class TrainConfig:
     weight_decay: float = 0.0
     progress: bool = True
     restore_best: bool = True
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
 
     def __post_init__(self) -> None:
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(
+                f"lr_schedule: expected one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}"
+            )
+        if (
+            isinstance(self.warmup_steps, bool)
+            or not isinstance(self.warmup_steps, int)
+            or self.warmup_steps < 0
+        ):
+            raise ValueError(f"warmup_steps: expected an int >= 0, got {self.warmup_steps!r}")
         for key in ("epochs", "log_every"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -185,6 +207,32 @@ class TrainConfig:
         for key in ("amp", "progress", "restore_best"):
             if not isinstance(getattr(self, key), bool):
                 raise ValueError(f"{key}: expected True or False, got {getattr(self, key)!r}")
+
+
+#: the learning-rate schedules :class:`TrainConfig` knows
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def learning_rate(config: TrainConfig, step: int, total_steps: int | None) -> float:
+    """The learning rate of optimizer step ``step`` (0-based) of a run of ``total_steps`` steps.
+
+    Linear warm-up over ``config.warmup_steps`` steps (step 0 gets ``lr / warmup_steps``), then ``config.lr``
+    (constant) or ``lr * (1 + cos(pi * f)) / 2`` with f the fraction of the steps after the warm-up done
+    (cosine; ``total_steps`` is required, and the last step's rate is just above 0).
+    """
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise ValueError(f"step: expected an int >= 0, got {step!r}")
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    if config.lr_schedule == "constant":
+        return config.lr
+    if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
+        raise ValueError(
+            f"total_steps: expected a positive int for lr_schedule='cosine', got {total_steps!r}"
+        )
+    decay = max(1, total_steps - config.warmup_steps)
+    done = min(step - config.warmup_steps, decay)
+    return config.lr * 0.5 * (1.0 + math.cos(math.pi * done / decay))
 
 
 def _finite_number(value: object) -> bool:
@@ -266,7 +314,9 @@ def _set_rng_state(state: Mapping[str, Any]) -> None:
 
 #: TrainConfig fields that change what a run computes (progress and log_every only change what it shows;
 #: restore_best only what the model holds at the end): a checkpoint resumes only when these are equal.
-_RESUME_KEYS = ("epochs", "lr", "grad_clip", "amp", "seed", "weight_decay")
+_RESUME_KEYS = ("epochs", "lr", "grad_clip", "amp", "seed", "weight_decay", "lr_schedule", "warmup_steps")
+#: resume keys a checkpoint written before they existed does not hold: compared only when not at the default
+_NEWER_KEYS = {"lr_schedule": "constant", "warmup_steps": 0}
 _START_OVER = "delete it, or start over with fresh=True (--fresh on the command line)"
 _CHECKPOINT_KEYS = (
     "epoch",
@@ -394,7 +444,11 @@ def fit(
     if not isinstance(fresh, bool):
         raise ValueError(f"fresh: expected True or False, got {fresh!r}")
     run_settings = _plain_settings(settings)
-    run_config = {k: v for k, v in asdict(config).items() if k in _RESUME_KEYS}
+    run_config = {
+        k: v
+        for k, v in asdict(config).items()
+        if k in _RESUME_KEYS and not (k in _NEWER_KEYS and v == _NEWER_KEYS[k])
+    }
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("model: expected at least one trainable parameter, got none")
@@ -453,12 +507,24 @@ def fit(
         model.train()
         batches = train_batches(epoch)
         total = len(batches) if hasattr(batches, "__len__") else None  # type: ignore[arg-type]
+        scheduled = config.lr_schedule != "constant" or config.warmup_steps > 0
+        if scheduled and total is None:
+            raise ValueError(
+                f"train_batches: expected a sized collection (with len) for "
+                f"lr_schedule={config.lr_schedule!r} and warmup_steps={config.warmup_steps}, "
+                f"got {type(batches).__name__}"
+            )
+        run_steps = None if total is None else total * config.epochs
         step_bar = tqdm(
             batches, desc=f"epoch {epoch + 1}", total=total, leave=False, disable=not config.progress
         )
         sums: dict[str, Tensor] = {}
         steps = 0
         for batch in step_bar:
+            if scheduled:
+                rate = learning_rate(config, epoch * int(total) + steps, run_steps)
+                for group in optimizer.param_groups:
+                    group["lr"] = rate
             with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
                 loss, metrics = loss_fn(model, batch)
             optimizer.zero_grad(set_to_none=True)
