@@ -248,14 +248,36 @@ def _step(
     return h_new, c_new, mask, weights, attn.permute(2, 3, 0, 1)  # attn (B, H, n, n), as the plain path
 
 
-_COMPILED: list = []
+#: time steps per compiled call of :func:`_steps` (``run_fast(compile=True)``): the per-call overhead of a
+#: compiled function (guards, autograd wrapper: ~0.1 ms forward + backward on a CPU) is paid once per chunk
+#: and inductor fuses across the steps of a chunk; compile time grows with it (cpu size: ~20 s at 1, ~40 s
+#: at 4). Measured in benchmarks/README.md.
+COMPILE_UNROLL = 4
+
+_COMPILED: dict[str, object] = {}
 
 
-def _compiled_step():  # noqa: ANN202 (a compiled callable)
-    """:func:`_step` through ``torch.compile`` (compiled on first use, once per set of shapes)."""
-    if not _COMPILED:
-        _COMPILED.append(torch.compile(_step, dynamic=False))
-    return _COMPILED[0]
+def _steps(
+    h: Tensor,
+    c: Tensor,
+    keys_chunk: tuple[Tensor, ...],
+    feed_chunk: tuple[Tensor, ...],
+    w: FastWeights,
+    cfg: _StepConfig,
+) -> tuple[Tensor, Tensor, tuple[Tensor, ...]]:
+    """A chunk of untraced steps in one call: h, c after the last one and the h of each step."""
+    outs = []
+    for keys_t, feed_t in zip(keys_chunk, feed_chunk, strict=True):
+        h, c, _, _, _ = _step(h, c, keys_t, feed_t, w, cfg)
+        outs.append(h)
+    return h, c, tuple(outs)
+
+
+def _compiled(name: str):  # noqa: ANN202 (a compiled callable)
+    """:func:`_step` or :func:`_steps` through ``torch.compile`` (compiled on first use, per shape set)."""
+    if name not in _COMPILED:
+        _COMPILED[name] = torch.compile(_step if name == "step" else _steps, dynamic=False)
+    return _COMPILED[name]
 
 
 def run_fast(
@@ -265,6 +287,7 @@ def run_fast(
     trace: bool = False,
     fold: bool | None = None,
     compile: bool = False,
+    unroll: int = COMPILE_UNROLL,
 ) -> tuple[Tensor, RIMState, tuple[Tensor, Tensor, Tensor] | None]:
     """The RIM over a whole sequence, fused (see the module docstring). Inputs are not validated here.
 
@@ -275,8 +298,11 @@ def run_fast(
         trace: also return masks (B, T, n), input attention (B, T, n, 1+m), communication attention
             (B, T, H, n, n).
         fold: fold W_v into W_ih (None: when :func:`should_fold` says it pays).
-        compile: step with ``torch.compile(_step)`` (inductor): one compiled graph per step, forward and
-            backward, instead of ~40 ATen calls each. The first call compiles (tens of seconds on a CPU).
+        compile: step with ``torch.compile`` (inductor): one compiled graph per chunk of ``unroll`` steps,
+            forward and backward, instead of ~40 ATen calls per step. The first call compiles (tens of
+            seconds on a CPU). A traced run, and the last ``T % unroll`` steps, go one compiled step at a
+            time.
+        unroll: steps per compiled call (with ``compile``); 1 compiles a single step.
 
     Returns:
         outputs (B, T, n*d_h), the final RIMState, and the trace tensors (or None).
@@ -295,13 +321,21 @@ def run_fast(
     keys, feed = _hoist_inputs(cell, x, fold)
 
     cfg = _StepConfig(n, k, b, m, h_in, d_k_in, heads, d_k, d_v, g_width, lstm, fold, p_in, p_comm, trace)
-    step = _compiled_step() if compile else _step
     h = state.h.transpose(0, 1)  # (n, B, d_h)
     c = state.c.transpose(0, 1) if lstm else h  # (GRU: a placeholder the step ignores)
     outs, masks, in_attn, comm_attn = [], [], [], []
     # unbind (not indexing): its backward stacks the T gradients once, straight into the layout of the hoisted
     # tensor (the folded feed is unbound along its time axis, dim 2, so that needs no permuting copy).
-    for keys_t, feed_t in zip(keys.unbind(0), feed.unbind(2 if fold else 0), strict=True):
+    keys_ts, feed_ts = keys.unbind(0), feed.unbind(2 if fold else 0)
+    if compile and not trace and unroll > 1:
+        whole = t_len - t_len % unroll
+        steps = _compiled("steps")
+        for i in range(0, whole, unroll):
+            h, c, hs = steps(h, c, keys_ts[i : i + unroll], feed_ts[i : i + unroll], w, cfg)
+            outs.extend(hs)
+        keys_ts, feed_ts = keys_ts[whole:], feed_ts[whole:]
+    step = _compiled("step") if compile else _step
+    for keys_t, feed_t in zip(keys_ts, feed_ts, strict=True):
         h, c, mask, weights, attn = step(h, c, keys_t, feed_t, w, cfg)
         outs.append(h)
         if trace:

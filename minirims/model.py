@@ -57,8 +57,9 @@ class RIM(nn.Module):
         fast: step through the sequence with the fused loop of :mod:`minirims.fast` (default), the same
             function as stepping :class:`RIMCell` (``fast=False``, the plain path the course builds) with
             fewer, larger ops. The attribute can be changed at any time; the parameters are the same.
-        compile_step: with ``fast``, run each time step through ``torch.compile`` (off by default: the first
-            forward compiles for tens of seconds; see ``benchmarks/README.md`` for when it pays).
+        compile_step: with ``fast``, run the time loop through ``torch.compile``, in compiled chunks of
+            :data:`minirims.fast.COMPILE_UNROLL` steps (one step at a time when tracing) (off by default:
+            the first forward compiles for tens of seconds; see ``benchmarks/README.md`` for when it pays).
         fold: with ``fast``, fold the value projection into the module cells' input weights: True, False, or
             None (default) to fold when it is the cheaper product (:func:`minirims.fast.should_fold`).
 

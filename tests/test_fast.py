@@ -205,21 +205,31 @@ def test_forcing_the_fold_on_or_off_changes_nothing_but_speed():
 
 
 def test_compiled_step_equals_eager(one_thread):
-    """torch.compile (inductor, CPU) of the fused step: same outputs and gradients as eager (float32)."""
+    """torch.compile (inductor, CPU) of the fused loop: same outputs and gradients as eager (float32).
+
+    Traced, it steps one compiled step at a time; untraced, in compiled chunks of COMPILE_UNROLL steps with
+    the rest (T = 5: one chunk of 4, one step) through the single compiled step.
+    """
+    from minirims.fast import COMPILE_UNROLL
+
+    assert COMPILE_UNROLL == 4
     torch.manual_seed(0)
     rim = RIM(
         4, n_modules=4, k_active=2, d_hidden=6, input_d_k=4, comm_heads=2, comm_d_k=3, comm_d_v=3, dropout=0.0
     )
     x = torch.randn(2, 5, 4)
-    results = []
-    for compiled in (False, True):
-        rim.compile_step = compiled
-        rim.zero_grad(set_to_none=True)
-        out, _, trace = rim(x, trace=True)
-        out.square().sum().backward()
-        results.append((out.detach(), trace.masks, [p.grad.clone() for p in rim.parameters()]))
-    (o1, m1, g1), (o2, m2, g2) = results
-    assert torch.equal(m1, m2)
-    torch.testing.assert_close(o2, o1, atol=1e-5, rtol=1e-4)
-    for a, b in zip(g2, g1, strict=True):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    for trace in (True, False):
+        results = []
+        for compiled in (False, True):
+            rim.compile_step = compiled
+            rim.zero_grad(set_to_none=True)
+            out, state, tr = rim(x, trace=trace)
+            (out.square().sum() + state.c.sum()).backward()
+            masks = tr.masks if trace else None
+            results.append((out.detach(), masks, [p.grad.clone() for p in rim.parameters()]))
+        (o1, m1, g1), (o2, m2, g2) = results
+        if trace:
+            assert torch.equal(m1, m2)
+        torch.testing.assert_close(o2, o1, atol=1e-5, rtol=1e-4)
+        for a, b in zip(g2, g1, strict=True):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
