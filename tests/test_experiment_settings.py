@@ -141,8 +141,15 @@ def test_seeds_are_distinct_non_negative_ints():
 
 
 def test_check_settings_rules_the_kinds_no_profile_uses_and_every_key():
-    rules = {"f": "fraction", "w": "nonneg", "s": "seed", "t": "text", "p": "positive|none"}
-    check_settings({"f": 1.0, "w": 0.0, "s": 0, "t": "x", "p": None}, rules)
+    rules = {
+        "f": "fraction",
+        "w": "nonneg",
+        "s": "seed",
+        "t": "text",
+        "p": "positive|none",
+        "o": ("one_of", ("constant", "cosine")),
+    }
+    check_settings({"f": 1.0, "w": 0.0, "s": 0, "t": "x", "p": None, "o": "cosine"}, rules)
     for key, bad, message in [
         ("f", 0.0, r"f: expected a number in \(0, 1\], got 0.0"),
         ("f", 1.5, r"f: expected a number in \(0, 1\], got 1.5"),
@@ -150,6 +157,7 @@ def test_check_settings_rules_the_kinds_no_profile_uses_and_every_key():
         ("w", -1, r"w: expected a finite number >= 0, got -1"),
         ("s", True, r"s: expected an int >= 0, got True"),
         ("t", 3, r"t: expected a string, got 3"),
+        ("o", "linear", r"o: expected one of constant, cosine, got 'linear'"),
     ]:
         with pytest.raises(ValueError, match=f"^{message}$"):
             check_settings({key: bad}, rules)

@@ -147,3 +147,29 @@ def test_seed_lists_are_shared_and_validated() -> None:
         ValueError, match=r"seeds: expected a count >= 1 or a list of non-negative ints, got \[\]"
     ):
         mr.run("smoke", seeds=[])
+
+
+def test_the_learning_rate_schedule_reaches_the_training_loop(monkeypatch):
+    """lr_schedule / warmup_steps are settings (checked like the others) and become fit's TrainConfig."""
+    from minirims.experiments import mnist_resolution as mr_mod
+
+    with pytest.raises(ValueError, match=r"^lr_schedule: expected one of constant, cosine, got 'step'$"):
+        mr_mod.profile_settings("smoke", lr_schedule="step")
+    with pytest.raises(ValueError, match=r"^warmup_steps: expected an int >= 0, got -1$"):
+        mr_mod.profile_settings("smoke", warmup_steps=-1)
+    seen = []
+
+    def fake_fit(model, batches, loss_fn, evaluate, config, **kwargs):
+        seen.append(config)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(mr_mod, "fit", fake_fit)
+    with pytest.raises(RuntimeError, match="stop here"):
+        mr_mod.run(
+            "smoke",
+            models=["lstm-600"],
+            overrides={"lr_schedule": "cosine", "warmup_steps": 3, "n_train": 64, "n_test": 8},
+            save=False,
+            progress=False,
+        )
+    assert seen[0].lr_schedule == "cosine" and seen[0].warmup_steps == 3

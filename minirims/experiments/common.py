@@ -207,7 +207,7 @@ def settings_key(settings: Mapping[str, Any]) -> str:
 #: * ``"positive"``: a finite number > 0 (a rate, a scale); ``"positive|none"``: the same or None;
 #:   ``"nonneg"``: a finite number >= 0 (a weight decay); ``"fraction"``: a number in (0, 1];
 #:   ``"prob"``: a number in [0, 1) (a dropout rate);
-#: * ``"bool"``: True or False; ``"text"``: a string;
+#: * ``"bool"``: True or False; ``"text"``: a string; ``("one_of", choices)``: one of a tuple of values;
 #: * ``("list", rule, distinct)``: a non-empty list or tuple whose items follow ``rule`` (distinct if asked);
 #: * ``("names", allowed[, description])``: a non-empty list of distinct names, each in ``allowed`` (a tuple
 #:   of names, or a regular expression the whole name must match, then best given with a description);
@@ -259,6 +259,8 @@ def _rule_fails(rule: Rule, value: Any, settings: Mapping[str, Any]) -> str | No
         return None if isinstance(value, bool) else "True or False"
     if kind == "text":
         return None if isinstance(value, str) else "a string"
+    if kind == "one_of":
+        return None if value in args[0] else f"one of {', '.join(map(str, args[0]))}"
     if kind == "list":
         inner, distinct = args
         if not isinstance(value, (list, tuple)) or not value:

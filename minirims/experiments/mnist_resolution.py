@@ -46,7 +46,7 @@ from minirims.experiments.common import (
     traced_masks,
 )
 from minirims.experiments.data.mnist import SPLIT_SIZES, load_mnist, pixel_sequences
-from minirims.experiments.train import TrainConfig, batch_indices, fit, pick_device
+from minirims.experiments.train import LR_SCHEDULES, TrainConfig, batch_indices, fit, pick_device
 from minirims.experiments.transformer import CausalTransformer
 from minirims.model import RIM, LSTMBaseline
 
@@ -93,6 +93,8 @@ _FULL: dict[str, Any] = {
     "eval_batch_size": 500,
     "lr": 7e-4,
     "lr_by_model": {},
+    "lr_schedule": "constant",
+    "warmup_steps": 0,
     "grad_clip": 1.0,
     "d_emb": 16,
     "rim_hidden": 100,
@@ -179,6 +181,8 @@ SETTINGS_RULES: dict[str, Any] = {
     "eval_batch_size": "count",
     "lr": "positive",
     "lr_by_model": ("by_name", MODEL_NAMES, "positive"),
+    "lr_schedule": ("one_of", LR_SCHEDULES),
+    "warmup_steps": "count0",
     "grad_clip": "positive|none",
     "d_emb": "count",
     "rim_hidden": "count",
@@ -406,6 +410,8 @@ def run(
                 grad_clip=None if settings["grad_clip"] is None else float(settings["grad_clip"]),
                 seed=seed,
                 progress=progress,
+                lr_schedule=str(settings["lr_schedule"]),
+                warmup_steps=int(settings["warmup_steps"]),
             )
             result = fit(
                 model,
