@@ -211,7 +211,7 @@ def _step(
     read_w = (F.dropout(weights, cfg.p_in, True) if cfg.p_in > 0 else weights)[..., 1:]  # (n, B, H_in, m)
     if cfg.fold:  # gates = sum over slots and heads of weight * x (W_v W_ih)
         if m * h_in == 1:
-            gi = torch.addcmul(w.b_ih, read_w.reshape(n, b, 1), feed_t[0, :, 0])
+            gi = torch.addcmul(w.b_ih, read_w.reshape(n, b, 1), feed_t.view(n, b, g_width))
         else:
             gi = torch.einsum("nbhm,hnmbg->nbg", read_w, feed_t) + w.b_ih
     else:
