@@ -17,7 +17,7 @@ exact algebra, and the tests check it against the plain path (float64, 1e-6) and
    otherwise the values are hoisted and the read is multiplied per step as in the plain path. The hoisted
    product is laid out module-major over time, (H*n, T*m*B, G), by one batched matmul, so that every step's
    slice is a view and neither direction permutes the (T*B*n*G-float) tensor: at the cpu size that layout
-   alone took ~14% off a compiled training step (two 38 MB permuting copies forward, one backward).
+   alone took ~8% off a compiled training step (a profile; two 38 MB permuting copies forward, one backward).
 3. **One matmul per weight that reads the same vector.** Everything that reads h -- the recurrent weights
    ``W_hh`` and the input attention's query ``W_q`` -- is one batched matmul; the communication's q, k and v
    are one; its f and g are one.
