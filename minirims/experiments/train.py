@@ -59,7 +59,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -316,7 +316,7 @@ def _set_rng_state(state: Mapping[str, Any]) -> None:
 #: restore_best only what the model holds at the end): a checkpoint resumes only when these are equal.
 _RESUME_KEYS = ("epochs", "lr", "grad_clip", "amp", "seed", "weight_decay", "lr_schedule", "warmup_steps")
 #: resume keys a checkpoint written before they existed does not hold: compared only when not at the default
-_NEWER_KEYS = {"lr_schedule": "constant", "warmup_steps": 0}
+_NEWER_KEYS = {f.name: f.default for f in fields(TrainConfig) if f.name in ("lr_schedule", "warmup_steps")}
 _START_OVER = "delete it, or start over with fresh=True (--fresh on the command line)"
 _CHECKPOINT_KEYS = (
     "epoch",
@@ -502,12 +502,12 @@ def fit(
         disable=not config.progress,
         leave=True,
     )
+    scheduled = config.lr_schedule != "constant" or config.warmup_steps > 0
     for epoch in epoch_bar:
         t0 = time.perf_counter()
         model.train()
         batches = train_batches(epoch)
         total = len(batches) if hasattr(batches, "__len__") else None  # type: ignore[arg-type]
-        scheduled = config.lr_schedule != "constant" or config.warmup_steps > 0
         if scheduled and total is None:
             raise ValueError(
                 f"train_batches: expected a sized collection (with len) for "
@@ -522,7 +522,7 @@ def fit(
         steps = 0
         for batch in step_bar:
             if scheduled:
-                rate = learning_rate(config, epoch * int(total) + steps, run_steps)
+                rate = learning_rate(config, epoch * total + steps, run_steps)
                 for group in optimizer.param_groups:
                     group["lr"] = rate
             with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
