@@ -45,6 +45,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from minirims.cell import RIMCell, RIMState
+from minirims.experiments.common import provenance
 from minirims.group import GroupLSTMCell
 from minirims.model import RIM
 from minirims.naive import LoopRIMCell
@@ -475,6 +476,7 @@ def run_benchmark(
     for r in results:
         for ref in REFERENCES:
             r[f"time_vs_{ref}"] = r["ms_per_step"] / by_impl[ref]["ms_per_step"] if ref in by_impl else None
+    code = provenance(device)
     return {
         "settings": {
             **asdict(config),
@@ -488,6 +490,9 @@ def run_benchmark(
             "timing": "interleaved rounds, median per contender",
         },
         "environment": {
+            # the code that was timed: the checkout's commit, and whether it had uncommitted edits
+            "git_commit": code["git_commit"],
+            "git_dirty": code["git_dirty"],
             "device_name": _device_name(device),
             "torch": torch.__version__,
             "python": platform.python_version(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -39,6 +40,10 @@ def test_tiny_benchmark_reports_every_contender():
     assert report["settings"]["batch"] == 2 and report["settings"]["steps"] == 3
     assert report["settings"]["iters"] == 2 and report["settings"]["threads"] == 1
     assert report["environment"]["torch"] == torch.__version__
+    # the record names the code it timed (None only outside a git checkout)
+    commit = report["environment"]["git_commit"]
+    assert commit is None or re.fullmatch(r"[0-9a-f]{40}", commit)
+    assert report["environment"]["git_dirty"] in (True, False, None)
     rows = {r["impl"]: r for r in report["results"]}
     assert list(rows) == EAGER
     for row in rows.values():

@@ -1,0 +1,79 @@
+"""Scratch MNIST probe: train one model for N steps with the cpu profile + overrides; log val acc and s/step."""
+import argparse, json, math, sys, time
+import torch, torch.nn.functional as F
+from minirims.experiments import mnist_resolution as mr
+from minirims.experiments.train import batch_indices
+
+p = argparse.ArgumentParser()
+p.add_argument("--model", default="rim-6-4")
+p.add_argument("--steps", type=int, default=800)
+p.add_argument("--total", type=int, default=None, help="schedule length (default steps)")
+p.add_argument("--set", nargs="*", default=[])
+p.add_argument("--seed", type=int, default=0)
+p.add_argument("--eval-every", type=int, default=200)
+p.add_argument("--out", default=None)
+p.add_argument("--time-only", type=int, default=0)
+p.add_argument("--learned-init", type=float, default=None)
+a = p.parse_args()
+ov = {}
+for kv in a.set:
+    k, v = kv.split("=")
+    ov[k] = json.loads(v)
+s = mr.profile_settings("cpu", **ov)
+torch.manual_seed(a.seed)
+model = mr.make_model(a.model, s)
+if a.learned_init is not None:
+    core = model.core
+    if hasattr(core, "cell"):
+        shape = (core.n_modules, core.d_hidden)
+    else:
+        shape = (core.d_hidden,)
+    core.h0 = torch.nn.Parameter(a.learned_init * torch.randn(*shape))
+    core.c0 = torch.nn.Parameter(a.learned_init * torch.randn(*shape))
+    if hasattr(core, "cell"):
+        from minirims.cell import RIMState
+        core.initial_state = lambda b, device=None, dtype=None: RIMState(core.h0.unsqueeze(0).repeat(b, 1, 1), core.c0.unsqueeze(0).repeat(b, 1, 1))
+    else:
+        f0 = core.forward
+        core.forward = lambda x, state=None, trace=False: f0(x, (core.h0.unsqueeze(0).repeat(x.shape[0], 1), core.c0.unsqueeze(0).repeat(x.shape[0], 1)) if state is None else state, trace)
+nparam = sum(p.numel() for p in model.parameters())
+xtr, ytr = mr._load_split("train", s["n_train"], 14)
+xva, yva = mr._load_split("valid", 1000, 14)
+opt = torch.optim.Adam(model.parameters(), lr=s["lr"])
+total = a.total or a.steps
+warm = s["warmup_steps"]; peak = s["lr"]
+def lr_at(t):
+    if t < warm: return peak * (t + 1) / warm
+    return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, (t - warm) / max(1, total - warm))))
+bs = s["batch_size"]
+idx = []
+ep = 0
+log = {"model": a.model, "overrides": ov, "params": nparam, "evals": []}
+print(a.model, ov, "params", nparam, flush=True)
+t0 = time.perf_counter(); tl = t0; losses = []
+for t in range(a.steps):
+    if not idx:
+        idx = list(batch_indices(len(ytr), bs, a.seed, ep)); ep += 1
+    i = idx.pop(0)
+    for g in opt.param_groups: g["lr"] = lr_at(t)
+    logits = model(xtr[i]); loss = F.cross_entropy(logits, ytr[i])
+    opt.zero_grad(set_to_none=True); loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), s["grad_clip"]); opt.step()
+    losses.append(loss.item())
+    if a.time_only and t + 1 == 3: t3 = time.perf_counter()
+    if a.time_only and t + 1 == a.time_only:
+        dt = (time.perf_counter() - t3) / (a.time_only - 3)
+        print(f"TIME {a.model} {ov} {dt*1000:.0f} ms/step", flush=True); sys.exit(0)
+    if (t + 1) % a.eval_every == 0 or t + 1 == a.steps:
+        va = mr.evaluate_accuracy(model, xva, yva, 500)
+        now = time.perf_counter()
+        e = {"step": t + 1, "val": round(100 * va, 1), "ce": round(sum(losses[-100:]) / len(losses[-100:]), 3),
+             "s_per_step": round((now - tl) / a.eval_every, 3), "elapsed": round(now - t0)}
+        tl = now
+        log["evals"].append(e); print(e, flush=True)
+res = {}
+for size in (16, 19, 24):
+    x, y = mr._load_split("test", 1000, size)
+    res[size] = round(100 * mr.evaluate_accuracy(model, x, y, 500), 1)
+log["test"] = res; print("TEST", res, flush=True)
+if a.out: json.dump(log, open(a.out, "w"), indent=1)
