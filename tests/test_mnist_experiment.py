@@ -173,3 +173,20 @@ def test_the_learning_rate_schedule_reaches_the_training_loop(monkeypatch):
             progress=False,
         )
     assert seen[0].lr_schedule == "cosine" and seen[0].warmup_steps == 3
+
+
+def test_plot_accuracy_draws_every_model_and_chance() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    record = json.loads((Path(__file__).parents[1] / "results" / "mnist_resolution_cpu.json").read_text())
+    fig = mr.plot_accuracy(record, paper=False)
+    ax = fig.axes[0]
+    labels = ax.get_legend_handles_labels()[1]
+    assert set(record["metrics"]) <= set(labels)
+    assert "chance (10%)" in labels
+    chance = [ln for ln in ax.get_lines() if ln.get_label() == "chance (10%)"]
+    assert len(chance) == 1 and set(chance[0].get_ydata()) == {10.0}
+    plt.close(fig)

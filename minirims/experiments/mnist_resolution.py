@@ -492,7 +492,8 @@ def plot_accuracy(
 ) -> Any:
     """Test accuracy (%) against resolution, one line per model (error bars: std over seeds).
 
-    With ``paper`` the paper's Table 1 is drawn dashed in the same colour. Returns the Figure.
+    With ``paper`` the paper's Table 1 is drawn dashed in the same colour; chance (10%) is drawn as a line.
+    Returns the Figure.
     """
     import matplotlib.pyplot as plt
 
@@ -515,6 +516,8 @@ def plot_accuracy(
                 label=f"{name} (paper)",
             )
     ax.axvline(int(record["settings"]["train_size"]), color="grey", lw=0.8, ls=":")
+    # the trivial predictor: a model below this line has learned nothing (10 classes)
+    ax.axhline(100 / 10, color="black", lw=0.8, ls="-.", label="chance (10%)")
     ax.set_xticks(sizes, [f"{s}x{s}" for s in sizes])
     ax.set_xlabel("test resolution (trained on 14x14)")
     ax.set_ylabel("test accuracy (%)")
