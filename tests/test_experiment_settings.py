@@ -288,3 +288,22 @@ def test_grad_clip_none_means_no_clipping_and_runs(tmp_path, one_thread):
         "smoke", models=["lstm"], overrides={**COPY_TINY, "grad_clip": None}, save=False, runs_dir=tmp_path
     )
     assert record["settings"]["grad_clip"] is None and len(record["curves"]["lstm"]["0"]) == 1
+
+
+def test_describe_record_names_training_time_of_a_resumed_record() -> None:
+    base = {"profile": "cpu", "provenance": {"device": "cpu", "threads": 1}, "seeds": [0, 1, 2]}
+    # trained in this run: the wall time is the whole story
+    fresh = {**base, "wall_time": 900.0, "metrics": {"rim": {"train_seconds": 850.0}}}
+    assert common.describe_record(fresh) == "cpu profile, CPU (1 thread), 3 seeds, 15.0 min"
+    # resumed from finished checkpoints: the run only tested, the training happened before
+    resumed = {
+        **base,
+        "wall_time": 97.0,
+        "metrics": {"rim": {"train_seconds": 5072.0}, "lstm": {"train_seconds": 3148.0}},
+    }
+    assert (
+        common.describe_record(resumed)
+        == "cpu profile, CPU (1 thread), 3 seeds, 137.0 min of training, this run 97 s"
+    )
+    gpu = {**base, "provenance": {"device": "cuda", "device_name": "H100"}, "wall_time": 30.0}
+    assert common.describe_record(gpu) == "cpu profile, GPU (H100), 3 seeds, 30 s"

@@ -523,21 +523,40 @@ def load_reference_results(
 
 
 def describe_record(record: Mapping[str, Any]) -> str:
-    """A one-line label, e.g. ``"cpu profile, CPU (x86_64, 2 threads), 1 seed, 812 s"``."""
+    """A one-line label, e.g. ``"cpu profile, CPU (2 threads), 1 seed, 13.5 min"``.
+
+    A record whose models trained in earlier runs (resumed from checkpoints, so ``wall_time`` is only the
+    run that tested them) is labelled with both: ``"..., 3 seeds, 136.7 min of training, this run 97 s"``,
+    the training time summed over models and seeds from ``metrics[name]["train_seconds"]``.
+    """
     prov = record.get("provenance", {})
     dev = prov.get("device", "?")
+    threads = prov.get("threads", "?")
     where = (
-        f"GPU ({prov.get('device_name')})" if dev == "cuda" else f"CPU ({prov.get('threads', '?')} threads)"
+        f"GPU ({prov.get('device_name')})"
+        if dev == "cuda"
+        else f"CPU ({threads} thread{'' if threads == 1 else 's'})"
     )
     seeds = record.get("seeds", [])
     wall = record.get("wall_time")
+    trained = [
+        float(m["train_seconds"])
+        for m in record.get("metrics", {}).values()
+        if isinstance(m, Mapping) and isinstance(m.get("train_seconds"), (int, float))
+    ]
     parts = [
         f"{record.get('profile', '?')} profile",
         where,
         f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}",
     ]
-    if wall is not None:
-        parts.append(f"{wall / 60:.1f} min" if wall >= 120 else f"{wall:.0f} s")
+
+    def minutes(seconds: float) -> str:
+        return f"{seconds / 60:.1f} min" if seconds >= 120 else f"{seconds:.0f} s"
+
+    if wall is not None and trained and sum(trained) > 1.05 * wall:
+        parts.append(f"{minutes(sum(trained))} of training, this run {minutes(wall)}")
+    elif wall is not None:
+        parts.append(minutes(wall))
     return ", ".join(parts)
 
 
