@@ -1,6 +1,24 @@
-"""Scratch MNIST probe: train one model for N steps with the cpu profile + overrides; log val acc and s/step."""
-import argparse, json, math, sys, time
-import torch, torch.nn.functional as F
+"""The MNIST probe behind `../mnist_probes.md` (second round): train one model for N steps, log accuracy.
+
+The `cpu` profile with ``--set key=value`` overrides (values as JSON); a linear warm-up over the profile's
+``warmup_steps`` to its ``lr``, then a cosine decay to 0 at ``--total`` (default ``--steps``); Adam with the
+profile's gradient clipping. Validation on the first 1,000 validation digits every ``--eval-every`` steps; at
+the end 1,000 test digits at 16/19/24. ``--learned-init S`` gives the core a learned initial state (h0, c0),
+initialised N(0, S^2). ``--time-only N`` prints the mean time of steps 4..N and stops. Run from the repository
+root, e.g. ``OMP_NUM_THREADS=1 python results/sweeps/mnist_probes_2026-12-05/probe.py --model rim-6-4
+--steps 1600 --eval-every 400 --set batch_size=32 --out p2.json``.
+"""
+
+import argparse
+import json
+import math
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+from minirims.cell import RIMState
 from minirims.experiments import mnist_resolution as mr
 from minirims.experiments.train import batch_indices
 
@@ -24,56 +42,83 @@ torch.manual_seed(a.seed)
 model = mr.make_model(a.model, s)
 if a.learned_init is not None:
     core = model.core
-    if hasattr(core, "cell"):
-        shape = (core.n_modules, core.d_hidden)
-    else:
-        shape = (core.d_hidden,)
+    rim = hasattr(core, "cell")
+    shape = (core.n_modules, core.d_hidden) if rim else (core.d_hidden,)
     core.h0 = torch.nn.Parameter(a.learned_init * torch.randn(*shape))
     core.c0 = torch.nn.Parameter(a.learned_init * torch.randn(*shape))
-    if hasattr(core, "cell"):
-        from minirims.cell import RIMState
-        core.initial_state = lambda b, device=None, dtype=None: RIMState(core.h0.unsqueeze(0).repeat(b, 1, 1), core.c0.unsqueeze(0).repeat(b, 1, 1))
+
+    def tiled(b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        reps = (b, 1, 1) if rim else (b, 1)
+        return core.h0.unsqueeze(0).repeat(*reps), core.c0.unsqueeze(0).repeat(*reps)
+
+    if rim:
+        core.initial_state = lambda b, device=None, dtype=None: RIMState(*tiled(b))
     else:
-        f0 = core.forward
-        core.forward = lambda x, state=None, trace=False: f0(x, (core.h0.unsqueeze(0).repeat(x.shape[0], 1), core.c0.unsqueeze(0).repeat(x.shape[0], 1)) if state is None else state, trace)
+        plain_forward = core.forward
+        core.forward = lambda x, state=None, trace=False: plain_forward(
+            x, tiled(x.shape[0]) if state is None else state, trace
+        )
 nparam = sum(p.numel() for p in model.parameters())
 xtr, ytr = mr._load_split("train", s["n_train"], 14)
 xva, yva = mr._load_split("valid", 1000, 14)
 opt = torch.optim.Adam(model.parameters(), lr=s["lr"])
 total = a.total or a.steps
-warm = s["warmup_steps"]; peak = s["lr"]
-def lr_at(t):
-    if t < warm: return peak * (t + 1) / warm
+warm, peak = s["warmup_steps"], s["lr"]
+
+
+def lr_at(t: int) -> float:
+    if t < warm:
+        return peak * (t + 1) / warm
     return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, (t - warm) / max(1, total - warm))))
+
+
 bs = s["batch_size"]
-idx = []
+idx: list[torch.Tensor] = []
 ep = 0
 log = {"model": a.model, "overrides": ov, "params": nparam, "evals": []}
 print(a.model, ov, "params", nparam, flush=True)
-t0 = time.perf_counter(); tl = t0; losses = []
+t0 = tl = time.perf_counter()
+losses: list[float] = []
 for t in range(a.steps):
     if not idx:
-        idx = list(batch_indices(len(ytr), bs, a.seed, ep)); ep += 1
+        idx = list(batch_indices(len(ytr), bs, a.seed, ep))
+        ep += 1
     i = idx.pop(0)
-    for g in opt.param_groups: g["lr"] = lr_at(t)
-    logits = model(xtr[i]); loss = F.cross_entropy(logits, ytr[i])
-    opt.zero_grad(set_to_none=True); loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), s["grad_clip"]); opt.step()
+    for g in opt.param_groups:
+        g["lr"] = lr_at(t)
+    logits = model(xtr[i])
+    loss = F.cross_entropy(logits, ytr[i])
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), s["grad_clip"])
+    opt.step()
     losses.append(loss.item())
-    if a.time_only and t + 1 == 3: t3 = time.perf_counter()
+    if a.time_only and t + 1 == 3:
+        t3 = time.perf_counter()
     if a.time_only and t + 1 == a.time_only:
         dt = (time.perf_counter() - t3) / (a.time_only - 3)
-        print(f"TIME {a.model} {ov} {dt*1000:.0f} ms/step", flush=True); sys.exit(0)
+        print(f"TIME {a.model} {ov} {dt * 1000:.0f} ms/step", flush=True)
+        sys.exit(0)
     if (t + 1) % a.eval_every == 0 or t + 1 == a.steps:
         va = mr.evaluate_accuracy(model, xva, yva, 500)
         now = time.perf_counter()
-        e = {"step": t + 1, "val": round(100 * va, 1), "ce": round(sum(losses[-100:]) / len(losses[-100:]), 3),
-             "s_per_step": round((now - tl) / a.eval_every, 3), "elapsed": round(now - t0)}
+        recent = losses[-100:]
+        e = {
+            "step": t + 1,
+            "val": round(100 * va, 1),
+            "ce": round(sum(recent) / len(recent), 3),
+            "s_per_step": round((now - tl) / a.eval_every, 3),
+            "elapsed": round(now - t0),
+        }
         tl = now
-        log["evals"].append(e); print(e, flush=True)
+        log["evals"].append(e)
+        print(e, flush=True)
 res = {}
 for size in (16, 19, 24):
     x, y = mr._load_split("test", 1000, size)
     res[size] = round(100 * mr.evaluate_accuracy(model, x, y, 500), 1)
-log["test"] = res; print("TEST", res, flush=True)
-if a.out: json.dump(log, open(a.out, "w"), indent=1)
+log["test"] = res
+print("TEST", res, flush=True)
+if a.out:
+    with open(a.out, "w") as f:
+        json.dump(log, f, indent=1)
