@@ -170,7 +170,13 @@ def test_autocast_inputs_are_accepted_and_others_named(name):
     x = torch.randn(*shape)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out, _, _ = model(x.bfloat16())
-        model(x)  # the parameters' dtype is still fine
+        try:
+            model(x)  # the parameters' dtype is still fine: no ValueError from the boundary
+        except RuntimeError as err:
+            # nn.LSTM's own oneDNN kernel for a float32 input under CPU bf16 autocast is missing on some CPUs
+            # (seen on an AMD EPYC without AVX-512): the boundary accepted x, torch could not run it there.
+            if "primitive descriptor" not in str(err):
+                raise
         with pytest.raises(
             ValueError,
             match=r"^x: expected dtype torch.float32 \(the model's parameters\) "
