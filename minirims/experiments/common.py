@@ -539,11 +539,11 @@ def describe_record(record: Mapping[str, Any]) -> str:
     )
     seeds = record.get("seeds", [])
     wall = record.get("wall_time")
-    trained = [
+    trained = sum(
         float(m["train_seconds"])
         for m in record.get("metrics", {}).values()
         if isinstance(m, Mapping) and isinstance(m.get("train_seconds"), (int, float))
-    ]
+    )
     parts = [
         f"{record.get('profile', '?')} profile",
         where,
@@ -553,8 +553,8 @@ def describe_record(record: Mapping[str, Any]) -> str:
     def minutes(seconds: float) -> str:
         return f"{seconds / 60:.1f} min" if seconds >= 120 else f"{seconds:.0f} s"
 
-    if wall is not None and trained and sum(trained) > 1.05 * wall:
-        parts.append(f"{minutes(sum(trained))} of training, this run {minutes(wall)}")
+    if wall is not None and trained > 1.05 * wall:
+        parts.append(f"{minutes(trained)} of training, this run {minutes(wall)}")
     elif wall is not None:
         parts.append(minutes(wall))
     return ", ".join(parts)

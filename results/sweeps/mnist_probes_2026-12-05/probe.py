@@ -11,7 +11,6 @@ root, e.g. ``OMP_NUM_THREADS=1 python results/sweeps/mnist_probes_2026-12-05/pro
 
 import argparse
 import json
-import math
 import sys
 import time
 
@@ -20,7 +19,7 @@ import torch.nn.functional as F
 
 from minirims.cell import RIMState
 from minirims.experiments import mnist_resolution as mr
-from minirims.experiments.train import batch_indices
+from minirims.experiments.train import TrainConfig, batch_indices, learning_rate
 
 p = argparse.ArgumentParser()
 p.add_argument("--model", default="rim-6-4")
@@ -63,15 +62,7 @@ xtr, ytr = mr._load_split("train", s["n_train"], 14)
 xva, yva = mr._load_split("valid", 1000, 14)
 opt = torch.optim.Adam(model.parameters(), lr=s["lr"])
 total = a.total or a.steps
-warm, peak = s["warmup_steps"], s["lr"]
-
-
-def lr_at(t: int) -> float:
-    if t < warm:
-        return peak * (t + 1) / warm
-    return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, (t - warm) / max(1, total - warm))))
-
-
+schedule = TrainConfig(epochs=1, lr=s["lr"], lr_schedule="cosine", warmup_steps=s["warmup_steps"])
 bs = s["batch_size"]
 idx: list[torch.Tensor] = []
 ep = 0
@@ -85,7 +76,7 @@ for t in range(a.steps):
         ep += 1
     i = idx.pop(0)
     for g in opt.param_groups:
-        g["lr"] = lr_at(t)
+        g["lr"] = learning_rate(schedule, t, total)
     logits = model(xtr[i])
     loss = F.cross_entropy(logits, ytr[i])
     opt.zero_grad(set_to_none=True)
