@@ -93,6 +93,30 @@ def test_tiny_run_writes_a_record_with_every_delay(tmp_path, one_thread):
     assert again["metrics"]["rim"]["acc"] == record["metrics"]["rim"]["acc"]
 
 
+def test_the_learning_rate_schedule_reaches_the_training_loop(monkeypatch):
+    """lr_schedule / warmup_steps are settings (checked like the others) and become fit's TrainConfig."""
+    with pytest.raises(ValueError, match=r"^lr_schedule: expected one of constant, cosine, got 'step'$"):
+        cp.profile_settings("smoke", lr_schedule="step")
+    with pytest.raises(ValueError, match=r"^warmup_steps: expected an int >= 0, got 1.5$"):
+        cp.profile_settings("smoke", warmup_steps=1.5)
+    seen = []
+
+    def fake_fit(model, batches, loss_fn, evaluate, config, **kwargs):
+        seen.append(config)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(cp, "fit", fake_fit)
+    with pytest.raises(RuntimeError, match="stop here"):
+        cp.run(
+            "smoke",
+            models=["lstm"],
+            overrides={"lr_schedule": "cosine", "warmup_steps": 3},
+            save=False,
+            progress=False,
+        )
+    assert seen[0].lr_schedule == "cosine" and seen[0].warmup_steps == 3
+
+
 def test_training_lowers_the_copy_loss(one_thread):
     torch.manual_seed(0)
     settings = cp.profile_settings("smoke")
