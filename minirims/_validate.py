@@ -126,14 +126,23 @@ def check_batch(name: str, x: Tensor) -> Tensor:
     return x
 
 
+def _capturing(t: Tensor) -> bool:
+    """Whether ``t`` lives on a CUDA device whose current stream is capturing a CUDA graph."""
+    return t.is_cuda and torch.cuda.is_current_stream_capturing()
+
+
 def check_finite(*named: tuple[str, Tensor | None]) -> None:
     """Raise unless every given tensor holds only finite values; one host sync for all of them.
+
+    While a CUDA graph is being captured (the GPU check captures a whole training step) a host sync is not
+    allowed and would abort the capture, so nothing is checked then: the same call was checked when it ran
+    eagerly before the capture (a capture is always preceded by warm-up runs).
 
     Args:
         named: ``(name, tensor)`` pairs; a None tensor is skipped.
     """
     tensors = [(n, t) for n, t in named if t is not None]
-    if not tensors:
+    if not tensors or _capturing(tensors[0][1]):
         return
     ok = torch.isfinite(tensors[0][1]).all()
     for _, t in tensors[1:]:

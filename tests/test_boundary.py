@@ -213,6 +213,20 @@ def test_check_finite_names_the_tensor_and_skips_none():
         check_finite(("a", torch.zeros(2)), ("b", torch.tensor([0.0, float("nan"), float("inf")])))
 
 
+def test_check_finite_does_not_sync_while_a_cuda_graph_is_captured(monkeypatch):
+    """A host sync inside a CUDA-graph capture would abort it (the GPU check captures a training step)."""
+    import minirims._validate as validate
+
+    bad = torch.tensor([float("nan")])
+    assert validate._capturing(bad) is False  # a CPU tensor is never captured
+    monkeypatch.setattr(validate, "_capturing", lambda t: True)
+    monkeypatch.setattr(torch, "isfinite", lambda t: pytest.fail("synced while capturing"))
+    validate.check_finite(("x", bad))  # skipped: checked when the same call ran before the capture
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match=r"^x: expected finite values"):
+        validate.check_finite(("x", bad))
+
+
 @pytest.mark.parametrize("fast", [True, False])
 def test_finiteness_is_checked_once_per_call_not_per_step(fast, monkeypatch):
     model = make_rim(fast)
