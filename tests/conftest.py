@@ -40,3 +40,23 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def fit_configs(monkeypatch: pytest.MonkeyPatch):
+    """Patch an experiment module's ``fit`` to record its TrainConfig, then stop the run ("stop here").
+
+    Usage: ``seen = fit_configs(module)``; after ``module.run(...)`` raised, ``seen[0]`` is the first config.
+    """
+
+    def patch(module: object) -> list:
+        seen: list = []
+
+        def fake_fit(model, batches, loss_fn, evaluate, config, **kwargs):  # noqa: ANN001, ANN202
+            seen.append(config)
+            raise RuntimeError("stop here")
+
+        monkeypatch.setattr(module, "fit", fake_fit)
+        return seen
+
+    return patch

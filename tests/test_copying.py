@@ -93,19 +93,13 @@ def test_tiny_run_writes_a_record_with_every_delay(tmp_path, one_thread):
     assert again["metrics"]["rim"]["acc"] == record["metrics"]["rim"]["acc"]
 
 
-def test_the_learning_rate_schedule_reaches_the_training_loop(monkeypatch):
+def test_the_learning_rate_schedule_reaches_the_training_loop(fit_configs):
     """lr_schedule / warmup_steps are settings (checked like the others) and become fit's TrainConfig."""
     with pytest.raises(ValueError, match=r"^lr_schedule: expected one of constant, cosine, got 'step'$"):
         cp.profile_settings("smoke", lr_schedule="step")
     with pytest.raises(ValueError, match=r"^warmup_steps: expected an int >= 0, got 1.5$"):
         cp.profile_settings("smoke", warmup_steps=1.5)
-    seen = []
-
-    def fake_fit(model, batches, loss_fn, evaluate, config, **kwargs):
-        seen.append(config)
-        raise RuntimeError("stop here")
-
-    monkeypatch.setattr(cp, "fit", fake_fit)
+    seen = fit_configs(cp)
     with pytest.raises(RuntimeError, match="stop here"):
         cp.run(
             "smoke",

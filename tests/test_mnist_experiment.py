@@ -149,7 +149,7 @@ def test_seed_lists_are_shared_and_validated() -> None:
         mr.run("smoke", seeds=[])
 
 
-def test_the_learning_rate_schedule_reaches_the_training_loop(monkeypatch):
+def test_the_learning_rate_schedule_reaches_the_training_loop(fit_configs):
     """lr_schedule / warmup_steps are settings (checked like the others) and become fit's TrainConfig."""
     from minirims.experiments import mnist_resolution as mr_mod
 
@@ -157,13 +157,7 @@ def test_the_learning_rate_schedule_reaches_the_training_loop(monkeypatch):
         mr_mod.profile_settings("smoke", lr_schedule="step")
     with pytest.raises(ValueError, match=r"^warmup_steps: expected an int >= 0, got -1$"):
         mr_mod.profile_settings("smoke", warmup_steps=-1)
-    seen = []
-
-    def fake_fit(model, batches, loss_fn, evaluate, config, **kwargs):
-        seen.append(config)
-        raise RuntimeError("stop here")
-
-    monkeypatch.setattr(mr_mod, "fit", fake_fit)
+    seen = fit_configs(mr_mod)
     with pytest.raises(RuntimeError, match="stop here"):
         mr_mod.run(
             "smoke",
