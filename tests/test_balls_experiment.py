@@ -187,6 +187,18 @@ def test_settings_overrides_and_validation() -> None:
         bb.run("smoke", seeds=0, save=False)
 
 
+def test_the_learning_rate_schedule_reaches_the_training_loop(fit_configs) -> None:
+    """lr_schedule / warmup_steps are settings (checked like the others) and become fit's TrainConfig."""
+    with pytest.raises(ValueError, match=r"^lr_schedule: expected one of constant, cosine, got 'step'$"):
+        bb.get_settings("smoke", lr_schedule="step")
+    with pytest.raises(ValueError, match=r"^warmup_steps: expected an int >= 0, got -1$"):
+        bb.get_settings("smoke", warmup_steps=-1)
+    seen = fit_configs(bb)
+    with pytest.raises(RuntimeError, match="stop here"):
+        bb.run("smoke", models=["lstm-256"], save=False, progress=False, lr_schedule="cosine", warmup_steps=3)
+    assert seen[0].lr_schedule == "cosine" and seen[0].warmup_steps == 3
+
+
 def test_profile_comes_from_the_environment(smoke_profile) -> None:
     assert bb.get_settings().profile == "smoke"
 

@@ -69,6 +69,7 @@ from minirims.experiments.common import (
 )
 from minirims.experiments.data.balls import SETS, Balls, BallsTensors, bounces, make_sets
 from minirims.experiments.train import (
+    LR_SCHEDULES,
     FitResult,
     TrainConfig,
     batch_indices,
@@ -155,6 +156,8 @@ class BallsSettings:
     train_given: int  # true frames read in training before the model rolls out the rest (n_frames - 1: pure
     #                   teacher forcing)
     feedback_grad: bool = True  # backprop through the fed-back predictions in training
+    lr_schedule: str = "constant"  # or "cosine": linear warm-up, then cosine decay to 0 (TrainConfig)
+    warmup_steps: int = 0  # linear warm-up steps of the learning rate
     compile: bool = False  # run the RIM's step through torch.compile
     bce_unit: str = "BCE of a frame summed over its pixels, averaged over test videos"
     models: tuple[str, ...] = field(default=MODELS)
@@ -258,6 +261,8 @@ SETTINGS_RULES: dict[str, Any] = {
     "eval_batch_size": "count",
     "train_given": "count",  # and at most n_frames - 1 (checked in get_settings)
     "feedback_grad": "bool",
+    "lr_schedule": ("one_of", LR_SCHEDULES),
+    "warmup_steps": "count0",
     "compile": "bool",
     "bce_unit": "text",
     "models": ("names", r"rim-\d+-\d+|lstm-\d+", "distinct names like 'rim-6-4' or 'lstm-256'"),
@@ -479,6 +484,8 @@ def train_model(
     config = TrainConfig(
         epochs=settings.epochs,
         lr=settings.lr,
+        lr_schedule=settings.lr_schedule,
+        warmup_steps=settings.warmup_steps,
         grad_clip=settings.grad_clip,
         seed=seed,
         progress=progress,
