@@ -341,6 +341,9 @@ def test_short_settings_parameter_counts_and_switches_at_bounces() -> None:
     s = bb.get_settings("smoke")
     text = bb.describe_settings(s)
     assert len(text.splitlines()) == 2 and "48 videos of 12 frames" in text and "rim-6-4" in text
+    assert "lr 0.001\n" in text  # a constant rate says no more
+    cosine = bb.describe_settings(bb.get_settings("smoke", lr_schedule="cosine", warmup_steps=7))
+    assert "lr 0.001 (cosine, 7 warm-up steps)\n" in cosine
     counts = bb.parameter_counts(s)
     assert set(counts) == set(s.models)
     for c in counts.values():
