@@ -10,13 +10,13 @@ any error, or none, in a tagged cell).
 from __future__ import annotations
 
 import copy
-import importlib.util
 import os
 import re
 from pathlib import Path
 
 import nbformat
 import pytest
+from helpers import load_fixture
 from nbformat.v4 import new_code_cell, new_output
 
 from minirims.course import grade
@@ -30,16 +30,7 @@ NO_COURSE = (
 CELL_TIMEOUT = 900  # seconds per cell; the smoke profile keeps every cell far below this
 
 
-def _load_fixture(name: str):
-    spec = importlib.util.spec_from_file_location(
-        f"minirims_test_{name}", REPO / "tests" / "fixtures" / f"{name}.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-mx = _load_fixture("demo_course").load_tool()  # tools/make_exercises.py
+mx = load_fixture("demo_course").load_tool()  # tools/make_exercises.py
 
 
 def _names(folder: Path) -> list[str]:
@@ -197,7 +188,7 @@ def test_checker_reports_other_errors_missing_tags_and_unreached_exercises():
 
 @pytest.mark.slow
 def test_checker_end_to_end_on_the_demo_course(tmp_path):
-    demo = _load_fixture("demo_course")
+    demo = load_fixture("demo_course")
     demo.write(demo.solution(), tmp_path / "solutions" / demo.NAME)
     mx.write(tmp_path / "solutions", tmp_path / "notebooks")
     (tmp_path / "notebooks" / "data.txt").write_text("here\n")

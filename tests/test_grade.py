@@ -6,7 +6,6 @@ The grader on real kernels (cheating learners, dead kernels, time-outs, a class)
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 from pathlib import Path
 from typing import NamedTuple
@@ -15,22 +14,14 @@ import nbformat
 import numpy as np
 import pytest
 import torch
+from helpers import load_fixture
 from nbformat.v4 import new_code_cell, new_output
 
 from minirims.course import grade
 from minirims.course.checks._base import Case, ExerciseFailure, compare, passed, run_check
 
-
-def _load(name: str):
-    path = Path(__file__).parent / "fixtures" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"minirims_test_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-demo = _load("demo_course")
-gdemo = _load("grading_demo")
+demo = load_fixture("demo_course")
+gdemo = load_fixture("grading_demo")
 
 
 # ------------------------------------------------------------------------------------------ checks_base

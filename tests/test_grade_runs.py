@@ -7,26 +7,17 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
 import json
 import time
 from pathlib import Path
 
 import pytest
+from helpers import load_fixture
 
 from minirims.course import grade, grade_class
 from minirims.course.grade import ExerciseResult as R
 
-
-def _load(name: str):
-    path = Path(__file__).parent / "fixtures" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"minirims_test_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-demo = _load("grading_demo")
+demo = load_fixture("grading_demo")
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import copy
-import importlib.util
 import json
 import subprocess
 import sys
@@ -12,18 +11,10 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from helpers import load_fixture
 from nbformat.v4 import new_code_cell, new_markdown_cell
 
-
-def _load(name: str):
-    path = Path(__file__).parent / "fixtures" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"minirims_test_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-demo = _load("demo_course")
+demo = load_fixture("demo_course")
 mx = demo.load_tool()
 
 
