@@ -163,7 +163,7 @@ PROFILE_SETTINGS: dict[str, dict[str, Any]] = {
         "LSTM-192 (constant 1e-3, 2e-3, 5e-3 at 3k steps, then this schedule at 2e-3 and 5e-3, seed 0; "
         "results/sweeps/): the RIM's best was 5e-3, the LSTM stayed at chance at every rate. Width probes "
         "(results/sweeps/copying_probes.md): 6 x 32 units drift during long waits (T=200: 90-95% per seed), "
-        "6 x 40 and 6 x 48 hold the digits, but at 5e-3 their training collapsed in 3 of 5 runs, so the "
+        "6 x 40 and 6 x 48 hold the digits, but at 5e-3 their training collapsed in 3 of 7 runs, so the "
         "RIM's peak is 3e-3 here. Deviations from the official example: 6 x 48 units instead of 6 x 100, "
         "dropout 0.1 instead of 0.5, 4k steps instead of 10k, the learning rates and their schedule",
     },
