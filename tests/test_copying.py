@@ -61,7 +61,7 @@ def test_bad_arguments_are_named(call, match):
 def test_models_same_state_size_and_logits_shape():
     settings = cp.profile_settings("cpu")
     rim, lstm = cp.make_model("rim", settings), cp.make_model("lstm", settings)
-    assert rim.core.d_out == lstm.core.d_out == 192
+    assert rim.core.d_out == lstm.core.d_out == 288
     assert rim.core.compile_step and settings["compile"]  # the cpu profile compiles the RIM's step
     assert 100_000 < count_parameters(rim) < 400_000 and 100_000 < count_parameters(lstm) < 400_000
     smoke = cp.profile_settings("smoke")
