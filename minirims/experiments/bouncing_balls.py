@@ -14,8 +14,8 @@ rollout frames where it beats both.
 Profiles (``MINIRIMS_PROFILE`` / ``--profile``):
 
 * ``smoke``: 16x16 frames, 12-frame videos, a few dozen sequences, one epoch; proves the pipeline runs (CI).
-* ``cpu``: 32x32 frames (half the paper's side), 30-frame training videos, 4k of them, 1,500 steps; about
-  16 minutes on 2 CPU cores for the three models and one seed. Not the paper's scale.
+* ``cpu``: 32x32 frames (half the paper's side), 30-frame training videos, 4k of them, 1,500 steps; 23
+  minutes on 2 CPU cores for the three models and one seed (measured end to end). Not the paper's scale.
 * ``full``: 64x64 frames, 16k training videos, 2,000 steps of batch 64, sized (by estimate) for under 8
   minutes of one H100/H200 per seed for the three models (see ``PROFILE_NOTES``).
 
