@@ -151,6 +151,39 @@ def test_encoder_signal_and_decoder_prior_at_init() -> None:
     assert torch.allclose(logits, torch.full_like(logits, -2.5))  # starts at the "mostly black" prior
 
 
+def test_channels_last_layers_compute_the_plain_nchw_function() -> None:
+    # the encoder/decoder keep their conv weights channels-last (speed); the same weights in the default
+    # layout, applied by hand, must give the same outputs and gradients
+    torch.manual_seed(0)
+    enc, dec = FrameEncoder(16, 32, (8, 16)).double(), FrameDecoder(32, 16, (8, 16)).double()
+    assert enc.convs[0].weight.is_contiguous(memory_format=torch.channels_last)
+    frames = torch.rand(5, 1, 16, 16, dtype=torch.float64, requires_grad=True)
+    z = enc(frames)
+    x = frames
+    for layer in enc.convs:
+        x = (
+            layer(x)
+            if not isinstance(layer, torch.nn.Conv2d)
+            else torch.nn.functional.conv2d(x, layer.weight.contiguous(), layer.bias, stride=2, padding=1)
+        )
+    assert torch.allclose(z, enc.fc(x), atol=1e-12)
+    logits = dec(z)
+    assert logits.is_contiguous() and logits.shape == (5, 1, 16, 16)
+    y = dec.fc(z).view(-1, dec.top, dec.side, dec.side)
+    for layer in dec.deconvs:
+        y = (
+            layer(y)
+            if not isinstance(layer, torch.nn.ConvTranspose2d)
+            else torch.nn.functional.conv_transpose2d(
+                y, layer.weight.contiguous(), layer.bias, stride=2, padding=1
+            )
+        )
+    assert torch.allclose(logits, y, atol=1e-12)
+    (g_fast,) = torch.autograd.grad(logits.square().sum(), frames, retain_graph=True)
+    (g_plain,) = torch.autograd.grad(y.square().sum(), frames)
+    assert torch.allclose(g_fast, g_plain, atol=1e-10)
+
+
 def test_frame_model_validation_messages() -> None:
     model = _tiny("lstm-32")
     with pytest.raises(

@@ -37,6 +37,12 @@ __all__ = [
 ]
 
 
+# The conv layers run channels-last (NHWC): the encoder/decoder are most of a video training step (each
+# fed-back frame goes through all six layers alone), and oneDNN's convolutions on CPU (and cuDNN's on a GPU)
+# are faster on NHWC tensors: a training step of the balls `cpu` profile took 8-11% less (interleaved A/B,
+# 2 threads, 2026-12-06). Same function, same parameters: only the memory layout differs.
+
+
 def _he_init(module: nn.Module) -> None:
     """He (Kaiming) normal init for the conv / linear layers of an ELU stack, zero biases."""
     for layer in module.modules():
@@ -80,10 +86,11 @@ class FrameEncoder(nn.Module):
         side = frame_size // 2 ** len(channels)
         self.fc = nn.Sequential(nn.Flatten(), nn.Linear(channels[-1] * side * side, d_out), nn.ELU())
         _he_init(self)
+        self.convs.to(memory_format=torch.channels_last)  # channels-last: see the note before _he_init
 
     def forward(self, frames: Tensor) -> Tensor:
         """(B, 1, H, W) -> (B, d_e)."""
-        return self.fc(self.convs(frames))
+        return self.fc(self.convs(frames.contiguous(memory_format=torch.channels_last)))
 
 
 class FrameDecoder(nn.Module):
@@ -120,10 +127,12 @@ class FrameDecoder(nn.Module):
         _he_init(self)
         with torch.no_grad():
             layers[-1].bias.fill_(float(out_bias))
+        self.deconvs.to(memory_format=torch.channels_last)  # channels-last: see the note before _he_init
 
     def forward(self, z: Tensor) -> Tensor:
         """(B, d_in) -> (B, 1, H, W) logits."""
-        return self.deconvs(self.fc(z).view(-1, self.top, self.side, self.side))
+        x = self.fc(z).view(-1, self.top, self.side, self.side).contiguous(memory_format=torch.channels_last)
+        return self.deconvs(x).contiguous()
 
 
 class FramePredictor(nn.Module):
