@@ -230,11 +230,12 @@ PROFILE_SETTINGS: dict[str, dict[str, Any]] = {
 
 PROFILE_NOTES = {
     "smoke": "CI check that every piece runs; the numbers mean nothing.",
-    "cpu": "32x32 frames (the paper: 64x64), 4k training videos of 30 frames, each read for 15 frames and "
-    "rolled out by the model for the other 15 (gradient through the fed-back predictions); 6 epochs of "
-    "batch 16 (1,500 steps) for every model, lr 2e-3 after 100 warm-up steps with cosine decay (the best "
-    "peak of every model in the sweep of results/sweeps); 23 min per seed for the three models on 2 CPU "
-    "cores (measured end to end). Not the paper's scale.",
+    "cpu": "32x32 frames (the paper: 64x64) and a narrower encoder/decoder (channels 8-16-32; the paper: "
+    "16-32-64), 4k training videos of 30 frames, each read for 15 frames and rolled out by the model for "
+    "the other 15 (gradient through the fed-back predictions); 6 epochs of batch 16 (1,500 steps) for every "
+    "model, lr 2e-3 after 100 warm-up steps with cosine decay (the best peak of every model in the sweep of "
+    "results/sweeps); 19 min per seed for the three models on 2 CPU cores (measured end to end). Not the "
+    "paper's scale.",
     "full": "The paper's frame size (64x64) and 4 training balls; 16k training videos of 30 frames (15 read, "
     "15 rolled out), 8 epochs of batch 64 (2,000 steps) at lr 1e-3 per model; sized by estimate, not yet "
     "measured, for < 8 min of one H100/H200 per seed for the three models; resumable (--runs-dir). The "
