@@ -3,9 +3,14 @@
 The bouncing-balls experiment predicts the next frame of a video. A frame (1, H, W) is encoded to a vector by
 a small conv net, the recurrent core (:class:`~minirims.model.RIM` or :class:`~minirims.model.LSTMBaseline`)
 updates its state with it, and a deconv net decodes the core's output into the *logits* of the next frame.
-Training is teacher-forced (the core always sees the true frames) with per-pixel binary cross-entropy;
+Training scores every predicted frame by per-pixel binary cross-entropy, either teacher-forced (the core
+always sees the true frames, :func:`next_frame_loss`) or on the model's own rollout (:func:`rollout_loss`);
 sigmoid(logits) are the predicted pixel probabilities. The encoder/decoder follow the paper's setting
-(4x4 convolutions with stride 2 and ELU; channels 16-32-64 at 64x64).
+(4x4 convolutions with stride 2 and ELU; channels 16-32-64 at 64x64). Their conv layers keep weights and
+activations channels-last (NHWC): the encoder/decoder are most of a video training step (each fed-back frame
+goes through all six layers alone), and oneDNN's convolutions on CPU (cuDNN's on a GPU) are faster on NHWC
+tensors (a balls `cpu` training step took 8-11% less, interleaved A/B, 2 threads, 2026-12-06). Same function,
+same parameters: only the memory layout differs.
 
 :func:`rollout` is the test: give the model ``n_given`` true frames, then let it run on its own predictions
 (the probabilities are fed back as the next input) for ``n_future`` frames, and score every predicted frame.
@@ -35,12 +40,6 @@ __all__ = [
     "rollout",
     "rollout_loss",
 ]
-
-
-# The conv layers run channels-last (NHWC): the encoder/decoder are most of a video training step (each
-# fed-back frame goes through all six layers alone), and oneDNN's convolutions on CPU (and cuDNN's on a GPU)
-# are faster on NHWC tensors: a training step of the balls `cpu` profile took 8-11% less (interleaved A/B,
-# 2 threads, 2026-12-06). Same function, same parameters: only the memory layout differs.
 
 
 def _he_init(module: nn.Module) -> None:
@@ -86,7 +85,7 @@ class FrameEncoder(nn.Module):
         side = frame_size // 2 ** len(channels)
         self.fc = nn.Sequential(nn.Flatten(), nn.Linear(channels[-1] * side * side, d_out), nn.ELU())
         _he_init(self)
-        self.convs.to(memory_format=torch.channels_last)  # channels-last: see the note before _he_init
+        self.convs.to(memory_format=torch.channels_last)  # channels-last: see the module docstring
 
     def forward(self, frames: Tensor) -> Tensor:
         """(B, 1, H, W) -> (B, d_e)."""
@@ -127,7 +126,7 @@ class FrameDecoder(nn.Module):
         _he_init(self)
         with torch.no_grad():
             layers[-1].bias.fill_(float(out_bias))
-        self.deconvs.to(memory_format=torch.channels_last)  # channels-last: see the note before _he_init
+        self.deconvs.to(memory_format=torch.channels_last)  # channels-last: see the module docstring
 
     def forward(self, z: Tensor) -> Tensor:
         """(B, d_in) -> (B, 1, H, W) logits."""
