@@ -21,7 +21,7 @@ Conventions for authors of ``solutions/NN_name.ipynb``
   region), so that the learner's cell still defines the name and only calling it raises; the check
   (``checks.check_attention(attention)``) then fails with the exercise's own NotImplementedError. A region at
   top level is allowed, but the blank cell stops there, so every later use of the names it binds fails with
-  a NameError, which tests/test_course_notebooks.py rejects: keep such an exercise's check in the same cell.
+  a NameError, which tests/course/test_course_notebooks.py rejects: keep such an exercise's check in the same cell.
 * Markers outside code cells, malformed markers (``# BEGIN SOLUTION``, ``### BEGIN SOLUTION # x``), unclosed,
   unopened or nested markers, two regions in a cell, a region without an ``# Exercise:`` line before it, an
   ``# Exercise:`` line without a region, and code cells that are not valid Python (after removing ``%magic``
@@ -39,7 +39,7 @@ What the generated ``notebooks/NN_name.ipynb`` contains
 * Tags the author set in ``metadata.tags`` are kept: nbval reads them, so test markers stay out of the
   learners' code (``nbval-check-output`` compares a cell's saved output under ``--nbval-lax``;
   ``nbval-ignore-output``, ``nbval-skip`` and ``nbval-raises-exception`` are the others). Write them as tags,
-  never as ``# NBVAL_...`` comments (tests/test_course_notebooks.py rejects those).
+  never as ``# NBVAL_...`` comments (tests/course/test_course_notebooks.py rejects those).
 * Cells that can raise once the answers are blanked get the nbval tag ``raises-exception`` (in
   ``metadata.tags``). They are found with ``ast`` (``%``/``!`` lines are replaced by ``pass`` first):
 

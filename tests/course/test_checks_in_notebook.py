@@ -111,7 +111,7 @@ def test_nbval_sees_the_failure_as_an_error(tmp_path):
     untagged = tmp_path / "untagged.ipynb"
     nbformat.write(_notebook(FILL_ZERO, tags=("raises-exception",)), tagged)
     nbformat.write(_notebook(FILL_ZERO), untagged)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", "--nbval-lax"]
         + ["--nbval-current-env", "-o", "addopts=", "--rootdir", str(tmp_path), str(tagged), str(untagged)],

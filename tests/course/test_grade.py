@@ -205,7 +205,7 @@ def test_evaluate_without_metadata_timeouts_and_early_stops():
 # ------------------------------------------------------------------------------- the course the grader trusts
 
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_the_course_map_comes_from_the_course_notebooks():

@@ -21,7 +21,7 @@ from nbformat.v4 import new_code_cell, new_output
 
 from minirims.course import grade
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SOLUTIONS = REPO / "solutions"
 NOTEBOOKS = REPO / "notebooks"
 NO_COURSE = (

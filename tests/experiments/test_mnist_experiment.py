@@ -175,7 +175,7 @@ def test_plot_accuracy_draws_every_model_and_chance() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    record = json.loads((Path(__file__).parents[1] / "results" / "mnist_resolution_cpu.json").read_text())
+    record = json.loads((Path(__file__).parents[2] / "results" / "mnist_resolution_cpu.json").read_text())
     fig = mr.plot_accuracy(record, paper=False)
     ax = fig.axes[0]
     labels = ax.get_legend_handles_labels()[1]
