@@ -1,49 +1,38 @@
-"""What every experiment shares: profiles, settings validation, provenance, result records.
+"""What every experiment shares: its settings, the one loop over models and seeds, records, the CLI.
+
+Every experiment module (:mod:`~minirims.experiments.copying`, :mod:`~minirims.experiments.mnist_resolution`,
+:mod:`~minirims.experiments.bouncing_balls`) has the same shape::
+
+    Settings                                 # frozen dataclass (a subclass of Settings below), validated
+    PROFILES: {"smoke" | "cpu" | "full": Settings}
+    settings(profile=None, **overrides) -> Settings        # profile None: env MINIRIMS_PROFILE
+    make_model(name, settings) -> nn.Module                # names say their size: rim-6x48-k4, lstm-288
+    run(settings=None, seeds=1, *, results=None, runs_dir=None, save=True, device=None, progress=True,
+        fresh=False, trained=None) -> Record                # train_and_test() with the experiment's Task
+    format_table(record) -> str
+    add_arguments(parser) / main(args) -> int              # python -m minirims <experiment> ...
 
 Reference records live in the tracked ``results/`` folder and change only on purpose: a run writes its
 record to the ignored ``runs/`` folder (env ``MINIRIMS_RUNS``, or the run's ``runs_dir``) unless it is given
-an explicit ``results`` folder (``--results results/`` on the command line). Reading reference records
-(:func:`load_reference_results`, :func:`record_path`) looks in :func:`results_dir`.
-
-A *result record* is one JSON file per (experiment, profile) run, e.g. ``results/mnist_resolution_cpu.json``::
+an explicit ``results`` folder (``--results results/`` on the command line). A *record* (:class:`Record`) is
+one JSON file per (experiment, profile), e.g. ``results/mnist_resolution_cpu.json``::
 
     {
       "experiment": "mnist_resolution", "profile": "cpu", "created": "2025-01-01T12:00:00+00:00",
-      "settings": {...},            # every knob the run used (printed by the notebook as well)
+      "settings": {...},            # every field of the run's Settings
       "seeds": [0, 1, 2],
       "provenance": {"git_commit": "...", "git_dirty": false, "device": "cpu", "device_name": "...",
                      "torch": "2.x", "python": "3.11.x", "platform": "...", "threads": 2},
       "wall_time": 812.3,           # seconds, whole run
-      "parameters": {"rim-6-4": 123456, ...},
-      "metrics": {...},             # experiment-specific summary (per model: mean/std/per-seed values)
+      "parameters": {"rim-6x32-k4": 123456, ...},
+      "metrics": {...},             # per model (and trivial predictor): the experiment's scores over seeds
       "curves": {...}               # per model, per seed: the per-epoch history of fit()
     }
-
-API::
-
-    PROFILES, resolve_profile(profile=None) -> str          # re-exported from minirims.experiments.train
-    results_dir() -> Path                                    # env MINIRIMS_RESULTS or <repo>/results
-    default_runs_dir() -> Path                               # env MINIRIMS_RUNS or <repo>/runs (ignored)
-    record_path(experiment, profile, results=None) -> Path   # <results>/<experiment>_<profile>.json
-    output_record_path(experiment, profile, results=None, runs_dir=None) -> Path   # where a run writes
-    check_settings(settings, rules) -> None                  # one validation pass over a run's settings
-    provenance(device=None) -> dict
-    profile_with_overrides(profiles, profile, overrides) -> dict   # a profile's settings, overrides checked
-    settings_key(settings) -> str                            # short hash: one checkpoint folder per settings
-    traced_masks(model, tokens) -> (B, L, n) bool            # module activity of a model(tokens, trace=True)
-    count_parameters(model) -> int
-    mean_std(values) -> dict(mean, std, n, values)
-    make_record(experiment, profile, settings, seeds, metrics, curves=None, parameters=None,
-                wall_time=None, device=None, extra=None) -> dict
-    save_record(record, path=None) -> Path                   # atomic JSON write
-    load_record(path) -> dict
-    load_reference_results(experiment, results=None) -> dict[profile, record]
-    describe_record(record) -> str                           # "cpu profile, CPU (..), 1 seed, 812 s"
-    format_settings(settings) -> str                         # aligned "key: value" lines
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import hashlib
 import json
@@ -53,39 +42,55 @@ import platform
 import re
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypedDict, TypeVar
 
 import numpy as np
 import torch
 from torch import nn
 
-from minirims.experiments.train import PROFILES, resolve_profile
+from minirims.experiments.train import (
+    LR_SCHEDULES,
+    PROFILES,
+    TrainConfig,
+    fit,
+    pick_device,
+    resolve_profile,
+    seed_everything,
+)
+from minirims.model import RIM, LSTMBaseline
 
 __all__ = [
     "PROFILES",
-    "add_run_arguments",
-    "check_settings",
+    "Record",
+    "Settings",
+    "Task",
+    "add_arguments",
     "count_parameters",
     "default_runs_dir",
     "describe_record",
     "format_settings",
     "load_record",
     "load_reference_results",
+    "make_core",
     "make_record",
     "mean_std",
     "output_record_path",
-    "profile_with_overrides",
+    "parse_model_name",
     "provenance",
     "record_path",
     "resolve_profile",
     "results_dir",
+    "run_command",
     "save_record",
     "seed_list",
-    "seeds_argument",
     "settings_key",
+    "settings_of",
     "traced_masks",
+    "train_and_test",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -179,144 +184,342 @@ def _provenance_of_run(
     return out
 
 
-def profile_with_overrides(
-    profiles: Mapping[str, Mapping[str, Any]], profile: str | None, overrides: Mapping[str, Any]
-) -> dict[str, Any]:
-    """The settings of ``profile`` (default: env MINIRIMS_PROFILE) from ``profiles``, with ``overrides``.
-
-    Adds ``"profile"``; an override key the profile does not have raises ValueError.
-    """
-    name = resolve_profile(profile)
-    settings = {**profiles[name], "profile": name}
-    unknown = sorted(set(overrides) - set(settings))
-    if unknown:
-        raise ValueError(f"overrides: expected keys among {sorted(settings)}, got unknown {unknown}")
-    settings.update(overrides)
-    return settings
-
-
 def settings_key(settings: Mapping[str, Any]) -> str:
     """A short hash of ``settings``: checkpoints of runs with other settings live in other folders."""
     return hashlib.sha256(json.dumps(dict(settings), sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
-#: A settings rule: a kind name, or a tuple ``(kind, *arguments)``. Kinds:
-#:
-#: * ``"count"``: an int >= 1; ``"count0"``: an int >= 0; ``"seed"``: an int >= 0;
-#:   ``("int", lo, hi)``: an int in [lo, hi] (``hi`` None: no upper bound; a bound may name another setting);
-#: * ``"positive"``: a finite number > 0 (a rate, a scale); ``"positive|none"``: the same or None;
-#:   ``"nonneg"``: a finite number >= 0 (a weight decay); ``"fraction"``: a number in (0, 1];
-#:   ``"prob"``: a number in [0, 1) (a dropout rate);
-#: * ``"bool"``: True or False; ``"text"``: a string; ``("one_of", choices)``: one of a tuple of values;
-#: * ``("list", rule, distinct)``: a non-empty list or tuple whose items follow ``rule`` (distinct if asked);
-#: * ``("names", allowed[, description])``: a non-empty list of distinct names, each in ``allowed`` (a tuple
-#:   of names, or a regular expression the whole name must match, then best given with a description);
-#: * ``("by_name", allowed, rule)``: a dict from names in ``allowed`` to values that follow ``rule``.
-#:
-#: Numbers never accept booleans (``lr=True`` is refused) and counts never accept floats (``epochs=1.7``).
-Rule = str | tuple[Any, ...]
+# ------------------------------------------------------------------------------------------------ settings
+def _fail(name: str, expected: str, value: object) -> ValueError:
+    return ValueError(f"{name}: expected {expected}, got {value!r}")
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def check_int(name: str, value: object, lo: int = 1, hi: int | None = None) -> int:
+    """An int (never a bool or float) in ``[lo, hi]`` (``hi`` None: no upper bound); returns it."""
+    ok = (
+        isinstance(value, int) and not isinstance(value, bool) and value >= lo and (hi is None or value <= hi)
+    )
+    if not ok:
+        want = "a positive int" if (lo, hi) == (1, None) else f"an int >= {lo}"
+        raise _fail(name, want if hi is None else f"an int in [{lo}, {hi}]", value)
+    return value  # type: ignore[return-value]
 
 
-def _is_real(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _bound(bound: Any, settings: Mapping[str, Any]) -> tuple[Any, str]:
-    """A rule's bound: a number, or the name of another setting (shown as ``name = value``)."""
-    if isinstance(bound, str):
-        value = settings[bound]
-        return value, f"{bound} = {value!r}"
-    return bound, repr(bound)
-
-
-def _rule_fails(rule: Rule, value: Any, settings: Mapping[str, Any]) -> str | None:
-    """What ``value`` should have been under ``rule`` (the text after "expected"), or None when it is fine."""
-    kind, *args = (rule,) if isinstance(rule, str) else rule
-    if kind in ("count", "count0", "seed"):
-        lo = 1 if kind == "count" else 0
-        ok = _is_int(value) and value >= lo
-        return None if ok else ("a positive int" if lo else "an int >= 0")
-    if kind == "int":
-        (lo, lo_text), (hi, hi_text) = _bound(args[0], settings), _bound(args[1], settings)
-        ok = _is_int(value) and value >= lo and (hi is None or value <= hi)
-        return None if ok else (f"an int >= {lo_text}" if hi is None else f"an int in [{lo_text}, {hi_text}]")
-    if kind in ("positive", "positive|none"):
-        if value is None and kind == "positive|none":
-            return None
-        ok = _is_real(value) and math.isfinite(value) and value > 0
-        return None if ok else "a finite number > 0" + (" or None" if kind == "positive|none" else "")
-    if kind == "nonneg":
-        return None if _is_real(value) and math.isfinite(value) and value >= 0 else "a finite number >= 0"
-    if kind == "fraction":
-        return None if _is_real(value) and 0 < value <= 1 else "a number in (0, 1]"
-    if kind == "prob":
-        return None if _is_real(value) and 0 <= value < 1 else "a number in [0, 1)"
-    if kind == "bool":
-        return None if isinstance(value, bool) else "True or False"
-    if kind == "text":
-        return None if isinstance(value, str) else "a string"
-    if kind == "one_of":
-        return None if value in args[0] else f"one of {', '.join(map(str, args[0]))}"
-    if kind == "list":
-        inner, distinct = args
-        if not isinstance(value, (list, tuple)) or not value:
-            return "a non-empty list"
-        for item in value:
-            why = _rule_fails(inner, item, settings)
-            if why is not None:
-                return f"a non-empty list whose items are each {why}"
-        if distinct and len(set(value)) != len(value):
-            return "a list of distinct values"
+def check_rate(name: str, value: object, none_ok: bool = False) -> float | None:
+    """A finite number > 0 (a learning rate, a clipping norm), or None when ``none_ok``."""
+    if value is None and none_ok:
         return None
-    if kind == "names":
-        allowed, *described = args
-        if described:
-            want = described[0]
-        elif isinstance(allowed, tuple):
-            want = f"names from {', '.join(allowed)}"
-        else:
-            want = f"names like {allowed!r}"
-        if not isinstance(value, (list, tuple)) or not value:
-            return f"a non-empty list of {want}"
-        for item in value:
-            if not isinstance(item, str) or not (
-                item in allowed if isinstance(allowed, tuple) else re.fullmatch(allowed, item)
-            ):
-                return f"a non-empty list of {want}"
-        return None if len(set(value)) == len(value) else f"a list of distinct {want}"
-    if kind == "by_name":
-        allowed, inner = args
-        want = f"a dict from names in {', '.join(allowed)} to {_rule_fails(inner, object(), settings)}"
-        if not isinstance(value, Mapping):
-            return want
-        ok = all(name in allowed and _rule_fails(inner, v, settings) is None for name, v in value.items())
-        return None if ok else want
-    raise ValueError(f"rule: expected a known kind of settings rule, got {rule!r}")
+    if not (
+        isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    ):
+        raise _fail(name, "a finite number > 0" + (" or None" if none_ok else ""), value)
+    return float(value)
 
 
-def check_settings(settings: Mapping[str, Any], rules: Mapping[str, Rule]) -> None:
-    """One validation pass over a run's settings, before any work (data, simulation, training).
+def check_choice(name: str, value: object, choices: Sequence[Any]) -> Any:
+    """One of ``choices``."""
+    if isinstance(value, bool) and not any(isinstance(c, bool) for c in choices) or value not in choices:
+        raise _fail(name, f"one of {', '.join(map(str, choices))}", value)
+    return value
 
-    Every key of ``settings`` must have a rule in ``rules`` (see :data:`Rule`); a key without one is a bug
-    in the experiment, not a user error, and raises too. The first bad value raises a ValueError that names
-    the key, what was expected and what was given, e.g. ``"epochs: expected a positive int, got 1.7"``.
+
+def check_distinct(name: str, values: object, check: Any) -> tuple[Any, ...]:
+    """A non-empty list or tuple of distinct items, each passed through ``check(f"{name}[i]", item)``."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)) or not values:
+        raise _fail(name, "a non-empty list", values)
+    items = tuple(check(f"{name}[{i}]", v) for i, v in enumerate(values))
+    if len(set(items)) != len(items):
+        raise _fail(name, "a list of distinct values", values)
+    return items
+
+
+#: Model names say their size: ``rim-<n>x<d>-k<k>`` (n modules of d units, k active), ``lstm-<d>``,
+#: ``transformer-<layers>x<d_model>``.
+MODEL_NAME = re.compile(
+    r"(?P<kind>rim)-(?P<n>\d+)x(?P<d>\d+)-k(?P<k>\d+)|(?P<lstm>lstm)-(?P<h>\d+)"
+    r"|(?P<tf>transformer)-(?P<layers>\d+)x(?P<width>\d+)"
+)
+
+
+def parse_model_name(name: object, kinds: Sequence[str] = ("rim", "lstm")) -> dict[str, Any]:
+    """``"rim-6x48-k4"`` -> ``{"kind": "rim", "n": 6, "d": 48, "k": 4}``; ``"lstm-288"`` -> ``{"kind":
+    "lstm", "d": 288}``; ``"transformer-2x64"`` -> ``{"kind": "transformer", "layers": 2, "d": 64}``.
+
+    Raises a ValueError naming ``name`` for anything else, a kind not in ``kinds``, a zero size or k > n.
     """
-    if not isinstance(settings, Mapping):
-        raise ValueError(f"settings: expected a mapping of setting -> value, got {type(settings).__name__}")
-    unruled = sorted(set(settings) - set(rules))
-    if unruled:
-        raise ValueError(f"settings: expected a validation rule for every setting, got none for {unruled}")
-    for key, rule in rules.items():
-        if key not in settings:
-            continue
-        value = settings[key]
-        why = _rule_fails(rule, value, settings)
-        if why is not None:
-            raise ValueError(f"{key}: expected {why}, got {value!r}")
+    examples = {"rim": "'rim-6x48-k4'", "lstm": "'lstm-288'", "transformer": "'transformer-2x64'"}
+    want = "a model name like " + " or ".join(examples[k] for k in kinds)
+    m = MODEL_NAME.fullmatch(name) if isinstance(name, str) else None
+    if m is None:
+        raise _fail("name", want, name)
+    if m["kind"]:
+        out = {"kind": "rim", "n": int(m["n"]), "d": int(m["d"]), "k": int(m["k"])}
+        if not 1 <= out["k"] <= out["n"]:
+            raise _fail("name", f"k active in [1, n = {out['n']}] in {want}", name)
+    elif m["lstm"]:
+        out = {"kind": "lstm", "d": int(m["h"])}
+    else:
+        out = {"kind": "transformer", "layers": int(m["layers"]), "d": int(m["width"])}
+    if out["kind"] not in kinds or min(v for v in out.values() if isinstance(v, int)) < 1:
+        raise _fail("name", want, name)
+    return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Every knob of one run that all experiments share; each experiment's ``Settings`` adds its own.
+
+    Made by ``<experiment>.settings(profile, **overrides)`` from the experiment's ``PROFILES``; validated
+    when made (a ValueError names the field, what was expected and what was given), before any data or
+    training. The RIM's attention sizes are the paper's (and :class:`minirims.RIMCell`'s) defaults.
+    """
+
+    profile: str = "full"
+    models: tuple[str, ...] = ()
+    epochs: int = 1
+    batch_size: int = 64
+    eval_batch_size: int = 500
+    lr: float = 1e-3
+    lr_by_model: Mapping[str, float] = field(default_factory=dict)  # a model's own peak rate
+    lr_schedule: str = "constant"  # or "cosine" (see minirims.experiments.train.learning_rate)
+    warmup_steps: int = 0
+    grad_clip: float | None = 1.0
+    input_heads: int = 1
+    input_d_k: int = 64
+    input_d_v: int = 400
+    comm_heads: int = 4
+    comm_d_k: int = 32
+    comm_d_v: int = 32
+    dropout: float = 0.1  # the RIM's attention dropout
+    compile: bool = False  # run the RIM's step through torch.compile
+    note: str = ""  # why the profile is what it is
+
+    #: the model kinds this experiment knows (see :func:`parse_model_name`)
+    MODEL_KINDS: ClassVar[tuple[str, ...]] = ("rim", "lstm")
+    #: fields that only the test reads: changing them reuses the trained checkpoints
+    TEST_ONLY: ClassVar[tuple[str, ...]] = ("models", "eval_batch_size", "note")
+
+    def __post_init__(self) -> None:
+        check_choice("profile", self.profile, PROFILES)
+        models = check_distinct(
+            "models", self.models, lambda n, v: (parse_model_name(v, self.MODEL_KINDS), v)[1]
+        )
+        object.__setattr__(self, "models", models)
+        for key in (
+            "epochs",
+            "batch_size",
+            "eval_batch_size",
+            "input_heads",
+            "input_d_k",
+            "input_d_v",
+            "comm_heads",
+            "comm_d_k",
+            "comm_d_v",
+        ):
+            check_int(key, getattr(self, key))
+        check_int("warmup_steps", self.warmup_steps, lo=0)
+        check_rate("lr", self.lr)
+        check_rate("grad_clip", self.grad_clip, none_ok=True)
+        check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        check_choice("compile", self.compile, (True, False))
+        if not (
+            isinstance(self.dropout, (int, float))
+            and not isinstance(self.dropout, bool)
+            and 0 <= self.dropout < 1
+        ):
+            raise _fail("dropout", "a number in [0, 1)", self.dropout)
+        if not isinstance(self.note, str):
+            raise _fail("note", "a string", self.note)
+        if not isinstance(self.lr_by_model, Mapping):
+            raise _fail("lr_by_model", "a dict from model names to learning rates", self.lr_by_model)
+        for name, lr in self.lr_by_model.items():
+            parse_model_name(name, self.MODEL_KINDS)
+            check_rate(f"lr_by_model[{name!r}]", lr)
+        object.__setattr__(self, "lr_by_model", dict(self.lr_by_model))
+
+    def replace(self, **overrides: Any) -> Settings:
+        """A copy with ``overrides`` (known fields only), validated again."""
+        unknown = sorted(set(overrides) - {f.name for f in fields(self)})
+        if unknown:
+            raise ValueError(
+                f"overrides: expected keys among {sorted(f.name for f in fields(self))}, "
+                f"got unknown {unknown}"
+            )
+        return dataclasses.replace(self, **overrides)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every field, JSON-ready (tuples as lists): what a record stores."""
+        return _jsonable(dataclasses.asdict(self))
+
+    def training_dict(self) -> dict[str, Any]:
+        """The fields a trained model depends on (all but ``TEST_ONLY``): the checkpoint folder's key."""
+        return {k: v for k, v in self.as_dict().items() if k not in self.TEST_ONLY}
+
+    def rim_kwargs(self) -> dict[str, Any]:
+        """The :class:`minirims.RIM` arguments besides the sizes a model's name gives."""
+        keys = ("input_heads", "input_d_k", "input_d_v", "comm_heads", "comm_d_k", "comm_d_v", "dropout")
+        return {k: getattr(self, k) for k in keys} | {"compile_step": self.compile}
+
+    def train_config(self, name: str, seed: int, progress: bool = True, **extra: Any) -> TrainConfig:
+        """The :class:`TrainConfig` of model ``name`` and ``seed``: its own rate from ``lr_by_model``."""
+        return TrainConfig(
+            epochs=self.epochs,
+            lr=float(self.lr_by_model.get(name, self.lr)),
+            grad_clip=self.grad_clip,
+            seed=seed,
+            progress=progress,
+            lr_schedule=self.lr_schedule,
+            warmup_steps=self.warmup_steps,
+            **extra,
+        )
+
+
+SettingsT = TypeVar("SettingsT", bound=Settings)
+
+
+def settings_of(
+    profiles: Mapping[str, SettingsT], profile: str | SettingsT | None, overrides: Mapping[str, Any]
+) -> SettingsT:
+    """``profile``'s settings (a name, None for env ``MINIRIMS_PROFILE``, or Settings) with ``overrides``."""
+    base = profile if isinstance(profile, Settings) else profiles[resolve_profile(profile)]
+    return base.replace(**overrides) if overrides else base  # type: ignore[return-value]
+
+
+def make_core(name: str, d_in: int, settings: Settings) -> nn.Module:
+    """The recurrent core a model's name describes: a :class:`RIM` or :class:`LSTMBaseline` of ``d_in``
+    inputs (``(B, T, d_in) -> (B, T, d_out)``); a RIM's attention sizes come from ``settings``."""
+    spec = parse_model_name(name, ("rim", "lstm"))
+    if spec["kind"] == "rim":
+        return RIM(d_in, spec["n"], spec["k"], spec["d"], **settings.rim_kwargs())
+    return LSTMBaseline(d_in, spec["d"])
+
+
+# ---------------------------------------------------------------------------------- models x seeds -> record
+@dataclass
+class Task:
+    """What one experiment gives the shared loop of :func:`train_and_test` (data already on the device).
+
+    Attributes:
+        batches: ``(seed, epoch) -> iterable of batches`` of one training epoch (a function of both only).
+        loss: ``(model, batch) -> (loss, {name: detached scalar})``, as :func:`fit` takes it.
+        validate: ``model -> {name: float}`` after every epoch; ``select`` picks the best epoch.
+        test: ``model -> result`` of one trained model (any value ``summarize`` understands).
+        summarize: ``[result per seed] -> the record's entry of one model``.
+        select, mode: the validation key that picks the best epoch, and "min" or "max".
+        log_every: steps between progress-bar refreshes.
+    """
+
+    batches: Callable[[int, int], Iterable[Any]]
+    loss: Callable[[nn.Module, Any], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+    validate: Callable[[nn.Module], dict[str, float]]
+    test: Callable[[nn.Module], Any]
+    summarize: Callable[[list[Any]], dict[str, Any]]
+    select: str = "val_loss"
+    mode: str = "min"
+    log_every: int = 25
+
+
+class Record(TypedDict, total=False):
+    """A result record: one JSON file per (experiment, profile) run (see the module docstring)."""
+
+    experiment: str
+    profile: str
+    created: str
+    command: str | None
+    settings: dict[str, Any]
+    seeds: list[int]
+    provenance: dict[str, Any]
+    wall_time: float | None
+    parameters: dict[str, int]
+    metrics: dict[str, Any]
+    curves: dict[str, Any]
+
+
+def train_and_test(
+    experiment: str,
+    settings: Settings,
+    seeds: int | Sequence[int],
+    make_model: Callable[[str, Any], nn.Module],
+    make_task: Callable[[Any, torch.device], Task],
+    *,
+    baselines: Callable[[Task], dict[str, Any]] | None = None,
+    results: str | os.PathLike[str] | None = None,
+    runs_dir: str | os.PathLike[str] | None = None,
+    save: bool = True,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    fresh: bool = False,
+    trained: dict[str, nn.Module] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Record:
+    """The loop every experiment runs: for each model and seed, train with :func:`fit`, test, then record.
+
+    Every model of ``settings.models`` is built (so a size it cannot take fails) before ``make_task``
+    loads or simulates data. One checkpoint per model and seed lives in
+    ``<runs_dir>/<experiment>_<profile>_<hash of the training settings>/<model>_seed<seed>.pt``: a rerun with
+    the same settings resumes (``fresh`` starts over), one with other settings trains afresh. The record is
+    written to ``results`` when given, else to the runs folder (never to the tracked ``results/`` unless
+    asked). ``trained`` (a dict), when given, receives each model's last seed, on the CPU, in eval mode.
+
+    Each model's entry is ``task.summarize`` of its per-seed test results, plus ``train_seconds`` (summed
+    over seeds from the epochs' history, so right for resumed runs) and ``best_epoch`` (per seed); the
+    trivial predictors of ``baselines(task)`` are added as entries of their own.
+    """
+    seeds_used = seed_list(seeds)
+    dev = pick_device(device)
+    for name in settings.models:
+        make_model(name, settings)
+    started, start = provenance(dev), time.perf_counter()
+    task = make_task(settings, dev)
+    folder = Path(runs_dir) if runs_dir is not None else default_runs_dir()
+    ckpt_dir = folder / f"{experiment}_{settings.profile}_{settings_key(settings.training_dict())}"
+    metrics: dict[str, Any] = {}
+    curves: dict[str, Any] = {}
+    parameters: dict[str, int] = {}
+    for name in settings.models:
+        tested, best, seconds, curves[name] = [], [], 0.0, {}
+        for seed in seeds_used:
+            seed_everything(seed)
+            model = make_model(name, settings).to(dev)
+            parameters[name] = count_parameters(model)
+            result = fit(
+                model,
+                lambda epoch, seed=seed: task.batches(seed, epoch),
+                task.loss,
+                task.validate,
+                settings.train_config(name, seed, progress, log_every=task.log_every),
+                checkpoint=ckpt_dir / f"{name}_seed{seed}.pt",
+                select=task.select,
+                mode=task.mode,
+                desc=f"{name} seed {seed}",
+                settings={**settings.training_dict(), "model": name},
+                fresh=fresh,
+            )
+            curves[name][str(seed)] = result.history
+            best.append(int(result.best_epoch))
+            seconds += sum(float(e.get("seconds", 0.0)) for e in result.history)
+            tested.append(task.test(model))
+            if trained is not None:
+                trained[name] = model.cpu().eval()
+        metrics[name] = {**task.summarize(tested), "best_epoch": best, "train_seconds": round(seconds, 3)}
+    if baselines is not None:
+        metrics.update(baselines(task))
+    record = make_record(
+        experiment,
+        settings.profile,
+        settings.as_dict(),
+        seeds_used,
+        metrics,
+        curves=curves,
+        parameters=parameters,
+        wall_time=time.perf_counter() - start,
+        device=dev,
+        started=started,
+        extra=extra,
+    )
+    if save:
+        save_record(record, output_record_path(experiment, settings.profile, results, runs_dir))
+    return record  # type: ignore[return-value]
 
 
 @torch.no_grad()
@@ -377,13 +580,28 @@ def seeds_argument(text: str) -> int | list[int]:
     return value
 
 
-def add_run_arguments(parser: Any, epochs_help: str = "override the profile's epochs") -> None:
-    """The options every experiment command shares, with one name each: ``--seeds``, ``--epochs``,
-    ``--results``, ``--runs-dir``, ``--device``, ``--fresh``, ``--no-progress``."""
+def add_arguments(parser: Any, extra: Callable[[Any], None] | None = None) -> None:
+    """The options of every experiment command, with one name each: ``--profile``, ``--models``, ``--seeds``,
+    ``--epochs``, ``--lr``, ``--results``, ``--runs-dir``, ``--device``, ``--fresh``, ``--no-save``,
+    ``--no-progress``; ``extra(parser)`` adds an experiment's own."""
+    parser.add_argument(
+        "--profile",
+        default=None,
+        help="smoke | cpu | full (default: env MINIRIMS_PROFILE, else full on a GPU, cpu otherwise)",
+    )
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=None,
+        help="models to train, e.g. rim-6x48-k4 lstm-288 (default: the profile's)",
+    )
     parser.add_argument(
         "--seeds", type=seeds_argument, default=1, help="a count N (seeds 0..N-1) or a list such as 0,3"
     )
-    parser.add_argument("--epochs", type=int, default=None, help=epochs_help)
+    parser.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
+    parser.add_argument("--lr", type=float, default=None, help="one peak learning rate for every model")
+    if extra is not None:
+        extra(parser)
     parser.add_argument(
         "--results",
         default=None,
@@ -399,7 +617,51 @@ def add_run_arguments(parser: Any, epochs_help: str = "override the profile's ep
     parser.add_argument(
         "--fresh", action="store_true", help="start over: ignore and replace existing checkpoints"
     )
+    parser.add_argument("--no-save", action="store_true", help="do not write the record")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run_command(module: Any, args: Any, overrides: Mapping[str, Any] | None = None) -> int:
+    """``python -m minirims <experiment>``: check everything, print the settings, run, print the table.
+
+    A user error (a bad setting, seed, model, device; a checkpoint written with other settings) raises a
+    ValueError before any work where it can: ``python -m minirims`` prints it as one line (status 2). The
+    record and its figure go to ``--results`` or the runs folder.
+    """
+    changes = dict(overrides or {})
+    if args.models is not None:
+        changes["models"] = [m for arg in args.models for m in arg.split(",") if m]
+    if args.epochs is not None:
+        changes["epochs"] = args.epochs
+    if args.lr is not None:  # one learning rate for every model, as asked
+        changes.update(lr=args.lr, lr_by_model={})
+    settings = module.settings(args.profile, **changes)
+    seeds = seed_list(args.seeds)
+    pick_device(args.device)
+    print(f"{module.EXPERIMENT}, profile {settings.profile}:\n{format_settings(settings)}", flush=True)
+    record = module.run(
+        settings,
+        seeds,
+        results=args.results,
+        runs_dir=args.runs_dir,
+        device=args.device,
+        save=not args.no_save,
+        progress=not args.no_progress,
+        fresh=args.fresh,
+    )
+    print(describe_record(record))
+    print(module.format_table(record))
+    if not args.no_save:
+        path = output_record_path(module.EXPERIMENT, settings.profile, args.results, args.runs_dir)
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from minirims.experiments import figures
+
+        fig = figures.plot_record(record)
+        fig.savefig(path.with_suffix(".png"), dpi=100)
+        print(f"record: {path}")
+    return 0
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -560,8 +822,10 @@ def describe_record(record: Mapping[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def format_settings(settings: Mapping[str, Any], indent: str = "  ") -> str:
+def format_settings(settings: Mapping[str, Any] | Settings, indent: str = "  ") -> str:
     """Aligned ``key: value`` lines (nested mappings indented), for printing a profile's settings."""
+    if isinstance(settings, Settings):
+        settings = settings.as_dict()
     lines: list[str] = []
     width = max((len(str(k)) for k in settings), default=0)
     for key, val in settings.items():

@@ -1,0 +1,292 @@
+"""Every figure of the experiments: accuracy per delay or resolution, video frames and rollouts, BCE curves.
+
+::
+
+    plot_accuracy(record, ax=None, title=None, paper=True)   # copying (per delay) or MNIST (per size)
+    plot_bce_curves(curves, title="", n_given=None)          # balls: BCE per rollout frame
+    plot_record(record)                                      # the figure a command saves beside a record
+    plot_frames(frames, title="", every=1, max_frames=16)    # a strip of video frames
+    plot_rollouts(truth, predictions, n_given, every=2)      # the paper's Figure 6
+    show_rollout_frame(t, truth, predictions, n_given, masks=None)   # one step of a rollout
+    rollout_viewer(truth, predictions, n_given, masks=None, t=0)     # an ipywidgets slider over the steps
+
+Each returns a matplotlib Figure (the viewer a widget).
+
+Every line of a trained model is drawn beside the trivial predictors of its record (chance; the mean and
+last frames), grey and dashed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from torch import Tensor
+
+from minirims.experiments.baselines import BASELINES
+
+__all__ = [
+    "PAPER_TABLE1",
+    "plot_accuracy",
+    "plot_bce_curves",
+    "plot_frames",
+    "plot_record",
+    "plot_rollouts",
+    "record_curves",
+    "rollout_viewer",
+    "show_rollout_frame",
+]
+
+#: The paper's Table 1 (sequential MNIST, test accuracy %, mean of 3 runs) at 16 / 19 / 24.
+PAPER_TABLE1: dict[str, dict[int, float]] = {
+    "rim-6x100-k6": {16: 85.5, 19: 56.2, 24: 30.9},
+    "rim-6x100-k5": {16: 88.3, 19: 43.1, 24: 22.1},
+    "rim-6x100-k4": {16: 90.0, 19: 73.4, 24: 38.1},
+    "lstm-300": {16: 86.8, 19: 42.3, 24: 25.2},
+    "lstm-600": {16: 84.5, 19: 52.2, 24: 21.9},
+    "transformer": {16: 91.2, 19: 51.6, 24: 22.9},
+}
+
+
+def paper_name(name: str) -> str | None:
+    """The paper's model that ``name`` stands for in Table 1: a RIM of 6 modules with the same k (the paper's
+    modules have 100 units), or the same LSTM size; None if there is none."""
+    if name.startswith("rim-6x") and f"rim-6x100-{name.rsplit('-', 1)[-1]}" in PAPER_TABLE1:
+        return f"rim-6x100-{name.rsplit('-', 1)[-1]}"
+    return name if name in PAPER_TABLE1 else None
+
+
+def _axes(ax: Any, figsize: tuple[float, float]) -> tuple[Any, Any]:
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        fig, ax = plt.subplots(figsize=figsize)
+        return fig, ax
+    return ax.figure, ax
+
+
+def plot_accuracy(
+    record: Mapping[str, Any], ax: Any = None, title: str | None = None, paper: bool = True
+) -> Any:
+    """Accuracy (%) per test condition, one line per model (error bars: std over seeds), chance dashed.
+
+    A copying record is drawn against the delay T (digit accuracy over the copied digits), an MNIST record
+    against the test resolution (with ``paper``, the paper's Table 1 dashed in the model's colour).
+    """
+    settings, metrics = record["settings"], record["metrics"]
+    copying = record["experiment"] == "copying"
+    xs = [int(x) for x in settings["test_delays" if copying else "test_sizes"]]
+    fig, ax = _axes(ax, (6.0, 3.4 if copying else 3.6))
+    for name, m in metrics.items():
+        if name == "chance":
+            continue
+        acc = m["acc"]
+        mean = [100 * acc[str(x)]["mean"] for x in xs]
+        std = [100 * (acc[str(x)]["std"] or 0.0) for x in xs]
+        line = ax.errorbar(xs, mean, yerr=std, marker="o", capsize=3, label=name)
+        ref = paper_name(name) if paper and not copying else None
+        if ref is not None:
+            ys = [PAPER_TABLE1[ref][s] for s in (16, 19, 24)]
+            ax.plot([16, 19, 24], ys, ls="--", color=line[0].get_color(), alpha=0.6, label=f"{ref} (paper)")
+    chance = 1 / 8 if copying else 1 / 10
+    ax.axhline(100 * chance, color="grey", ls="--", lw=1, label=f"chance ({100 * chance:.1f}%)")
+    trained_at = int(settings["train_delay" if copying else "train_size"])
+    ax.axvline(trained_at, color="grey", lw=0.8, ls=":")
+    if copying:
+        ax.set_xlabel(f"delay T (trained at T = {trained_at})")
+        ax.set_ylabel("digit accuracy (%)")
+    else:
+        ax.set_xticks(xs, [f"{s}x{s}" for s in xs])
+        ax.set_xlabel(f"test resolution (trained on {trained_at}x{trained_at})")
+        ax.set_ylabel("test accuracy (%)")
+    ax.set_ylim(0, 102)
+    ax.set_title(title or f"{record['experiment'].replace('_', ' ')}, {record['profile']} profile")
+    ax.legend(fontsize=7, ncol=1 if copying else 2)
+    fig.tight_layout()
+    return fig
+
+
+def record_curves(record: Mapping[str, Any]) -> dict[str, dict[str, np.ndarray]]:
+    """Per-frame rollout BCE from a bouncing-balls record: {test set: {model: (n_future,)}}."""
+    sets = [
+        s for s in next(iter(record["metrics"].values())) if isinstance(s, str) and " " in s or s == "curtain"
+    ]
+    return {s: {m: np.asarray(e[s]["per_frame"]) for m, e in record["metrics"].items()} for s in sets}
+
+
+def plot_record(record: Mapping[str, Any]) -> Any:
+    """The figure of a record that ``python -m minirims <experiment>`` saves beside it."""
+    seeds = len(record["seeds"])
+    title = f"{record['experiment'].replace('_', ' ')}, {record['profile']} profile, {seeds} seed(s)"
+    if record["experiment"] == "bouncing_balls":
+        return plot_bce_curves(record_curves(record), title=title, n_given=record["settings"]["n_given"])
+    return plot_accuracy(record, title=title)
+
+
+def _figure(figsize: tuple[float, float]) -> Any:
+    """A Figure closed in pyplot at once, so a notebook shows it once: when a cell returns it."""
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=figsize, layout="constrained")
+    plt.close(fig)
+    return fig
+
+
+def _video(name: str, x: Any) -> np.ndarray:
+    """(T, H, W) or (T, 1, H, W) frames (tensor or array; uint8 0-255 or float 0-1) -> float (T, H, W)."""
+    arr = x.detach().float().cpu().numpy() if isinstance(x, Tensor) else np.asarray(x)
+    if arr.ndim == 4 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 3:
+        raise ValueError(f"{name}: expected frames of shape (T, H, W) or (T, 1, H, W), got {arr.shape}")
+    return arr / 255.0 if arr.dtype == np.uint8 else arr.astype(np.float64)
+
+
+def plot_frames(frames: Any, title: str = "", every: int = 1, max_frames: int = 16) -> Any:
+    """A strip of frames, left to right: frames 0, every, 2*every, ... (at most ``max_frames``)."""
+    video = _video("frames", frames)
+    shown = list(range(0, len(video), max(1, every)))[:max_frames]
+    fig = _figure((1.0 * len(shown), 1.35))
+    axes = fig.subplots(1, len(shown), squeeze=False)[0]
+    for ax, t in zip(axes, shown, strict=False):
+        ax.imshow(video[t], cmap="gray", vmin=0, vmax=1)
+        ax.set_title(f"t={t}", fontsize=8)
+        ax.set_xticks([]), ax.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def plot_rollouts(
+    truth: Any, predictions: dict[str, Any], n_given: int, every: int = 2, title: str = ""
+) -> Any:
+    """The paper's figure: ground truth and each model's rollout, one row each, frames left to right.
+
+    Args:
+        truth: (T, H, W) true video.
+        predictions: model name -> (T, H, W) video whose first ``n_given`` frames are the given truth and the
+            rest the model's rollout (as returned by :func:`example_rollouts`).
+        n_given: number of given frames; only frames from ``n_given - 2`` on are drawn, a red frame marks the
+            predicted ones.
+        every: draw every ``every``-th frame.
+    """
+    rows = {"ground truth": _video("truth", truth)}
+    rows.update({name: _video(f"predictions[{name!r}]", v) for name, v in predictions.items()})
+    t_len = len(rows["ground truth"])
+    shown = list(range(max(0, n_given - 2), t_len, max(1, every)))
+    fig = _figure((0.8 * len(shown) + 1.2, 0.85 * len(rows) + 0.4))
+    axes = fig.subplots(len(rows), len(shown), squeeze=False)
+    for r, (name, video) in enumerate(rows.items()):
+        for c, t in enumerate(shown):
+            ax = axes[r, c]
+            ax.imshow(video[t], cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([]), ax.set_yticks([])
+            if r > 0 and t >= n_given:
+                for spine in ax.spines.values():
+                    spine.set_color("tab:red")
+            if r == 0:
+                ax.set_title(f"t={t}", fontsize=8)
+            if c == 0:
+                ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
+    fig.suptitle(title or f"{n_given} frames given, then rolled out (red: predicted)", fontsize=10)
+    return fig
+
+
+def plot_bce_curves(curves: dict[str, dict[str, Any]], title: str = "", n_given: int | None = None) -> Any:
+    """Rollout BCE of each predicted frame, one panel per test set, one line per model.
+
+    Args:
+        curves: {test set: {model: (n_future,) per-frame BCE}} (see :func:`record_curves`).
+        n_given: when given, the x axis shows absolute frame numbers (n_given + i), else rollout steps.
+    """
+    if not isinstance(curves, dict) or not curves:
+        raise ValueError(
+            f"curves: expected a non-empty dict {{test set: {{model: per-frame BCE}}}}, got {curves!r}"
+        )
+    fig = _figure((3.4 * len(curves), 2.8))
+    axes = fig.subplots(1, len(curves), squeeze=False)[0]
+    for ax, (set_name, by_model) in zip(axes, curves.items(), strict=False):
+        for model, values in by_model.items():
+            y = np.asarray(values, dtype=np.float64)
+            x = np.arange(1, len(y) + 1) + (n_given - 1 if n_given else 0)
+            if model in BASELINES:  # the trivial predictors: grey, dashed, no markers
+                style = {
+                    "color": "0.45",
+                    "linestyle": "--" if model == BASELINES[0] else ":",
+                    "linewidth": 1.5,
+                }
+                ax.plot(x, y, label=f"{model} (baseline)", **style)
+            else:
+                ax.plot(x, y, marker="o", markersize=3, label=model)
+        ax.set_title(set_name, fontsize=10)
+        ax.set_xlabel("frame" if n_given else "rollout step")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("BCE per frame")
+    axes[0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def show_rollout_frame(
+    t: int, truth: Any, predictions: dict[str, Any], n_given: int, masks: Any | None = None
+) -> Any:
+    """One time step of a rollout: the true frame and every model's frame at ``t`` side by side.
+
+    Args:
+        t: frame index in [0, T).
+        truth, predictions, n_given: as in :func:`plot_rollouts`.
+        masks: optional (T-1, n) bool, the RIM's active modules at each step; step t-1 produced frame t, so
+            the panel shows which modules were active while predicting the frame on screen.
+    """
+    rows = {"ground truth": _video("truth", truth)}
+    rows.update({name: _video(f"predictions[{name!r}]", v) for name, v in predictions.items()})
+    t_len = len(rows["ground truth"])
+    if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or not 0 <= t < t_len:
+        raise ValueError(f"t: expected an int in [0, {t_len - 1}], got {t!r}")
+    extra = masks is not None
+    fig = _figure((1.9 * (len(rows) + extra), 2.3))
+    axes = fig.subplots(1, len(rows) + extra, squeeze=False)[0]
+    phase = "given" if t < n_given else f"predicted ({t - n_given + 1} of {t_len - n_given})"
+    for ax, (name, video) in zip(axes, rows.items(), strict=False):
+        ax.imshow(video[t], cmap="gray", vmin=0, vmax=1)
+        ax.set_title(name if name == "ground truth" else f"{name}", fontsize=9)
+        ax.set_xticks([]), ax.set_yticks([])
+    if extra:
+        m = masks.detach().cpu().numpy() if isinstance(masks, Tensor) else np.asarray(masks)
+        if m.ndim != 2 or m.shape[0] != t_len - 1:
+            raise ValueError(f"masks: expected shape ({t_len - 1}, n), got {m.shape}")
+        ax = axes[-1]
+        active = m[t - 1].astype(bool) if t > 0 else np.zeros(m.shape[1], dtype=bool)
+        ax.barh(np.arange(m.shape[1]), active.astype(float), color=np.where(active, "#1f5fa8", "#dddddd"))
+        ax.set_yticks(np.arange(m.shape[1]), [f"M{i}" for i in range(m.shape[1])], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xticks([])
+        ax.set_xlim(0, 1)
+        ax.set_title("active RIM modules", fontsize=9)
+    fig.suptitle(f"t = {t}: {phase}", fontsize=10)
+    return fig
+
+
+def rollout_viewer(
+    truth: Any, predictions: dict[str, Any], n_given: int, masks: Any | None = None, t: int = 0
+):
+    """An ipywidgets slider over the frames of a rollout; each move redraws :func:`show_rollout_frame`."""
+    show_rollout_frame(t, truth, predictions, n_given, masks)  # validate early
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    t_len = len(_video("truth", truth))
+    slider = widgets.IntSlider(value=t, min=0, max=t_len - 1, description="t", continuous_update=False)
+    out = widgets.Output()
+
+    def draw(_change: Any = None) -> None:
+        fig = show_rollout_frame(slider.value, truth, predictions, n_given, masks)
+        with out:
+            out.clear_output(wait=True)
+            display(fig)
+
+    slider.observe(draw, names="value")
+    draw()
+    return widgets.VBox([slider, out])
