@@ -16,7 +16,7 @@ import torch
 from minirims.attention import scaled_dot_product_attention
 from minirims.cell import RIMState
 from minirims.course import checks
-from minirims.course.checks._base import ExerciseFailure
+from minirims.course.checks._core import ExerciseFailure
 
 
 def input_attention(x, h, key, value, query):  # the answer to exercise 3.1

@@ -14,7 +14,7 @@ import torch
 
 from minirims.attention import merge_heads, scaled_dot_product_attention, split_heads
 from minirims.course import checks
-from minirims.course.checks._base import ExerciseFailure
+from minirims.course.checks._core import ExerciseFailure
 
 # ----------------------------------------------------------------------------------------------------------
 # Reference answers, written as a learner would

@@ -92,7 +92,7 @@ def test_learner_error_shows_their_frame_and_no_checks_frame(executed):
     text = ANSI.sub("", "\n".join(error.traceback))
     assert text.startswith("✘ attention: your function raised RuntimeError on case 1")
     assert "return q @ v, None" in text  # the learner's line, from the cell
-    assert "checks/_common.py" not in text and "checks/attention.py" not in text
+    assert "checks/_core.py" not in text and "checks/attention.py" not in text
     assert "RuntimeError:" in text.splitlines()[-1]
 
 

@@ -12,7 +12,7 @@ from minirims.attention import merge_heads, split_heads
 from minirims.cell import RIMState
 from minirims.competition import topk_mask
 from minirims.course import checks
-from minirims.course.checks._base import ExerciseFailure
+from minirims.course.checks._core import ExerciseFailure
 
 # ----------------------------------------------------------------------------------------------------------
 # Reference answers, written the way a learner would (these are the notebooks' solutions)

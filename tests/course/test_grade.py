@@ -1,4 +1,4 @@
-"""minirims.course.checks._base (check helpers), the CI output report, and the grader without kernels.
+"""minirims.course.checks._core (check helpers), the CI output report, and the grader without kernels.
 
 The grader on real kernels (cheating learners, dead kernels, time-outs, a class) is in test_grade_runs.py.
 """
@@ -18,7 +18,7 @@ from helpers import load_fixture
 from nbformat.v4 import new_code_cell, new_output
 
 from minirims.course import grade
-from minirims.course.checks._base import Case, ExerciseFailure, compare, passed, run_check
+from minirims.course.checks._core import Case, ExerciseFailure, compare, passed, run_check
 
 demo = load_fixture("demo_course")
 gdemo = load_fixture("grading_demo")

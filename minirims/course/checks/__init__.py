@@ -6,11 +6,21 @@ and, when the answer matches a common mistake, which one. A learner function tha
 ``NotImplementedError`` lets it through unchanged, so the grader reports "not attempted".
 
 One module per notebook: :mod:`.attention` (01), :mod:`.dynamics` (02), :mod:`.competition` (03),
-:mod:`.communication` (04), :mod:`.cell` (05), :mod:`.copying` (06), :mod:`.mnist` (07), :mod:`.balls` (08).
-:mod:`._base` compares values and prints the pass line; :mod:`._common` holds the helpers all of them share.
+:mod:`.communication` (04), :mod:`.cell` (05), :mod:`.copying` (06), :mod:`.mnist` (07), :mod:`.balls` (08);
+:mod:`._core` holds what they are made of (the failure, the call of the learner's function, comparisons).
 """
 
-from minirims.course.checks._base import ExerciseFailure
+from minirims.course.checks import (
+    attention,
+    balls,
+    cell,
+    communication,
+    competition,
+    copying,
+    dynamics,
+    mnist,
+)
+from minirims.course.checks._core import ExerciseFailure
 from minirims.course.checks.attention import (
     check_attention,
     check_merge_heads,
@@ -25,17 +35,10 @@ from minirims.course.checks.copying import check_copy_accuracy, check_copying_se
 from minirims.course.checks.dynamics import check_group_gru_step, check_group_linear, check_group_lstm_step
 from minirims.course.checks.mnist import check_resize_nearest
 
+_MODULES = (attention, dynamics, competition, communication, cell, copying, mnist, balls)
+
 #: the checks of each notebook, by notebook number
-BY_NOTEBOOK: dict[str, tuple[str, ...]] = {
-    "01": ("check_attention", "check_split_heads", "check_merge_heads", "check_multi_head_attention"),
-    "02": ("check_group_linear", "check_group_lstm_step", "check_group_gru_step"),
-    "03": ("check_input_attention", "check_topk_mask"),
-    "04": ("check_module_attention", "check_gated_update"),
-    "05": ("check_rim_step", "check_run_rim", "check_fold_value_weights"),
-    "06": ("check_copying_sequences", "check_copy_accuracy"),
-    "07": ("check_resize_nearest",),
-    "08": ("check_last_frame_guess",),
-}
+BY_NOTEBOOK: dict[str, tuple[str, ...]] = {f"{i:02d}": tuple(m.__all__) for i, m in enumerate(_MODULES, 1)}
 
 __all__ = [
     "BY_NOTEBOOK",

@@ -1,13 +1,4 @@
-"""Checks for notebook 01 (multi-head key-value attention); see :mod:`minirims.course.checks`.
-
-Checks (learner signature):
-
-- :func:`check_attention` -> ``attention(q, k, v, mask=None) -> (out, weights)``
-- :func:`check_split_heads` -> ``split_heads(x (B, L, H*d), n_heads) -> (B, H, L, d)``
-- :func:`check_merge_heads` -> ``merge_heads(x (B, H, L, d)) -> (B, L, H*d)``
-- :func:`check_multi_head_attention` -> ``multi_head_attention(mha, query, key_value, mask=None)
-  -> (out (B, Lq, d_out), weights (B, H, Lq, Lk))``
-"""
+"""Checks for notebook 01: scaled dot-product attention, splitting and merging heads, multi-head attention."""
 
 from __future__ import annotations
 
@@ -19,30 +10,24 @@ import torch
 from torch import Tensor
 
 from minirims.attention import MultiHeadAttention, merge_heads, scaled_dot_product_attention, split_heads
-from minirims.course.checks._base import ExerciseFailure, passed
-from minirims.course.checks._common import (
+from minirims.course.checks._core import (
     ATOL,
+    ExerciseFailure,
     _call,
     _close,
     _compare,
     _expect_tuple,
     _first_match,
+    _gen,
     _randn,
     _require_callable,
+    _seeded,
+    passed,
 )
 
-__all__ = [
-    "check_attention",
-    "check_split_heads",
-    "check_merge_heads",
-    "check_multi_head_attention",
-]
+__all__ = ["check_attention", "check_split_heads", "check_merge_heads", "check_multi_head_attention"]
 
 SEED = 1234
-
-
-def _generator(case: int) -> torch.Generator:
-    return torch.Generator().manual_seed(SEED + case)
 
 
 def _random_key_mask(gen: torch.Generator, shape: tuple[int, ...]) -> Tensor:
@@ -53,65 +38,91 @@ def _random_key_mask(gen: torch.Generator, shape: tuple[int, ...]) -> Tensor:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# 01: scaled dot-product attention
+# scaled dot-product attention
 
 
-def _attention_variant(
+def _weights_variant(
     q: Tensor,
     k: Tensor,
-    v: Tensor,
     mask: Tensor | None,
-    *,
     scale: float,
     dim: int = -1,
     invert: bool = False,
-    fill: float = float("-inf"),
-) -> tuple[Tensor, Tensor]:
+    fill=-math.inf,
+) -> Tensor:
     scores = q @ k.transpose(-2, -1) * scale
     if mask is not None:
         scores = scores.masked_fill(mask if invert else ~mask, fill)
-    weights = torch.softmax(scores, dim=dim)
-    return weights @ v, weights
+    return torch.softmax(scores, dim=dim)
+
+
+def _attention_hint(got_w: Any, q: Tensor, k: Tensor, mask: Tensor | None, exp_w: Tensor) -> str:
+    root = 1 / math.sqrt(q.shape[-1])
+    candidates = [
+        (
+            "the weights match softmax(q k^T) without the 1/sqrt(d_k) scaling; divide the scores by "
+            "sqrt(d_k) = sqrt(q.shape[-1])",
+            lambda: _weights_variant(q, k, mask, 1.0),
+        ),
+        (
+            "the weights match softmax(q k^T / d_k); scale by 1/sqrt(d_k), not 1/d_k",
+            lambda: _weights_variant(q, k, mask, 1.0 / q.shape[-1]),
+        ),
+        (
+            "the softmax runs over the query dimension; take it over the keys (the last dim, dim=-1)",
+            lambda: _weights_variant(q, k, mask, root, dim=-2),
+        ),
+    ]
+    if mask is not None:
+        candidates += [
+            (
+                "the weights match attention without the mask; set the scores to -inf where mask is False "
+                "before the softmax",
+                lambda: _weights_variant(q, k, None, root),
+            ),
+            (
+                "the mask is inverted: True means 'may attend', so block the positions where mask is False",
+                lambda: _weights_variant(q, k, mask, root, invert=True),
+            ),
+            (
+                "you filled the masked scores with 0, but 0 is an ordinary score (exp(0) = 1), so masked "
+                "keys still get weight; fill with float('-inf'), whose softmax weight is exactly 0",
+                lambda: _weights_variant(q, k, mask, root, fill=0.0),
+            ),
+        ]
+    found = _first_match(got_w, candidates)
+    if not found and mask is not None and isinstance(got_w, Tensor) and got_w.shape == exp_w.shape:
+        leak = got_w.detach().masked_fill(mask, 0.0).abs()
+        if bool((leak > ATOL).any()):
+            found = (
+                f"where mask is False the weight must be exactly 0, but yours reach {float(leak.max()):.3g} "
+                "there; set those scores to float('-inf') before the softmax"
+            )
+    return found
 
 
 def _attention_cases() -> list[tuple[str, tuple[Tensor, ...]]]:
-    cases = []
-    g = _generator(0)
-    cases.append(
+    g = [_gen(SEED + i) for i in range(4)]
+    q, k, v = _randn(g[1], 2, 3, 4, 8), _randn(g[1], 2, 3, 6, 8), _randn(g[1], 2, 3, 6, 5)
+    return [
         (
             "case 1: q (2, 3, 4), k (2, 5, 4), v (2, 5, 6), no mask",
-            (_randn(g, 2, 3, 4), _randn(g, 2, 5, 4), _randn(g, 2, 5, 6)),
-        )
-    )
-    g = _generator(1)
-    q, k, v = _randn(g, 2, 3, 4, 8), _randn(g, 2, 3, 6, 8), _randn(g, 2, 3, 6, 5)
-    cases.append(
+            (_randn(g[0], 2, 3, 4), _randn(g[0], 2, 5, 4), _randn(g[0], 2, 5, 6)),
+        ),
         (
             "case 2: q (2, 3, 4, 8), k (2, 3, 6, 8), v (2, 3, 6, 5), mask (2, 3, 4, 6)",
-            (q, k, v, _random_key_mask(g, (2, 3, 4, 6))),
-        )
-    )
-    g = _generator(2)
-    causal = torch.ones(7, 7, dtype=torch.bool).tril()
-    cases.append(
+            (q, k, v, _random_key_mask(g[1], (2, 3, 4, 6))),
+        ),
         (
             "case 3: q, k, v (1, 7, 3), causal mask (7, 7) broadcast over the batch",
-            (_randn(g, 1, 7, 3), _randn(g, 1, 7, 3), _randn(g, 1, 7, 3), causal),
-        )
-    )
-    g = _generator(3)
-    cases.append(
+            (*(_randn(g[2], 1, 7, 3) for _ in range(3)), torch.ones(7, 7, dtype=torch.bool).tril()),
+        ),
         (
             "case 4: odd sizes q (3, 1, 9), k (3, 5, 9), v (3, 5, 2), mask (3, 1, 5)",
-            (
-                3.0 * _randn(g, 3, 1, 9),
-                _randn(g, 3, 5, 9),
-                _randn(g, 3, 5, 2),
-                _random_key_mask(g, (3, 1, 5)),
-            ),
-        )
-    )
-    return cases
+            (3.0 * _randn(g[3], 3, 1, 9), _randn(g[3], 3, 5, 9), _randn(g[3], 3, 5, 2))
+            + (_random_key_mask(g[3], (3, 1, 5)),),
+        ),
+    ]
 
 
 def check_attention(fn: Callable[..., Any]) -> None:
@@ -132,168 +143,84 @@ def check_attention(fn: Callable[..., Any]) -> None:
         got_out, got_w = _expect_tuple(name, got, label, ("out", "weights"), "pair")
         if _close(got_out, exp_w) and _close(got_w, exp_out) and exp_w.shape != exp_out.shape:
             raise ExerciseFailure(f"{name} ({label}): you returned (weights, out); return (out, weights)")
-        d_k = q.shape[-1]
-
-        def diagnose(
-            got_w: Any = got_w,
-            q: Tensor = q,
-            k: Tensor = k,
-            v: Tensor = v,
-            mask: Tensor | None = mask,
-            d_k: int = d_k,
-            exp_w: Tensor = exp_w,
-        ) -> str:
-            candidates = [
-                (
-                    "the weights match softmax(q k^T) without the 1/sqrt(d_k) scaling; divide the scores by "
-                    "sqrt(d_k) = sqrt(q.shape[-1])",
-                    lambda: _attention_variant(q, k, v, mask, scale=1.0)[1],
-                ),
-                (
-                    "the weights match softmax(q k^T / d_k); scale by 1/sqrt(d_k), not 1/d_k",
-                    lambda: _attention_variant(q, k, v, mask, scale=1.0 / d_k)[1],
-                ),
-                (
-                    "the softmax runs over the query dimension; take it over the keys (the last dim, dim=-1)",
-                    lambda: _attention_variant(q, k, v, mask, scale=1 / math.sqrt(d_k), dim=-2)[1],
-                ),
-            ]
-            if mask is not None:
-                candidates += [
-                    (
-                        "the weights match attention without the mask; set the scores to -inf where mask is "
-                        "False before the softmax",
-                        lambda: _attention_variant(q, k, v, None, scale=1 / math.sqrt(d_k))[1],
-                    ),
-                    (
-                        "the mask is inverted: True means 'may attend', so block the positions where mask "
-                        "is False",
-                        lambda: _attention_variant(q, k, v, mask, scale=1 / math.sqrt(d_k), invert=True)[1],
-                    ),
-                    (
-                        "you filled the masked scores with 0, but 0 is an ordinary score (exp(0) = 1), so "
-                        "masked keys still get weight; fill with float('-inf'), whose softmax weight is "
-                        "exactly 0",
-                        lambda: _attention_variant(q, k, v, mask, scale=1 / math.sqrt(d_k), fill=0.0)[1],
-                    ),
-                ]
-            found = _first_match(got_w, candidates)
-            if not found and mask is not None and isinstance(got_w, Tensor) and got_w.shape == exp_w.shape:
-                leak = got_w.detach().masked_fill(mask, 0.0).abs()
-                if bool((leak > ATOL).any()):
-                    found = (
-                        f"where mask is False the weight must be exactly 0, but yours reach "
-                        f"{float(leak.max()):.3g} there; set those scores to float('-inf') before the softmax"
-                    )
-            return found
-
-        _compare(name, got_w, exp_w, f"weights ({label})", diagnose)
-        _compare(
-            name,
-            got_out,
-            exp_out,
-            f"out ({label})",
-            lambda got_out=got_out: (
-                "the weights are right; the read is weights @ v" if got_out is not None else ""
-            ),
-        )
+        _compare(name, got_w, exp_w, f"weights ({label})", _attention_hint, (got_w, q, k, mask, exp_w))
+        read_hint = "the weights are right; the read is weights @ v" if got_out is not None else ""
+        _compare(name, got_out, exp_out, f"out ({label})", read_hint)
     passed(name, f"{len(cases)} cases (with and without a mask, extra batch dims, odd sizes)")
 
 
 # ----------------------------------------------------------------------------------------------------------
-# 01: heads
+# heads
 
 
-def _split_cases() -> list[tuple[str, Tensor, int]]:
-    out = []
-    for i, (shape, heads) in enumerate([((2, 5, 12), 3), ((1, 4, 8), 8), ((3, 2, 6), 1), ((2, 7, 10), 2)]):
-        out.append((f"case {i + 1}: x {shape}, n_heads={heads}", _randn(_generator(10 + i), *shape), heads))
-    return out
+def _split_hint(got: Any, x: Tensor, heads: int) -> str:
+    b, length, features = x.shape
+    d = features // heads
+    return _first_match(
+        got,
+        [
+            (
+                "you reshaped (B, L, H*d) straight to (B, H, L, d), which mixes positions into heads; "
+                "reshape to (B, L, H, d) first, then swap dims 1 and 2",
+                lambda: x.reshape(b, heads, length, d),
+            ),
+            (
+                "the heads are interleaved (head h got features h, h+H, h+2H, ...); head h must hold the "
+                "contiguous block h*d:(h+1)*d, so reshape to (B, L, H, d), not (B, L, d, H)",
+                lambda: x.reshape(b, length, d, heads).permute(0, 3, 1, 2),
+            ),
+        ],
+    )
 
 
 def check_split_heads(fn: Callable[..., Any]) -> None:
     """Check ``split_heads(x (B, L, H*d), n_heads) -> (B, H, L, d)``: head h holds features h*d:(h+1)*d."""
     _require_callable(fn)
     name = "split_heads"
-    cases = _split_cases()
-    for label, x, heads in cases:
-        expected = split_heads(x, heads)
+    settings = [((2, 5, 12), 3), ((1, 4, 8), 8), ((3, 2, 6), 1), ((2, 7, 10), 2)]
+    for i, (shape, heads) in enumerate(settings):
+        label, x = f"case {i + 1}: x {shape}, n_heads={heads}", _randn(_gen(SEED + 10 + i), *shape)
         got = _call(name, fn, (x.clone(), heads), label)
-        b, length, features = x.shape
-        d = features // heads
-
-        def diagnose(
-            got: Any = got, x: Tensor = x, b: int = b, length: int = length, d: int = d, heads: int = heads
-        ) -> str:
-            return _first_match(
-                got,
-                [
-                    (
-                        "you reshaped (B, L, H*d) straight to (B, H, L, d), which mixes positions into "
-                        "heads; reshape to (B, L, H, d) first, then swap dims 1 and 2",
-                        lambda: x.reshape(b, heads, length, d),
-                    ),
-                    (
-                        "the heads are interleaved (head h got features h, h+H, h+2H, ...); head h must "
-                        "hold the contiguous block h*d:(h+1)*d, so reshape to (B, L, H, d), not (B, L, d, H)",
-                        lambda: x.reshape(b, length, d, heads).permute(0, 3, 1, 2),
-                    ),
-                ],
-            )
-
-        _compare(name, got, expected, f"output (B, H, L, d) ({label})", diagnose, per=(1, "head"))
-    passed(name, f"{len(cases)} cases (1 to 8 heads)")
+        what = f"output (B, H, L, d) ({label})"
+        _compare(name, got, split_heads(x, heads), what, _split_hint, (got, x, heads), per=(1, "head"))
+    passed(name, f"{len(settings)} cases (1 to 8 heads)")
 
 
-def _merge_cases() -> list[tuple[str, Tensor]]:
-    shapes = [(2, 3, 5, 4), (1, 8, 4, 1), (3, 1, 2, 6), (2, 2, 7, 5)]
-    return [
-        (f"case {i + 1}: x {shape}", _randn(_generator(20 + i), *shape)) for i, shape in enumerate(shapes)
-    ]
+def _merge_hint(got: Any, x: Tensor) -> str:
+    b, heads, length, d = x.shape
+    return _first_match(
+        got,
+        [
+            (
+                "you reshaped (B, H, L, d) straight to (B, L, H*d), which mixes heads into positions; swap "
+                "dims 1 and 2 first (x.transpose(1, 2)), then reshape",
+                lambda: x.reshape(b, length, heads * d),
+            ),
+            (
+                "the heads are interleaved in the features; the features of head h must be the contiguous "
+                "block h*d:(h+1)*d, so transpose to (B, L, H, d) before the reshape",
+                lambda: x.permute(0, 2, 3, 1).reshape(b, length, heads * d),
+            ),
+        ],
+    )
 
 
 def check_merge_heads(fn: Callable[..., Any]) -> None:
     """Check ``merge_heads(x (B, H, L, d)) -> (B, L, H*d)``, the inverse of ``split_heads``."""
     _require_callable(fn)
     name = "merge_heads"
-    cases = _merge_cases()
-    for label, x in cases:
-        expected = merge_heads(x)
+    shapes = [(2, 3, 5, 4), (1, 8, 4, 1), (3, 1, 2, 6), (2, 2, 7, 5)]
+    for i, shape in enumerate(shapes):
+        label, x = f"case {i + 1}: x {shape}", _randn(_gen(SEED + 20 + i), *shape)
         got = _call(name, fn, (x.clone(),), label)
-        b, heads, length, d = x.shape
-
-        def diagnose(
-            got: Any = got, x: Tensor = x, b: int = b, heads: int = heads, length: int = length, d: int = d
-        ) -> str:
-            return _first_match(
-                got,
-                [
-                    (
-                        "you reshaped (B, H, L, d) straight to (B, L, H*d), which mixes heads into "
-                        "positions; swap dims 1 and 2 first (x.transpose(1, 2)), then reshape",
-                        lambda: x.reshape(b, length, heads * d),
-                    ),
-                    (
-                        "the heads are interleaved in the features; the features of head h must be the "
-                        "contiguous block h*d:(h+1)*d, so transpose to (B, L, H, d) before the reshape",
-                        lambda: x.permute(0, 2, 3, 1).reshape(b, length, heads * d),
-                    ),
-                ],
-            )
-
-        _compare(
-            name,
-            got,
-            expected,
-            f"output (B, L, H*d) ({label})",
-            diagnose,
-            per=(2, "head", lambda t, b=b, length=length, heads=heads, d=d: t.reshape(b, length, heads, d)),
-        )
-    passed(name, f"{len(cases)} cases (1 to 8 heads)")
+        b, heads, length, d = shape
+        per = (2, "head", lambda t, b=b, length=length, heads=heads, d=d: t.reshape(b, length, heads, d))
+        _compare(name, got, merge_heads(x), f"output (B, L, H*d) ({label})", _merge_hint, (got, x), per=per)
+    passed(name, f"{len(shapes)} cases (1 to 8 heads)")
 
 
 # ----------------------------------------------------------------------------------------------------------
-# 01: multi-head key-value attention
+# multi-head key-value attention
 
 
 def _mha_cases() -> list[tuple[str, MultiHeadAttention, tuple[Tensor, ...]]]:
@@ -306,16 +233,12 @@ def _mha_cases() -> list[tuple[str, MultiHeadAttention, tuple[Tensor, ...]]]:
     ]
     cases = []
     for i, (dq, dkv, heads, d_k, d_v, d_out, b, lq, lk, with_mask) in enumerate(settings):
-        torch_state = torch.random.get_rng_state()
-        try:
-            torch.manual_seed(SEED + 30 + i)
+        with _seeded(SEED + 30 + i):
             mha = MultiHeadAttention(dq, dkv, heads, d_k, d_v, d_out).eval()
-        finally:
-            torch.random.set_rng_state(torch_state)
         with torch.no_grad():  # bigger weights: decisive attention, so a head mix-up shows
             for p in mha.parameters():
                 p.mul_(2.0)
-        g = _generator(30 + i)
+        g = _gen(SEED + 30 + i)
         args: tuple[Tensor, ...] = (_randn(g, b, lq, dq), _randn(g, b, lk, dkv))
         label = f"case {i + 1}: H={heads}, d_k={d_k}, d_v={d_v}, query (B={b}, Lq={lq}), key_value (Lk={lk})"
         if with_mask:
@@ -323,6 +246,34 @@ def _mha_cases() -> list[tuple[str, MultiHeadAttention, tuple[Tensor, ...]]]:
             label += ", mask (B, 1, Lq, Lk)"
         cases.append((label, mha, args))
     return cases
+
+
+def _mha_hint(
+    got_w: Any, mha: MultiHeadAttention, query: Tensor, key_value: Tensor, mask: Tensor | None = None
+):
+    def interleaved(x: Tensor) -> Tensor:
+        b, length, features = x.shape
+        return x.reshape(b, length, features // mha.n_heads, mha.n_heads).permute(0, 3, 1, 2)
+
+    return _first_match(
+        got_w,
+        [
+            (
+                "the weights match attention without the mask; pass the mask on to the attention",
+                lambda: mha(query, key_value)[1],
+            ),
+            (
+                "the heads are interleaved; split with split_heads (head h = features h*d:(h+1)*d)",
+                lambda: scaled_dot_product_attention(
+                    *(
+                        interleaved(p(x))
+                        for p, x in ((mha.query, query), (mha.key, key_value), (mha.value, key_value))
+                    ),
+                    mask,
+                )[1],
+            ),
+        ],
+    )
 
 
 def check_multi_head_attention(fn: Callable[..., Any]) -> None:
@@ -339,42 +290,14 @@ def check_multi_head_attention(fn: Callable[..., Any]) -> None:
         with torch.no_grad():
             exp_out, exp_w = mha(*args)
             got = _call(name, fn, (mha, *(t.clone() for t in args)), label)
-        got_out, got_w = _expect_tuple(name, got, label, ("out", "weights"), "pair")
-
-        def diagnose_w(got_w: Any = got_w, mha: MultiHeadAttention = mha, args: tuple = args) -> str:
-            query, key_value = args[:2]
-            mask = args[2] if len(args) == 3 else None
-            heads = mha.n_heads
-
-            def interleaved(x: Tensor) -> Tensor:
-                b, length, features = x.shape
-                return x.reshape(b, length, features // heads, heads).permute(0, 3, 1, 2)
-
-            return _first_match(
-                got_w,
-                [
-                    (
-                        "the weights match attention without the mask; pass the mask on to the attention",
-                        lambda: mha(query, key_value)[1],
-                    ),
-                    (
-                        "the heads are interleaved; split with split_heads (head h = features h*d:(h+1)*d)",
-                        lambda: scaled_dot_product_attention(
-                            interleaved(mha.query(query)),
-                            interleaved(mha.key(key_value)),
-                            interleaved(mha.value(key_value)),
-                            mask,
-                        )[1],
-                    ),
-                ],
-            )
-
-        _compare(name, got_w, exp_w, f"weights (B, H, Lq, Lk) ({label})", diagnose_w, per=(1, "head"))
+            got_out, got_w = _expect_tuple(name, got, label, ("out", "weights"), "pair")
+            what = f"weights (B, H, Lq, Lk) ({label})"
+            _compare(name, got_w, exp_w, what, _mha_hint, (got_w, mha, *args), per=(1, "head"))
         _compare(
             name,
             got_out,
             exp_out,
             f"out (B, Lq, d_out) ({label})",
-            lambda: "the weights are right: check merge_heads and the final projection mha.out",
+            "the weights are right: check merge_heads and the final projection mha.out",
         )
     passed(name, f"{len(cases)} cases (1 to 4 heads, with and without a mask)")

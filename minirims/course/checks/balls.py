@@ -1,11 +1,4 @@
-"""Checks for notebook 08 (bouncing balls); see :mod:`minirims.course.checks`.
-
-Checks (learner signature):
-
-- :func:`check_last_frame_guess` -> ``last_frame_guess(frames (B, T, 1, H, W), n_given, n_future, blend)
-  -> (B, n_future, 1, H, W)``: the trivial predictor that copies the last given frame, blended towards the
-  video's mean brightness
-"""
+"""Checks for notebook 08: the last-frame guess, the trivial predictor the video models must beat."""
 
 from __future__ import annotations
 
@@ -14,8 +7,14 @@ from typing import Any
 
 import torch
 
-from minirims.course.checks._base import ExerciseFailure, passed
-from minirims.course.checks._common import _call, _first_match, _require_callable
+from minirims.course.checks._core import (
+    _call,
+    _expect_tensor,
+    _failure,
+    _first_match,
+    _require_callable,
+    passed,
+)
 from minirims.experiments.bouncing_balls import last_frame_guess
 from minirims.experiments.data.balls import make_balls
 
@@ -71,35 +70,23 @@ def _mistakes(frames: torch.Tensor, g: int, f: int, blend: Any) -> list[tuple[st
 
 
 def check_last_frame_guess(fn: Callable[..., Any]) -> None:
-    """``fn(frames, n_given, n_future, blend) -> (B, n_future, 1, H, W)`` must match the package's guess."""
+    """``fn(frames (B, T, 1, H, W), n_given, n_future, blend) -> (B, n_future, 1, H, W)`` must match the
+    package's guess: the last given frame, blended towards the video's mean brightness (``blend`` a number or
+    one per future frame)."""
     _require_callable(fn)
     name = "last_frame_guess"
     cases = _cases()
     for label, frames, g, f, blend in cases:
         got = _call(name, fn, (frames.clone(), g, f, blend), label)
         expected = last_frame_guess(frames, g, f, blend)
-        if not isinstance(got, torch.Tensor):
-            raise ExerciseFailure(f"{name} ({label}): expected a torch.Tensor, got {type(got).__name__}")
-        if tuple(got.shape) != tuple(expected.shape):
-            hint = (
-                "broadcast the last frame (B, 1, 1, H, W) against a blend of shape (1, n_future, 1, 1, 1)"
-                if tuple(got.shape[2:]) == tuple(expected.shape[2:])
-                else ""
-            )
-            raise ExerciseFailure(
-                f"{name} ({label}): expected shape {tuple(expected.shape)} (B, n_future, 1, H, W), got "
-                f"{tuple(got.shape)}" + (f". Hint: {hint}" if hint else "")
-            )
-        if got.dtype != expected.dtype:
-            raise ExerciseFailure(
-                f"{name} ({label}): expected dtype {expected.dtype} (that of frames), got {got.dtype}"
-            )
+        broadcast = isinstance(got, torch.Tensor) and tuple(got.shape[2:]) == tuple(expected.shape[2:])
+        hint = "broadcast the last frame (B, 1, 1, H, W) against a blend of shape (1, n_future, 1, 1, 1)"
+        prefix = f"{name} ({label})"
+        shape_hint = hint if broadcast else ""
+        _expect_tensor(prefix, got, expected, " (B, n_future, 1, H, W)", " (that of frames)", shape_hint)
         if not bool(torch.allclose(got, expected, atol=1e-6)):
             diff = (got - expected).abs().flatten(2).amax(-1)  # (B, n_future)
             b, t = (int(v) for v in torch.nonzero(diff == diff.max())[0])
-            hint = _first_match(got, _mistakes(frames, g, f, blend))
-            raise ExerciseFailure(
-                f"{name} ({label}): video {b}, rollout frame {t} differs (by up to {float(diff[b, t]):.3g})"
-                + (f". Hint: {hint}" if hint else "")
-            )
+            message = f"{prefix}: video {b}, rollout frame {t} differs (by up to {float(diff[b, t]):.3g})"
+            raise _failure(message, _first_match(got, _mistakes(frames, g, f, blend)))
     passed(name, f"{len(cases)} cases")

@@ -1,12 +1,4 @@
-"""Checks for notebook 05 (the RIM cell); see :mod:`minirims.course.checks`.
-
-Checks (learner signature):
-
-- :func:`check_rim_step` -> ``rim_step(cell, x (B, m, d_in), state) -> (RIMState(h, c), mask (B, n))``.
-- :func:`check_fold_value_weights` -> ``fold_value_weights(w_v (d_v, d_in), w_ih (n, d_v, G))
-  -> (n, d_in, G)``
-- :func:`check_run_rim` -> ``run_rim(cell, x (B, T, m, d_in)) -> (hs (B, T, n, d_h), masks (B, T, n))``.
-"""
+"""Checks for notebook 05: one RIM step, the RIM over a sequence, and folding W_v into the cells' weights."""
 
 from __future__ import annotations
 
@@ -17,10 +9,10 @@ import torch
 from torch import Tensor
 
 from minirims.cell import RIMCell, RIMState
-from minirims.course.checks._base import ExerciseFailure, compare, passed
-from minirims.course.checks._common import (
+from minirims.course.checks._core import (
     ATOL,
     RTOL,
+    ExerciseFailure,
     _call,
     _close,
     _compare,
@@ -31,20 +23,18 @@ from minirims.course.checks._common import (
     _randn,
     _require_callable,
     _seeded,
+    compare,
+    passed,
 )
 from minirims.model import RIM
 
-__all__ = [
-    "check_rim_step",
-    "check_run_rim",
-    "check_fold_value_weights",
-]
+__all__ = ["check_rim_step", "check_run_rim", "check_fold_value_weights"]
 
 SEED = 3141
 
 
 # ----------------------------------------------------------------------------------------------------------
-# 05: one step of the cell, and a sequence
+# one step of the cell, and a sequence
 
 _SMALL_CELL = dict(input_d_k=4, input_d_v=5, comm_heads=2, comm_d_k=3, comm_d_v=3, dropout=0.0)
 
@@ -115,7 +105,7 @@ def check_rim_step(fn: Callable[..., Any]) -> None:
             info.mask,
             f"mask ({label})",
             k,
-            lambda: "return the mask of the competition, cell.input_attention(x, h).mask",
+            "return the mask of the competition, cell.input_attention(x, h).mask",
         )
         _compare_states(
             name,
@@ -134,7 +124,7 @@ def check_rim_step(fn: Callable[..., Any]) -> None:
             state.c,
             info.mask,
             f"c ({label})",
-            lambda: "active modules take the cell state c~ from the recurrent cell",
+            "active modules take the cell state c~ from the recurrent cell",
         )
     passed(name, "3 cases (1 to 3 input slots, k = 1, 3 and n)")
 
@@ -186,7 +176,7 @@ def check_run_rim(fn: Callable[..., Any]) -> None:
                 trace.masks.flatten(0, 1),
                 f"masks ({label}; row = example * T + t)",
                 k,
-                lambda: "keep info.mask of every step and stack along dim 1 (time)",
+                "keep info.mask of every step and stack along dim 1 (time)",
             )
         else:
             compare(name, masks, trace.masks, what=f"masks ({label})")
@@ -194,7 +184,7 @@ def check_run_rim(fn: Callable[..., Any]) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# 05: making it fast -- fold the value projection into the module cells' input weights
+# making it fast: fold the value projection into the module cells' input weights
 
 
 def _fold_hint(got: Any, w_v: Tensor, w_ih: Tensor) -> str:
@@ -213,8 +203,8 @@ def check_fold_value_weights(fn: Callable[..., Any]) -> None:
     """``fn(w_v (d_v, d_in), w_ih (n, d_v, G)) -> (n, d_in, G)``: ``x @ out[i] == (x @ w_v.T) @ w_ih[i]``."""
     _require_callable(fn)
     name = "fold_value_weights"
-    cases = 0
-    for index, (n, d_in, d_v, g) in enumerate(((3, 4, 6, 8), (6, 1, 5, 12), (2, 7, 3, 4))):
+    settings = ((3, 4, 6, 8), (6, 1, 5, 12), (2, 7, 3, 4))
+    for index, (n, d_in, d_v, g) in enumerate(settings):
         with _seeded(SEED + 60 + index) as gen:
             w_v = _randn(gen, d_v, d_in)
             w_ih = _randn(gen, n, d_v, g)
@@ -222,5 +212,4 @@ def check_fold_value_weights(fn: Callable[..., Any]) -> None:
         got = _call(name, fn, (w_v.clone(), w_ih.clone()), label)
         expected = torch.einsum("vi,nvg->nig", w_v, w_ih)
         _compare(name, got, expected, f"output (n, d_in, G) ({label})", _fold_hint, (got, w_v, w_ih))
-        cases += 1
-    passed(name, f"{cases} cases")
+    passed(name, f"{len(settings)} cases")

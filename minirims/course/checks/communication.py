@@ -1,12 +1,4 @@
-"""Checks for notebook 04 (communication between modules); see :mod:`minirims.course.checks`.
-
-Checks (learner signature):
-
-- :func:`check_module_attention` -> ``module_attention(h (B, n, d_h), query, key, value, n_heads)
-  -> (a (B, n, H*d_v), attn (B, H, n, n))``; the projections are :class:`~minirims.group.GroupLinear`.
-- :func:`check_gated_update` -> ``gated_update(h (B, n, d_h), a (B, n, d_a), mask (B, n), f, g)
-  -> h_out (B, n, d_h)``: ``h + sigmoid(g(a)) * tanh(f(a))`` for active modules, ``h`` for inactive ones.
-"""
+"""Checks for notebook 04: attention among modules, and the gated residual update of the active modules."""
 
 from __future__ import annotations
 
@@ -19,8 +11,7 @@ from torch import Tensor
 
 from minirims.attention import merge_heads, split_heads
 from minirims.communication import CommunicationAttention
-from minirims.course.checks._base import passed
-from minirims.course.checks._common import (
+from minirims.course.checks._core import (
     _call,
     _compare,
     _compare_states,
@@ -30,19 +21,17 @@ from minirims.course.checks._common import (
     _random_mask,
     _require_callable,
     _seeded,
+    passed,
 )
 from minirims.group import GroupLinear
 
-__all__ = [
-    "check_module_attention",
-    "check_gated_update",
-]
+__all__ = ["check_module_attention", "check_gated_update"]
 
 SEED = 3141
 
 
 # ----------------------------------------------------------------------------------------------------------
-# 04: attention among modules
+# attention among modules
 
 
 def _module_attention_hint(attn: Any, scores: Tensor, d_k: int, heads: int) -> str:
@@ -99,7 +88,7 @@ def check_module_attention(fn: Callable[..., Any]) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# 04: gated residual, active modules only
+# gated residual, active modules only
 
 
 def _gated_update_hint(got: Any, h: Tensor, mask: Tensor, fa: Tensor, ga: Tensor) -> str:

@@ -1,13 +1,4 @@
-"""Checks for notebook 03 (top-down competition: input attention, top-k); see :mod:`minirims.course.checks`.
-
-Checks (learner signature):
-
-- :func:`check_input_attention` -> ``input_attention(x (B, m, d_in), h (B, n, d_h), key, value, query)
-  -> (attn (B, n, 1+m), read (B, n, d_v))``; ``key``/``value`` are bias-free ``nn.Linear``, ``query`` a
-  bias-free :class:`~minirims.group.GroupLinear`.
-- :func:`check_topk_mask` -> ``select_active(attn (B, n, 1+m), k) -> mask (B, n) bool``, True for the k
-  modules with the least attention on the null slot.
-"""
+"""Checks for notebook 03: input attention over [null, inputs] and the top-k mask of the winning modules."""
 
 from __future__ import annotations
 
@@ -19,32 +10,28 @@ import torch
 from torch import Tensor
 
 from minirims.competition import InputAttention, null_attention, topk_mask
-from minirims.course.checks._base import ExerciseFailure, passed
-from minirims.course.checks._common import (
+from minirims.course.checks._core import (
+    ExerciseFailure,
     _call,
     _compare,
     _compare_mask,
     _expect_tuple,
     _first_match,
+    _fmt_shape,
+    _gen,
     _randn,
     _require_callable,
     _seeded,
+    passed,
 )
 
-__all__ = [
-    "check_input_attention",
-    "check_topk_mask",
-]
+__all__ = ["check_input_attention", "check_topk_mask"]
 
 SEED = 3141
 
 
 # ----------------------------------------------------------------------------------------------------------
-# 03: input attention over [null, inputs]
-
-
-def _fmt(shape: torch.Size) -> str:
-    return "(" + ", ".join(str(d) for d in shape) + ")"
+# input attention over [null, inputs]
 
 
 def _slot_scores(
@@ -94,6 +81,8 @@ def check_input_attention(fn: Callable[..., Any]) -> None:
 
     ``attn[b, i]`` is module i's softmax attention over the slots [null, x_1, ..., x_m] (the null slot, a
     vector of zeros, first), with scores ``q_i . k_j / sqrt(d_k)``; ``read[b, i] = sum_j attn[b, i, j] v_j``.
+    ``key`` and ``value`` are bias-free ``nn.Linear``, ``query`` a bias-free
+    :class:`~minirims.group.GroupLinear`.
     Cases: m = 1 and m = 3 input slots. Reference: :class:`minirims.competition.InputAttention` (1 head).
     """
     name = "input attention"
@@ -117,7 +106,8 @@ def check_input_attention(fn: Callable[..., Any]) -> None:
         ):
             raise ExerciseFailure(
                 f"{name} ({label}): you returned (read, attn): the first item has the shape of read "
-                f"{_fmt(expected.read.shape)} and the second that of attn {_fmt(expected.attn.shape)}; "
+                f"{_fmt_shape(expected.read.shape)} and the second that of attn "
+                f"{_fmt_shape(expected.attn.shape)}; "
                 "return (attn, read), in that order"
             )
         _compare(name, attn, expected.attn, f"attn ({label})", _input_attention_hint, (attn, x, h, inp))
@@ -126,21 +116,20 @@ def check_input_attention(fn: Callable[..., Any]) -> None:
             read,
             expected.read,
             f"read ({label})",
-            lambda: "read = attn @ value(slots): the attention-weighted sum of the 1+m values, null included",
+            "read = attn @ value(slots): the attention-weighted sum of the 1+m values, null included",
         )
     passed(name, "2 cases (m = 1 and m = 3 input slots)")
 
 
 # ----------------------------------------------------------------------------------------------------------
-# 03: top-k of least null attention
+# top-k of least null attention
 
 
 def _topk_cases() -> list[tuple[str, Tensor, int]]:
     """(label, attn (B, n, 1+m), k): k = 1, k = n and two in between, 1 to 3 input slots."""
     cases = []
     for index, (b, n, m, k) in enumerate([(4, 6, 1, 1), (5, 6, 3, 3), (3, 5, 2, 5), (4, 7, 1, 4)]):
-        gen = torch.Generator().manual_seed(SEED + 10 + index)
-        attn = torch.softmax(torch.randn(b, n, 1 + m, generator=gen) * 1.5, dim=-1)
+        attn = torch.softmax(_randn(_gen(SEED + 10 + index), b, n, 1 + m, scale=1.5), dim=-1)
         cases.append((f"case {index + 1}: B={b}, n={n} modules, m={m}, k={k}", attn, k))
     return cases
 

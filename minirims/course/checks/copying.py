@@ -1,12 +1,4 @@
-"""Checks for notebook 06 (the copying task); see :mod:`minirims.course.checks`.
-
-Checks (learner signature):
-
-- :func:`check_copying_sequences` -> ``copying_sequences(digits (N, 10) in 1..8, delay)
-  -> (tokens (N, delay + 20), targets (N, delay + 20))``
-- :func:`check_copy_accuracy` -> ``copy_accuracy(logits (N, L, 10), targets (N, L)) -> (10,)``: the accuracy
-  at each of the 10 answer steps
-"""
+"""Checks for notebook 06 (the copying task): laying out the sequences, and the accuracy per answer step."""
 
 from __future__ import annotations
 
@@ -15,8 +7,17 @@ from typing import Any
 
 import torch
 
-from minirims.course.checks._base import ExerciseFailure, passed
-from minirims.course.checks._common import _call, _expect_tuple, _require_callable
+from minirims.course.checks._core import (
+    ExerciseFailure,
+    _call,
+    _expect_tensor,
+    _expect_tuple,
+    _failure,
+    _first_match,
+    _gen,
+    _require_callable,
+    passed,
+)
 from minirims.experiments.copying import copying_sequences
 
 __all__ = ["check_copying_sequences", "check_copy_accuracy"]
@@ -42,10 +43,11 @@ def _where(got: torch.Tensor, expected: torch.Tensor, what: str, delay: int) -> 
 
 
 def check_copying_sequences(fn: Callable[..., Any]) -> None:
-    """``fn(digits, delay) -> (tokens, targets)`` must lay the sequences out like the package's."""
+    """``fn(digits (N, 10) in 1..8, delay) -> (tokens (N, delay + 20), targets (N, delay + 20))`` must lay the
+    sequences out like the package's."""
     _require_callable(fn)
     name = "copying_sequences"
-    gen = torch.Generator().manual_seed(SEED)
+    gen = _gen(SEED)
     cases = [(torch.randint(1, 9, (3, 10), generator=gen), delay) for delay in (1, 5, 30)]
     for digits, delay in cases:
         label = f"digits {tuple(digits.shape)}, delay={delay}"
@@ -53,31 +55,15 @@ def check_copying_sequences(fn: Callable[..., Any]) -> None:
         tokens, targets = _expect_tuple(name, got, label, ("tokens", "targets"), "pair")
         ref_tokens, ref_targets = copying_sequences(digits, delay)
         for what, g, e in (("tokens", tokens, ref_tokens), ("targets", targets, ref_targets)):
-            if not isinstance(g, torch.Tensor):
-                raise ExerciseFailure(
-                    f"{name} {what} ({label}): expected a torch.Tensor, got {type(g).__name__}"
-                )
-            if tuple(g.shape) != tuple(e.shape):
-                raise ExerciseFailure(
-                    f"{name} {what} ({label}): expected shape {tuple(e.shape)} (10 digits + delay + 10), "
-                    f"got {tuple(g.shape)}"
-                )
-            if g.dtype != torch.long:
-                raise ExerciseFailure(
-                    f"{name} {what} ({label}): expected dtype torch.int64 (tokens for nn.Embedding and "
-                    f"cross_entropy), got {g.dtype}"
-                )
+            note = " (tokens for nn.Embedding and cross_entropy)"
+            _expect_tensor(f"{name} {what} ({label})", g, e, " (10 digits + delay + 10)", note)
             if not torch.equal(g, e):
                 raise ExerciseFailure(_where(g, e, what, delay))
     passed(name, f"{len(cases)} cases")
 
 
-def _reference_copy_accuracy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    return (logits[:, -10:].argmax(-1) == targets[:, -10:]).float().mean(0)
-
-
 def _accuracy_cases() -> list[tuple[str, torch.Tensor, torch.Tensor]]:
-    gen = torch.Generator().manual_seed(SEED + 1)
+    gen = _gen(SEED + 1)
     cases = []
     for n, delay, sharp in ((6, 3, 3.0), (20, 12, 1.5), (1, 1, 2.0)):
         _, targets = copying_sequences(torch.randint(1, 9, (n, 10), generator=gen), delay)
@@ -89,6 +75,35 @@ def _accuracy_cases() -> list[tuple[str, torch.Tensor, torch.Tensor]]:
     return cases
 
 
+def _accuracy_hint(got: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor) -> str:
+    def right(lg: torch.Tensor, tg: torch.Tensor) -> torch.Tensor:
+        return (lg.argmax(-1) == tg).float()
+
+    return _first_match(
+        got.detach().float(),
+        [
+            (
+                "it matches the accuracy over all L steps: the blanks are trivial to predict, score only the "
+                "last 10 steps, logits[:, -10:] and targets[:, -10:]",
+                lambda: right(logits, targets).mean(0),
+            ),
+            (
+                "it matches the first 10 steps (where the digits are read); the answer is in the last 10",
+                lambda: right(logits[:, :10], targets[:, -10:]).mean(0),
+            ),
+            (
+                "it matches one accuracy per sequence (mean over the steps); average over the batch, dim 0, "
+                "to get one accuracy per answer step",
+                lambda: right(logits[:, -10:], targets[:, -10:]).mean(1),
+            ),
+            (
+                "it is the mean over all answer steps; keep one value per step: .mean(0), not .mean()",
+                lambda: right(logits[:, -10:], targets[:, -10:]).mean(),
+            ),
+        ],
+    )
+
+
 def check_copy_accuracy(fn: Callable[..., Any]) -> None:
     """``fn(logits (N, L, 10), targets (N, L)) -> (10,)`` float: the fraction of sequences whose digit at
     each of the last 10 steps is predicted right (argmax over the 10 classes)."""
@@ -97,63 +112,21 @@ def check_copy_accuracy(fn: Callable[..., Any]) -> None:
     cases = _accuracy_cases()
     for label, logits, targets in cases:
         got = _call(name, fn, (logits.clone(), targets.clone()), label)
-        expected = _reference_copy_accuracy(logits, targets)
-        if not isinstance(got, torch.Tensor):
-            raise ExerciseFailure(
-                f"{name} ({label}): expected a torch.Tensor of shape (10,), got {type(got).__name__}"
-            )
-        guesses = [
-            (
-                "it matches the accuracy over all L steps: the blanks are trivial to predict, score only the "
-                "last 10 steps, logits[:, -10:] and targets[:, -10:]",
-                lambda logits=logits, targets=targets: (logits.argmax(-1) == targets).float().mean(0),
-            ),
-            (
-                "it matches the first 10 steps (where the digits are read); the answer is in the last 10",
-                lambda logits=logits, targets=targets: (
-                    (logits[:, :10].argmax(-1) == targets[:, -10:]).float().mean(0)
-                ),
-            ),
-            (
-                "it matches one accuracy per sequence (mean over the steps); average over the batch, dim 0, "
-                "to get one accuracy per answer step",
-                lambda expected=expected, logits=logits, targets=targets: (
-                    (logits[:, -10:].argmax(-1) == targets[:, -10:]).float().mean(1)
-                ),
-            ),
-            (
-                "it is the mean over all answer steps; keep one value per step: .mean(0), not .mean()",
-                lambda logits=logits, targets=targets: (
-                    (logits[:, -10:].argmax(-1) == targets[:, -10:]).float().mean()
-                ),
-            ),
-        ]
-        hint = _first_guess(got, guesses)
-        if tuple(got.shape) != (10,):
-            raise ExerciseFailure(
-                f"{name} ({label}): expected shape (10,), one accuracy per answer step, got "
-                f"{tuple(got.shape)}" + (f". Hint: {hint}" if hint else "")
-            )
+        expected = (logits[:, -10:].argmax(-1) == targets[:, -10:]).float().mean(0)
+        prefix = f"{name} ({label})"
+        hint = _accuracy_hint(got, logits, targets) if isinstance(got, torch.Tensor) else ""
+        shape_note, type_note = ", one accuracy per answer step", " of shape (10,)"
+        _expect_tensor(prefix, got, expected, shape_note, None, hint, type_note)
         if not got.is_floating_point():
             raise ExerciseFailure(
-                f"{name} ({label}): expected a float tensor (a fraction in 0..1), got {got.dtype}; "
+                f"{prefix}: expected a float tensor (a fraction in 0..1), got {got.dtype}; "
                 "(pred == target) is bool: .float() before .mean()"
             )
         got = got.detach().float()
         if bool(torch.allclose(got, 100 * expected, atol=1e-4)) and not bool(torch.allclose(got, expected)):
-            raise ExerciseFailure(f"{name} ({label}): your values are percentages; return fractions in 0..1")
+            raise ExerciseFailure(f"{prefix}: your values are percentages; return fractions in 0..1")
         if not bool(torch.allclose(got, expected, atol=1e-5)):
             step = int((got - expected).abs().argmax())
-            raise ExerciseFailure(
-                f"{name} ({label}): answer step {step}: expected {float(expected[step]):.4f}, got "
-                f"{float(got[step]):.4f}" + (f". Hint: {hint}" if hint else "")
-            )
+            values = f"expected {float(expected[step]):.4f}, got {float(got[step]):.4f}"
+            raise _failure(f"{prefix}: answer step {step}: {values}", hint)
     passed(name, f"{len(cases)} cases")
-
-
-def _first_guess(got: torch.Tensor, guesses: list[tuple[str, Callable[[], torch.Tensor]]]) -> str:
-    for hint, make in guesses:
-        alternative = make()
-        if got.shape == alternative.shape and bool(torch.allclose(got.detach().float(), alternative)):
-            return hint
-    return ""

@@ -1,60 +1,78 @@
-"""Checks for notebook 02 (GroupLinear, GroupLSTMCell, GroupGRUCell); see :mod:`..checks`.
-
-Checks (learner signature):
-
-- :func:`check_group_linear` -> ``group_linear(x (B, n, d_in), weight (n, d_in, d_out), bias (n, d_out) or
-  None) -> (B, n, d_out)``
-- :func:`check_group_lstm_step` -> ``group_lstm_step(x, h, c, weight_ih, weight_hh, bias) -> (h, c)``
-- :func:`check_group_gru_step` -> ``group_gru_step(x, h, weight_ih, weight_hh, bias_ih, bias_hh) -> h``
-"""
+"""Checks for notebook 02: a weight block per module (group linear), GroupLSTMCell and GroupGRUCell steps."""
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from minirims.course.checks._base import passed
-from minirims.course.checks._common import (
+from minirims.course.checks._core import (
     _call,
     _compare,
     _expect_tuple,
     _first_match,
+    _gen,
     _randn,
     _require_callable,
+    passed,
 )
 from minirims.group import GroupGRUCell, GroupLinear, GroupLSTMCell
 
-__all__ = [
-    "check_group_linear",
-    "check_group_lstm_step",
-    "check_group_gru_step",
-]
+__all__ = ["check_group_linear", "check_group_lstm_step", "check_group_gru_step"]
 
 SEED = 1234
 
 
-def _generator(case: int) -> torch.Generator:
-    return torch.Generator().manual_seed(SEED + case)
+def _reference(make: Callable[[], torch.nn.Module], values: Sequence[Tensor | None], *inputs: Any) -> Any:
+    """``make()(*inputs)`` with the module's parameters (in registration order) set to ``values`` (None: no
+    bias), leaving the caller's random state as it was."""
+    with torch.random.fork_rng(devices=[]):
+        module = make()
+    with torch.no_grad():
+        for param, value in zip(module.parameters(), [v for v in values if v is not None], strict=True):
+            param.copy_(value)
+        return module(*inputs)
+
+
+def _cases(seed: int, settings: list[tuple[int, ...]], make: Callable[..., tuple]) -> list[tuple[str, tuple]]:
+    """``(label, make(gen, B, n, d_in, d_h))`` for each setting (B, n, d_in, d_h)."""
+    return [
+        (f"case {i + 1}: B={b}, n={n}, d_in={d_in}, d_h={d_h}", make(_gen(SEED + seed + i), b, n, d_in, d_h))
+        for i, (b, n, d_in, d_h) in enumerate(settings)
+    ]
 
 
 # ----------------------------------------------------------------------------------------------------------
-# 02: group linear
+# group linear
 
 
-def _group_linear_cases() -> list[tuple[str, tuple[Any, ...]]]:
-    settings = [(2, 3, 4, 5, True), (3, 1, 6, 2, True), (4, 5, 3, 3, False), (1, 6, 7, 1, True)]
-    cases = []
-    for i, (b, n, d_in, d_out, bias) in enumerate(settings):
-        g = _generator(40 + i)
-        x, weight = _randn(g, b, n, d_in), _randn(g, n, d_in, d_out)
-        label = f"case {i + 1}: x (B={b}, n={n}, d_in={d_in}), weight ({n}, {d_in}, {d_out})"
-        label += ", bias" if bias else ", bias=None"
-        cases.append((label, (x, weight, _randn(g, n, d_out) if bias else None)))
-    return cases
+def _group_linear_hint(got: Any, x: Tensor, weight: Tensor, bias: Tensor | None) -> str:
+    plain = torch.einsum("bni,nio->bno", x, weight)
+    candidates = [
+        (
+            "every module used module 0's weights; module i must use weight[i] (keep n in the einsum output: "
+            "'bni,nio->bno')",
+            lambda: torch.einsum("bni,io->bno", x, weight[0]) + (0 if bias is None else bias[0]),
+        ),
+        (
+            "the inputs of all modules were summed; keep n in the output ('bni,nio->bno', not 'bni,nio->bo')",
+            lambda: plain.sum(1, keepdim=True).expand_as(plain) + (0 if bias is None else bias),
+        ),
+    ]
+    if bias is not None:
+        candidates.insert(
+            0,
+            (
+                "the output matches x @ weight without the bias; add bias (n, d_out), which broadcasts over "
+                "the batch",
+                lambda: plain,
+            ),
+        )
+    return _first_match(got, candidates)
 
 
 def check_group_linear(fn: Callable[..., Any]) -> None:
@@ -65,49 +83,22 @@ def check_group_linear(fn: Callable[..., Any]) -> None:
     """
     _require_callable(fn)
     name = "group_linear"
-    cases = _group_linear_cases()
-    for label, (x, weight, bias) in cases:
-        ref = GroupLinear(*weight.shape, bias=bias is not None)
-        with torch.no_grad():
-            ref.weight.copy_(weight)
-            if bias is not None:
-                ref.bias.copy_(bias)
-            expected = ref(x)
+    settings = [(2, 3, 4, 5, True), (3, 1, 6, 2, True), (4, 5, 3, 3, False), (1, 6, 7, 1, True)]
+    for i, (b, n, d_in, d_out, with_bias) in enumerate(settings):
+        g = _gen(SEED + 40 + i)
+        x, weight = _randn(g, b, n, d_in), _randn(g, n, d_in, d_out)
+        bias = _randn(g, n, d_out) if with_bias else None
+        label = f"case {i + 1}: x (B={b}, n={n}, d_in={d_in}), weight ({n}, {d_in}, {d_out})"
+        label += ", bias" if with_bias else ", bias=None"
+        expected = _reference(partial(GroupLinear, n, d_in, d_out, bias=with_bias), (weight, bias), x)
         got = _call(name, fn, (x.clone(), weight.clone(), None if bias is None else bias.clone()), label)
-
-        def diagnose(
-            got: Any = got, x: Tensor = x, weight: Tensor = weight, bias: Tensor | None = bias
-        ) -> str:
-            plain = torch.einsum("bni,nio->bno", x, weight)
-            candidates = [
-                (
-                    "every module used module 0's weights; module i must use weight[i] (keep n in the einsum "
-                    "output: 'bni,nio->bno')",
-                    lambda: torch.einsum("bni,io->bno", x, weight[0]) + (0 if bias is None else bias[0]),
-                ),
-                (
-                    "the inputs of all modules were summed; keep n in the output ('bni,nio->bno', not "
-                    "'bni,nio->bo')",
-                    lambda: plain.sum(1, keepdim=True).expand_as(plain) + (0 if bias is None else bias),
-                ),
-            ]
-            if bias is not None:
-                candidates.insert(
-                    0,
-                    (
-                        "the output matches x @ weight without the bias; add bias (n, d_out), "
-                        "which broadcasts over the batch",
-                        lambda: plain,
-                    ),
-                )
-            return _first_match(got, candidates)
-
-        _compare(name, got, expected, f"output (B, n, d_out) ({label})", diagnose, per=(1, "module"))
-    passed(name, f"{len(cases)} cases (with and without bias, 1 to 4 modules)")
+        what = f"output (B, n, d_out) ({label})"
+        _compare(name, got, expected, what, _group_linear_hint, (got, x, weight, bias), per=(1, "module"))
+    passed(name, f"{len(settings)} cases (with and without bias, 1 to 4 modules)")
 
 
 # ----------------------------------------------------------------------------------------------------------
-# 02: one GroupLSTMCell step
+# one GroupLSTMCell step
 
 
 def _lstm_with_order(
@@ -121,24 +112,20 @@ def _lstm_with_order(
     return torch.sigmoid(o) * torch.tanh(c_new), c_new
 
 
-def _lstm_cases() -> list[tuple[str, tuple[Tensor, ...]]]:
-    settings = [(2, 3, 5, 4), (1, 1, 3, 2), (3, 4, 2, 6), (2, 6, 7, 3)]
-    cases = []
-    for i, (b, n, d_in, d_h) in enumerate(settings):
-        g = _generator(50 + i)
-        args = (
-            _randn(g, b, n, d_in),
-            0.5 * _randn(g, b, n, d_h),
-            _randn(g, b, n, d_h),
-            0.5 * _randn(g, n, d_in, 4 * d_h),
-            0.5 * _randn(g, n, d_h, 4 * d_h),
-            0.5 * _randn(g, n, 4 * d_h),
-        )
-        cases.append((f"case {i + 1}: B={b}, n={n}, d_in={d_in}, d_h={d_h}", args))
-    return cases
-
-
-_GATES = "ifgo"
+def _lstm_order_hint(got_c: Any, args: tuple[Tensor, ...]) -> str:
+    return _first_match(
+        got_c,
+        (
+            (
+                f"your c_new matches the chunks read as gates in the order "
+                f"({', '.join('ifgo'[j] for j in order)}); the stacked weights hold the gates in PyTorch's "
+                "order: i, f, g, o = gates.chunk(4, dim=-1)",
+                lambda order=order: _lstm_with_order(*args, order=order)[1],
+            )
+            for order in itertools.permutations(range(4))
+            if order != (0, 1, 2, 3)
+        ),
+    )
 
 
 def check_group_lstm_step(fn: Callable[..., Any]) -> None:
@@ -149,48 +136,41 @@ def check_group_lstm_step(fn: Callable[..., Any]) -> None:
     """
     _require_callable(fn)
     name = "group_lstm_step"
-    cases = _lstm_cases()
+    cases = _cases(
+        50,
+        [(2, 3, 5, 4), (1, 1, 3, 2), (3, 4, 2, 6), (2, 6, 7, 3)],
+        lambda g, b, n, d_in, d_h: (
+            _randn(g, b, n, d_in),
+            _randn(g, b, n, d_h, scale=0.5),
+            _randn(g, b, n, d_h),
+            *(
+                _randn(g, *shape, scale=0.5)
+                for shape in ((n, d_in, 4 * d_h), (n, d_h, 4 * d_h), (n, 4 * d_h))
+            ),
+        ),
+    )
     for label, args in cases:
-        x, h, c, w_ih, w_hh, bias = args
-        n, d_in, four_dh = w_ih.shape
-        ref = GroupLSTMCell(n, d_in, four_dh // 4)
-        with torch.no_grad():
-            ref.weight_ih.copy_(w_ih)
-            ref.weight_hh.copy_(w_hh)
-            ref.bias.copy_(bias)
-            exp_h, exp_c = ref(x, (h, c))
+        x, h, c, w_ih = args[:4]
+        exp_h, exp_c = _reference(
+            partial(GroupLSTMCell, *w_ih.shape[:2], w_ih.shape[2] // 4), args[3:], x, (h, c)
+        )
         got = _call(name, fn, tuple(t.clone() for t in args), label)
         got_h, got_c = _expect_tuple(name, got, label, ("h_new", "c_new"), "pair")
-
-        def diagnose(got_c: Any = got_c, args: tuple = args) -> str:
-            candidates = []
-            for order in itertools.permutations(range(4)):
-                if order == (0, 1, 2, 3):
-                    continue
-                words = ", ".join(_GATES[j] for j in order)
-                candidates.append(
-                    (
-                        f"your c_new matches the chunks read as gates in the order ({words}); the stacked "
-                        "weights hold the gates in PyTorch's order: i, f, g, o = gates.chunk(4, dim=-1)",
-                        lambda order=order: _lstm_with_order(*args, order=order)[1],
-                    )
-                )
-            return _first_match(got_c, candidates)
-
-        _compare(name, got_c, exp_c, f"c_new (B, n, d_h) ({label})", diagnose, per=(1, "module"))
+        what = f"c_new (B, n, d_h) ({label})"
+        _compare(name, got_c, exp_c, what, _lstm_order_hint, (got_c, args), per=(1, "module"))
         _compare(
             name,
             got_h,
             exp_h,
             f"h_new (B, n, d_h) ({label})",
-            lambda: "c_new is right; h_new = sigmoid(o) * tanh(c_new) (the new cell state, not the old)",
+            "c_new is right; h_new = sigmoid(o) * tanh(c_new) (the new cell state, not the old)",
             per=(1, "module"),
         )
     passed(name, f"{len(cases)} cases (1 to 6 modules, odd sizes)")
 
 
 # ----------------------------------------------------------------------------------------------------------
-# 02: one GroupGRUCell step
+# one GroupGRUCell step
 
 
 def _gru_variant(
@@ -225,21 +205,33 @@ def _gru_variant(
     return z * n + (1 - z) * h if swap_z else (1 - z) * n + z * h
 
 
-def _gru_cases() -> list[tuple[str, tuple[Tensor, ...]]]:
-    settings = [(2, 3, 5, 4), (1, 1, 3, 2), (3, 4, 2, 6)]
-    cases = []
-    for i, (b, n, d_in, d_h) in enumerate(settings):
-        g = _generator(60 + i)
-        args = (
-            _randn(g, b, n, d_in),
-            _randn(g, b, n, d_h),
-            0.7 * _randn(g, n, d_in, 3 * d_h),
-            0.7 * _randn(g, n, d_h, 3 * d_h),
-            0.7 * _randn(g, n, 3 * d_h),
-            0.7 * _randn(g, n, 3 * d_h),
-        )
-        cases.append((f"case {i + 1}: B={b}, n={n}, d_in={d_in}, d_h={d_h}", args))
-    return cases
+def _gru_hint(got: Any, args: tuple[Tensor, ...]) -> str:
+    return _first_match(
+        got,
+        [
+            (
+                "your h_new matches h' = z * n + (1 - z) * h: z is the share of the *old* state kept, "
+                "h' = (1 - z) * n + z * h (as nn.GRUCell)",
+                lambda: _gru_variant(*args, swap_z=True),
+            ),
+            (
+                "your h_new matches the reset gate applied to h before the product, "
+                "tanh(x W_in + (r * h) W_hn + b): that is the 2014 paper's GRU; nn.GRUCell applies r "
+                "to the product, n = tanh(x W_in + b_in + r * (h W_hn + b_hn))",
+                lambda: _gru_variant(*args, reset_before_matmul=True),
+            ),
+            (
+                "your h_new matches r multiplying h W_hn but not its bias b_hn; "
+                "n = tanh(x W_in + b_in + r * (h W_hn + b_hn)): add bias_hh before the chunk",
+                lambda: _gru_variant(*args, reset_after_bias=False),
+            ),
+            (
+                "your h_new matches the chunks read as (z, r, n); the stacked weights hold the gates in "
+                "PyTorch's order r, z, n: r, z, n = gates.chunk(3, dim=-1)",
+                lambda: _gru_variant(*args, order=(1, 0, 2)),
+            ),
+        ],
+    )
 
 
 def check_group_gru_step(fn: Callable[..., Any]) -> None:
@@ -251,44 +243,23 @@ def check_group_gru_step(fn: Callable[..., Any]) -> None:
     """
     _require_callable(fn)
     name = "group_gru_step"
-    cases = _gru_cases()
+    cases = _cases(
+        60,
+        [(2, 3, 5, 4), (1, 1, 3, 2), (3, 4, 2, 6)],
+        lambda g, b, n, d_in, d_h: (
+            _randn(g, b, n, d_in),
+            _randn(g, b, n, d_h),
+            *(
+                _randn(g, *s, scale=0.7)
+                for s in ((n, d_in, 3 * d_h), (n, d_h, 3 * d_h), (n, 3 * d_h), (n, 3 * d_h))
+            ),
+        ),
+    )
     for label, args in cases:
-        x, h, w_ih, w_hh, b_ih, b_hh = args
-        n, d_in, three_dh = w_ih.shape
-        ref = GroupGRUCell(n, d_in, three_dh // 3)
-        with torch.no_grad():
-            for param, value in zip(
-                (ref.weight_ih, ref.weight_hh, ref.bias_ih, ref.bias_hh), args[2:], strict=True
-            ):
-                param.copy_(value)
-            expected = ref(x, h)
+        x, h, w_ih = args[:3]
+        expected = _reference(partial(GroupGRUCell, *w_ih.shape[:2], w_ih.shape[2] // 3), args[2:], x, h)
         got = _call(name, fn, tuple(t.clone() for t in args), label)
-
-        def diagnose(got: Any = got, args: tuple = args) -> str:
-            candidates = [
-                (
-                    "your h_new matches h' = z * n + (1 - z) * h: z is the share of the *old* state kept, "
-                    "h' = (1 - z) * n + z * h (as nn.GRUCell)",
-                    lambda: _gru_variant(*args, swap_z=True),
-                ),
-                (
-                    "your h_new matches the reset gate applied to h before the product, "
-                    "tanh(x W_in + (r * h) W_hn + b): that is the 2014 paper's GRU; nn.GRUCell applies r "
-                    "to the product, n = tanh(x W_in + b_in + r * (h W_hn + b_hn))",
-                    lambda: _gru_variant(*args, reset_before_matmul=True),
-                ),
-                (
-                    "your h_new matches r multiplying h W_hn but not its bias b_hn; "
-                    "n = tanh(x W_in + b_in + r * (h W_hn + b_hn)): add bias_hh before the chunk",
-                    lambda: _gru_variant(*args, reset_after_bias=False),
-                ),
-                (
-                    "your h_new matches the chunks read as (z, r, n); the stacked weights hold the gates in "
-                    "PyTorch's order r, z, n: r, z, n = gates.chunk(3, dim=-1)",
-                    lambda: _gru_variant(*args, order=(1, 0, 2)),
-                ),
-            ]
-            return _first_match(got, candidates)
-
-        _compare(name, got, expected, f"h_new (B, n, d_h) ({label})", diagnose, per=(1, "module"))
+        _compare(
+            name, got, expected, f"h_new (B, n, d_h) ({label})", _gru_hint, (got, args), per=(1, "module")
+        )
     passed(name, f"{len(cases)} cases (1 to 4 modules, odd sizes)")

@@ -1,10 +1,4 @@
-"""Checks for notebook 07 (sequential MNIST at several resolutions); see :mod:`minirims.course.checks`.
-
-Checks (learner signature):
-
-- :func:`check_resize_nearest` -> ``resize_nearest(images (N, H, W), size) -> (N, size, size)``: nearest
-  neighbour with the pixel-centre rule, ``out[i, j] = images[r(i), r(j)]``, ``r(i) = floor((i + 1/2) H / S)``
-"""
+"""Checks for notebook 07: the nearest-neighbour resize that makes MNIST digits of another resolution."""
 
 from __future__ import annotations
 
@@ -14,8 +8,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from minirims.course.checks._base import ExerciseFailure, passed
-from minirims.course.checks._common import _call, _require_callable
+from minirims.course.checks._core import (
+    _call,
+    _expect_tensor,
+    _failure,
+    _first_match,
+    _gen,
+    _require_callable,
+    passed,
+)
 from minirims.experiments.data.mnist import resize_nearest
 
 __all__ = ["check_resize_nearest"]
@@ -58,10 +59,12 @@ def _mistakes(images: Tensor, size: int) -> list[tuple[str, Callable[[], Tensor]
 
 
 def check_resize_nearest(fn: Callable[..., Any]) -> None:
-    """``fn(images (N, H, W) uint8, size) -> (N, size, size) uint8`` must match the package's resize."""
+    """``fn(images (N, H, W) uint8, size) -> (N, size, size) uint8`` must match the package's resize:
+    nearest neighbour with the pixel-centre rule, ``out[i, j] = images[r(i), r(j)]``,
+    ``r(i) = floor((i + 1/2) H / S)``."""
     _require_callable(fn)
     name = "resize_nearest"
-    gen = torch.Generator().manual_seed(SEED)
+    gen = _gen(SEED)
     cases = []
     for size in (14, 16, 19, 24, 28):
         images = torch.randint(0, 256, (3, 28, 28), generator=gen, dtype=torch.int64).to(torch.uint8)
@@ -70,37 +73,25 @@ def check_resize_nearest(fn: Callable[..., Any]) -> None:
     for label, images, size in cases:
         got = _call(name, fn, (images.clone(), size), label)
         expected = resize_nearest(images, size)
-        if not isinstance(got, Tensor):
-            got = torch.as_tensor(got) if hasattr(got, "shape") else got
-        if not isinstance(got, Tensor):
-            raise ExerciseFailure(f"{name} ({label}): expected a torch.Tensor, got {type(got).__name__}")
-        hint = ""
-        for text, make in _mistakes(images, size):
-            alternative = make()
-            if (
-                alternative.shape == got.shape
-                and alternative.dtype == got.dtype
-                and torch.equal(alternative, got)
-            ):
-                hint = text
-                break
-        suffix = f". Hint: {hint}" if hint else ""
-        if tuple(got.shape) != tuple(expected.shape):
-            raise ExerciseFailure(
-                f"{name} ({label}): expected shape {tuple(expected.shape)} (N, S, S), got {tuple(got.shape)}"
-                + suffix
-            )
-        if got.dtype != expected.dtype:
-            raise ExerciseFailure(
-                f"{name} ({label}): expected dtype {expected.dtype} (the pixels themselves, copied), got "
-                f"{got.dtype}; index the image, do not interpolate"
-            )
+        if not isinstance(got, Tensor) and hasattr(got, "shape"):
+            got = torch.as_tensor(got)
+        hint = _first_match(got, _mistakes(images, size), exact=True)
+        why = "; index the image, do not interpolate"
+        _expect_tensor(
+            f"{name} ({label})",
+            got,
+            expected,
+            " (N, S, S)",
+            " (the pixels themselves, copied)",
+            hint,
+            dtype_why=why,
+        )
         if torch.equal(got, expected):
             continue
-        bad = torch.nonzero(got != expected)[0].tolist()
-        n, r, c = bad
-        raise ExerciseFailure(
+        n, r, c = torch.nonzero(got != expected)[0].tolist()
+        raise _failure(
             f"{name} ({label}): image {n}, output pixel ({r}, {c}): expected {int(expected[n, r, c])}, got "
-            f"{int(got[n, r, c])}{suffix}"
+            f"{int(got[n, r, c])}",
+            hint,
         )
     passed(name, f"{len(cases)} cases (28x28 to 14, 16, 19, 24 and 28; 20x20 to 7)")

@@ -1,0 +1,564 @@
+"""What every exercise check is made of: its failure, the call of the learner's function, comparisons.
+
+A check calls the learner's function on fixed, seeded inputs, compares each result with the reference and
+prints exactly one line when everything matches::
+
+    ✔ attention passed: 3 cases
+
+Otherwise it raises :class:`ExerciseFailure` with one precise sentence, e.g.
+``attention output: expected shape (2, 3, 4), got (2, 4, 3)``, and, when the answer matches a common mistake,
+``". Hint: <the mistake>"``; comparisons say *which* head, module or example differs. A
+``NotImplementedError`` raised by the learner's function (the blanked exercise) propagates unchanged, so the
+grader (``python -m minirims grade``) reports the exercise as "not attempted"; any other exception is
+re-raised as :class:`ExerciseFailure` saying what the learner's function raised.
+
+In a notebook a failed check shows only what the learner needs: IPython lets an exception render itself
+(``_render_traceback_``), so the cell's error output is the ``✘`` line, the hint on its own line and, when the
+learner's function raised, the learner's own frames -- not a traceback through the checks' internals (whose
+source would also reveal the other hints). Outside IPython it is an ordinary exception with the same message,
+and a kernel still reports it as an error (``ename`` ``ExerciseFailure``), so nbval and the grader see it.
+
+:func:`compare` compares torch tensors, numpy arrays, Python numbers, strings, None, and tuples / lists /
+NamedTuples / dicts of these.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import traceback
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from minirims.competition import topk_mask
+
+__all__ = [
+    "Case",
+    "CheckUsageError",
+    "ExerciseFailure",
+    "compare",
+    "mark_not_attempted",
+    "passed",
+    "run_check",
+]
+
+ATOL = 1e-5
+RTOL = 1e-4
+
+#: the likely mistake behind a wrong answer: the hint itself, or a function that looks at the answer and
+#: returns it ('' if none recognised)
+Hint = str | Callable[..., str]
+
+_CHECKS_DIR = os.path.dirname(os.path.abspath(__file__))
+_RED, _BOLD, _RESET = "\x1b[31m", "\x1b[1m", "\x1b[0m"
+
+
+# ------------------------------------------------------------------------------------ failures and their look
+
+
+def _learner_frames(err: BaseException) -> list[str]:
+    """The traceback of ``err`` without the checks' own frames: the notebook cell and the learner's code."""
+    frames = [
+        frame
+        for frame in traceback.extract_tb(err.__traceback__)
+        if not os.path.abspath(frame.filename).startswith(_CHECKS_DIR + os.sep)
+    ]
+    lines = [line.rstrip("\n") for line in traceback.format_list(frames)]
+    return lines + [line.rstrip("\n") for line in traceback.format_exception_only(type(err), err)]
+
+
+class ExerciseFailure(AssertionError):
+    """An exercise check failed; the message says what differs from the reference.
+
+    The message is one sentence, optionally followed by ``". Hint: <the likely mistake>"``. In IPython (a
+    notebook) the exception renders itself as that sentence after a ``✘`` and the hint on the next line, with
+    no traceback; when it wraps an error raised by the learner's function (``__cause__``), the learner's
+    frames of that error follow.
+    """
+
+    def message_and_hint(self) -> tuple[str, str]:
+        """``(message, hint)``: the message split at its ``". Hint: "`` (hint ``''`` when there is none)."""
+        message, sep, hint = str(self).partition(". Hint: ")
+        return (message + "." if sep else message), hint
+
+    def _render_traceback_(self) -> list[str]:
+        """What IPython shows instead of a traceback: the ✘ line, the hint, the learner's own frames."""
+        message, hint = self.message_and_hint()
+        lines = [f"{_RED}✘ {message}{_RESET}"]
+        if hint:
+            lines.append(f"  {_BOLD}Hint:{_RESET} {hint}")
+        if self.__cause__ is not None:
+            lines += ["", "Where your function raised it:", *_learner_frames(self.__cause__)]
+        return lines
+
+
+class CheckUsageError(ValueError):
+    """A check was called wrongly (e.g. with ``my_function(...)``, not ``my_function``); in IPython it renders
+    as its ``✘`` line only."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{_RED}✘ {self}{_RESET}"]
+
+
+def mark_not_attempted(err: NotImplementedError) -> None:
+    """Let the blanked exercise's ``NotImplementedError`` through unchanged (same object, type and message,
+    so the grader reports "not attempted"), but have IPython show only the learner's frames and the message,
+    not the checks' internals."""
+    err._render_traceback_ = lambda: _learner_frames(err)  # type: ignore[attr-defined]
+
+
+def _failure(message: str, hint: str = "") -> ExerciseFailure:
+    """``message``, with ``". Hint: <hint>"`` when there is a hint."""
+    return ExerciseFailure(f"{message}. Hint: {hint}" if hint else message)
+
+
+def _with_hint(message: str, hint: Hint | None, hint_args: tuple) -> ExerciseFailure:
+    return _failure(message, hint if isinstance(hint, str) else hint(*hint_args) if hint is not None else "")
+
+
+def passed(name: str, detail: str = "") -> None:
+    """Print the single success line ``✔ <name> passed`` (``✔ <name> passed: <detail>`` with a detail)."""
+    print(f"✔ {name} passed: {detail}" if detail else f"✔ {name} passed")
+
+
+# ---------------------------------------------------------------------------- calling the learner's function
+
+
+def _require_callable(fn: object, argument: str = "fn") -> None:
+    if not callable(fn):
+        raise CheckUsageError(
+            f"{argument}: expected your function (a callable), got {type(fn).__name__}; "
+            "pass the function itself, e.g. check(my_function), not my_function(...)"
+        )
+
+
+def _call(
+    name: str,
+    fn: Callable[..., Any],
+    args: Sequence[Any],
+    label: str,
+    kwargs: Mapping[str, Any] | None = None,
+) -> Any:
+    """Call the learner's function; NotImplementedError passes through, anything else becomes a failure."""
+    try:
+        return fn(*args, **(kwargs or {}))
+    except NotImplementedError as err:
+        mark_not_attempted(err)
+        raise
+    except Exception as err:
+        where = f" on {label}" if label else ""
+        raise ExerciseFailure(f"{name}: your function raised {type(err).__name__}{where}: {err}") from err
+
+
+def _expect_tuple(
+    name: str, got: Any, label: str, fields: Sequence[str], noun: str = "tuple"
+) -> tuple[Any, ...]:
+    """``got`` as ``len(fields)`` items, or a failure naming them: "expected a pair (out, weights)"."""
+    if not isinstance(got, (tuple, list)) or len(got) != len(fields):
+        what = _describe_container(got) if isinstance(got, (tuple, list)) else type(got).__name__
+        raise ExerciseFailure(f"{name} ({label}): expected a {noun} ({', '.join(fields)}), got {what}")
+    return tuple(got)
+
+
+def _expect_tensor(
+    prefix: str,
+    got: Any,
+    expected: Tensor,
+    shape_note: str = "",
+    dtype_note: str | None = "",
+    hint: str = "",
+    type_note: str = "",
+    dtype_why: str = "",
+) -> Tensor:
+    """``got`` if it is a tensor of ``expected``'s shape and dtype, else a failure ``"<prefix>: expected
+    ..."``; the notes follow the expected shape / dtype / type (``dtype_note=None``: any dtype), ``dtype_why``
+    follows a wrong dtype, and ``hint`` goes with a wrong shape."""
+    if not isinstance(got, Tensor):
+        raise ExerciseFailure(f"{prefix}: expected a torch.Tensor{type_note}, got {type(got).__name__}")
+    if got.shape != expected.shape:
+        shapes = f"expected shape {_fmt_shape(expected.shape)}{shape_note}, got {_fmt_shape(got.shape)}"
+        raise _failure(f"{prefix}: {shapes}", hint)
+    if dtype_note is not None and got.dtype != expected.dtype:
+        raise ExerciseFailure(
+            f"{prefix}: expected dtype {expected.dtype}{dtype_note}, got {got.dtype}{dtype_why}"
+        )
+    return got
+
+
+@contextmanager
+def _seeded(seed: int) -> Iterator[torch.Generator]:
+    """Seed module initialisation and inputs without touching the caller's global random state."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield torch.Generator().manual_seed(seed + 1)
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _randn(gen: torch.Generator, *shape: int, scale: float = 1.0) -> Tensor:
+    return torch.randn(*shape, generator=gen) * scale
+
+
+def _random_mask(gen: torch.Generator, b: int, n: int, k: int) -> Tensor:
+    """(B, n) bool with exactly k True per row, at random places."""
+    return topk_mask(torch.rand(b, n, generator=gen), k)
+
+
+# --------------------------------------------------------------------------------------- comparing any values
+
+
+def _type_name(x: object) -> str:
+    if isinstance(x, Tensor):
+        return "torch.Tensor"
+    if isinstance(x, np.ndarray):
+        return "numpy.ndarray"
+    return type(x).__name__
+
+
+def _describe_container(x: Any) -> str:
+    if isinstance(x, (tuple, list)):
+        return f"a {type(x).__name__} of {len(x)} items"
+    return _type_name(x)
+
+
+def _fmt_shape(shape: Sequence[int]) -> str:
+    dims = [int(d) for d in shape]
+    return f"({dims[0]},)" if len(dims) == 1 else "(" + ", ".join(str(d) for d in dims) + ")"
+
+
+def _fmt_value(value: Any) -> str:
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):.6g}"
+    return str(value)
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    """A tensor or array as a numpy array (low-precision floats widened to float32)."""
+    if isinstance(x, Tensor):
+        x = x.detach().cpu()
+        if x.is_floating_point() and x.dtype not in (torch.float32, torch.float64):
+            x = x.float()
+        return x.resolve_conj().numpy() if x.is_complex() else x.numpy()
+    return np.asarray(x)
+
+
+def _compare_arrays(label: str, got: np.ndarray, expected: np.ndarray, atol: float, rtol: float) -> None:
+    """Compare two same-shape arrays; raise ExerciseFailure naming the max difference and first mismatch."""
+    if expected.size == 0:
+        return
+    inexact = np.issubdtype(expected.dtype, np.inexact) or np.issubdtype(got.dtype, np.inexact)
+    close = np.isclose(got, expected, atol=atol, rtol=rtol, equal_nan=True) if inexact else got == expected
+    if bool(np.all(close)):
+        return
+    bad = ~close
+    first = tuple(int(i) for i in np.argwhere(bad)[0])
+    detail = (
+        f"{label}: values differ in {int(bad.sum())} of {expected.size} entries; first differing index "
+        f"{_fmt_shape(first)}: expected {_fmt_value(expected[first])}, got {_fmt_value(got[first])}"
+    )
+    if inexact:
+        diff = np.abs(got.astype(np.float64) - expected.astype(np.float64))
+        finite = np.isfinite(diff)
+        if np.any(finite & bad):
+            masked = np.where(finite & bad, diff, -np.inf)
+            worst = tuple(int(i) for i in np.unravel_index(int(np.argmax(masked)), diff.shape))
+            detail += f"; max abs difference {float(diff[worst]):.3g} at index {_fmt_shape(worst)}"
+        if not np.all(np.isfinite(got)) and np.all(np.isfinite(expected)):
+            detail += "; your output contains NaN or inf"
+        detail += f" (atol={atol:g}, rtol={rtol:g})"
+    raise ExerciseFailure(detail)
+
+
+def _compare_any(label: str, got: Any, expected: Any, atol: float, rtol: float) -> None:
+    if isinstance(expected, (Tensor, np.ndarray)):
+        want_tensor = isinstance(expected, Tensor)
+        if want_tensor != isinstance(got, Tensor) or (not want_tensor and not isinstance(got, np.ndarray)):
+            raise ExerciseFailure(f"{label}: expected a {_type_name(expected)}, got {_type_name(got)}")
+        if tuple(got.shape) != tuple(expected.shape):
+            raise ExerciseFailure(
+                f"{label}: expected shape {_fmt_shape(expected.shape)}, got {_fmt_shape(got.shape)}"
+            )
+        if got.dtype != expected.dtype:
+            raise ExerciseFailure(f"{label}: expected dtype {expected.dtype}, got {got.dtype}")
+        if want_tensor and got.device != expected.device:
+            raise ExerciseFailure(f"{label}: expected a tensor on device {expected.device}, got {got.device}")
+        _compare_arrays(label, _to_numpy(got), _to_numpy(expected), atol, rtol)
+    elif isinstance(expected, tuple) and hasattr(expected, "_fields"):  # NamedTuple: name the fields
+        if not isinstance(got, tuple) or len(got) != len(expected):
+            raise ExerciseFailure(
+                f"{label}: expected a {type(expected).__name__} of {len(expected)} fields "
+                f"({', '.join(expected._fields)}), got {_describe_container(got)}"
+            )
+        for field, g, e in zip(expected._fields, got, expected, strict=True):
+            _compare_any(f"{label}.{field}", g, e, atol, rtol)
+    elif isinstance(expected, (tuple, list)):
+        if not isinstance(got, (tuple, list)) or len(got) != len(expected):
+            what = f"{len(got)} items" if isinstance(got, (tuple, list)) else _type_name(got)
+            raise ExerciseFailure(
+                f"{label}: expected a {type(expected).__name__} of {len(expected)} items, got {what}"
+            )
+        for i, (g, e) in enumerate(zip(got, expected, strict=True)):
+            _compare_any(f"{label}[{i}]", g, e, atol, rtol)
+    elif isinstance(expected, Mapping):
+        if not isinstance(got, Mapping):
+            raise ExerciseFailure(f"{label}: expected a dict, got {_type_name(got)}")
+        if set(got) != set(expected):
+            missing = sorted(map(repr, set(expected) - set(got)))
+            extra = sorted(map(repr, set(got) - set(expected)))
+            parts = [
+                f"missing keys {', '.join(missing)}" if missing else "",
+                f"extra keys {', '.join(extra)}" if extra else "",
+            ]
+            raise ExerciseFailure(f"{label}: {'; '.join(p for p in parts if p)}")
+        for key in expected:
+            _compare_any(f"{label}[{key!r}]", got[key], expected[key], atol, rtol)
+    elif expected is None:
+        if got is not None:
+            raise ExerciseFailure(f"{label}: expected None, got {_type_name(got)}")
+    elif isinstance(expected, (bool, np.bool_)):
+        if not isinstance(got, (bool, np.bool_)) and not (isinstance(got, Tensor) and got.ndim == 0):
+            raise ExerciseFailure(f"{label}: expected a bool, got {_type_name(got)}")
+        if bool(got) != bool(expected):
+            raise ExerciseFailure(f"{label}: expected {bool(expected)}, got {bool(got)}")
+    elif isinstance(expected, (int, float, np.integer, np.floating)):
+        if isinstance(got, (bool, np.bool_)) or not isinstance(got, (int, float, np.integer, np.floating)):
+            raise ExerciseFailure(f"{label}: expected a number, got {_type_name(got)}")
+        if isinstance(expected, (int, np.integer)) and isinstance(got, (int, np.integer)):
+            ok = int(got) == int(expected)
+        else:
+            ok = math.isclose(float(got), float(expected), rel_tol=rtol, abs_tol=atol) or (
+                math.isnan(float(got)) and math.isnan(float(expected))
+            )
+        if not ok:
+            raise ExerciseFailure(
+                f"{label}: expected {_fmt_value(expected)}, got {_fmt_value(got)} "
+                f"(abs difference {abs(float(got) - float(expected)):.3g})"
+            )
+    elif not isinstance(got, type(expected)):
+        raise ExerciseFailure(f"{label}: expected a {_type_name(expected)}, got {_type_name(got)}")
+    elif got != expected:
+        raise ExerciseFailure(f"{label}: expected {expected!r}, got {got!r}")
+
+
+def compare(
+    name: str, got: Any, expected: Any, *, atol: float = 1e-5, rtol: float = 1e-5, what: str = "output"
+) -> None:
+    """Raise :class:`ExerciseFailure` unless ``got`` matches ``expected``.
+
+    Tensors and arrays must agree in type, shape, dtype (and device) and be close
+    (``|got - expected| <= atol + rtol * |expected|``; bool and integer values must be equal). Tuples, lists,
+    NamedTuples and dicts are compared item by item, and the message names the item, e.g.
+    ``attention output[1]: expected shape (2, 3, 4), got (2, 4, 3)``.
+    """
+    _compare_any(f"{name} {what}".strip(), got, expected, atol, rtol)
+
+
+class Case(NamedTuple):
+    """One seeded check case: ``fn(*args, **kwargs)`` must match ``expected``; ``label`` names the case."""
+
+    args: tuple
+    expected: Any
+    label: str = ""
+    kwargs: Mapping[str, Any] | None = None
+
+
+def run_check(
+    name: str,
+    fn: Callable[..., Any],
+    cases: Iterable[Case | tuple],
+    *,
+    atol: float = 1e-5,
+    rtol: float = 1e-5,
+    what: str = "output",
+    detail: str | None = None,
+) -> None:
+    """Call ``fn(*case.args, **case.kwargs)`` for each case, compare with ``case.expected``, print one line.
+
+    ``cases`` holds :class:`Case` or ``(args, expected[, label[, kwargs]])`` tuples. ``NotImplementedError``
+    from ``fn`` propagates unchanged (the exercise is not attempted yet); any other exception becomes an
+    :class:`ExerciseFailure` ("your function raised TypeError: ...") chained to the original, so a notebook
+    still shows where in the learner's code it was raised.
+    """
+    if not callable(fn):
+        raise ExerciseFailure(f"{name}: expected a function, got {_type_name(fn)}")
+    cases = list(cases)
+    for i, case in enumerate(cases):
+        if not isinstance(case, Case) and not (isinstance(case, tuple) and 2 <= len(case) <= 4):
+            raise TypeError(
+                f"cases[{i}]: expected a Case or an (args, expected) tuple, got {type(case).__name__}"
+            )
+    cases = [Case(*case) for case in cases]
+    for i, case in enumerate(cases):
+        label = case.label or (f"case {i + 1}" if len(cases) > 1 else "")
+        got = _call(name, fn, case.args, label, case.kwargs)
+        compare(name, got, case.expected, atol=atol, rtol=rtol, what=f"{what} ({label})" if label else what)
+    passed(name, f"{len(cases)} case{'s' if len(cases) != 1 else ''}" if detail is None else detail)
+
+
+# ---------------------------------------------------------------- comparing tensors, naming what and why
+
+
+def _close(got: Any, expected: Tensor, exact: bool = False) -> bool:
+    """Whether ``got`` is a tensor of ``expected``'s shape and dtype, with close (``exact``: equal) values."""
+    if not (isinstance(got, Tensor) and got.shape == expected.shape and got.dtype == expected.dtype):
+        return False
+    if exact:
+        return bool(torch.equal(got, expected))
+    return bool(torch.allclose(got.detach(), expected, atol=ATOL, rtol=RTOL, equal_nan=True))
+
+
+def _first_match(got: Any, candidates: Iterable[tuple[str, Callable[[], Any]]], exact: bool = False) -> str:
+    """The hint of the first candidate mistake whose output equals ``got`` ('' if none)."""
+    for hint, make in candidates:
+        try:
+            alternative = make()
+        except Exception:  # a candidate that does not apply to these shapes
+            continue
+        if isinstance(alternative, Tensor) and _close(got, alternative, exact):
+            return hint
+    return ""
+
+
+def _differing(
+    got: Tensor, expected: Tensor, dim: int, noun: str, view: Callable[[Tensor], Tensor] | None = None
+) -> str:
+    """'; it differs for head(s) 1, 2 of 4' -- which slices along ``dim`` hold a mismatch ('' if none).
+
+    ``view`` reshapes both tensors first (e.g. (B, L, H*d) -> (B, L, H, d) to name heads).
+    """
+    if not isinstance(got, Tensor) or got.shape != expected.shape or got.dtype != expected.dtype:
+        return ""
+    if view is not None:
+        got, expected = view(got), view(expected)
+    bad = ~torch.isclose(got.detach(), expected, atol=ATOL, rtol=RTOL)
+    if not bool(bad.any()):
+        return ""
+    other = [d for d in range(bad.dim()) if d != dim % bad.dim()]
+    per = bad.any(dim=tuple(other)) if other else bad
+    which = [str(i) for i in torch.nonzero(per).flatten().tolist()]
+    total = expected.shape[dim]
+    if len(which) == total:
+        return f"; it differs for every {noun} ({total})"
+    plural = "s" if len(which) > 1 else ""
+    return f"; it differs for {noun}{plural} {', '.join(which)} of {total} (counting from 0)"
+
+
+def _check_dtype(name: str, got: Any, expected: Tensor, what: str) -> None:
+    """Raise a failure naming a dtype mismatch of a right-shape tensor, with why it happens.
+
+    A wrong dtype is its own mistake: the value-level hints ("the read is weights @ v") would misdiagnose it.
+    """
+    if not (isinstance(got, Tensor) and got.shape == expected.shape and got.dtype != expected.dtype):
+        return
+    if got.dtype == torch.float64 and expected.dtype == torch.float32:
+        why = (
+            "the values may be right, but something in your computation is double precision (a numpy array "
+            "or np.float64, torch.tensor(..., dtype=torch.float64), .double()); compute in the inputs' dtype "
+            "(float32), e.g. build constants with dtype=x.dtype"
+        )
+    elif expected.dtype == torch.bool:
+        why = "return a bool tensor (a comparison, or dtype=torch.bool), not 0/1 numbers"
+    else:
+        why = f"keep the inputs' dtype ({expected.dtype}): avoid casts and constants of another dtype"
+    raise _failure(f"{name} {what}: expected dtype {expected.dtype}, got {got.dtype}", why)
+
+
+def _compare(
+    name: str,
+    got: Any,
+    expected: Tensor,
+    what: str,
+    hint: Hint | None = None,
+    hint_args: tuple = (),
+    per: tuple[int, str] | tuple[int, str, Callable[[Tensor], Tensor]] | None = None,
+) -> None:
+    """compare() with the checks' tolerances; on a value mismatch, add which slice along ``per`` differs
+    (e.g. ``(1, "head")``) and ``hint(*hint_args)``, the likely mistake. A dtype mismatch is named as such,
+    without the value hint."""
+    _check_dtype(name, got, expected, what)
+    try:
+        compare(name, got, expected, atol=ATOL, rtol=RTOL, what=what)
+    except ExerciseFailure as err:
+        message = str(err) + (_differing(got, expected, *per) if per is not None else "")
+        raise _with_hint(message, hint, hint_args) from None
+
+
+def _modules(row: Tensor) -> str:
+    """'[0, 3]' -- the indices where a (n,) bool row is True."""
+    return "[" + ", ".join(str(i) for i in torch.nonzero(row).flatten().tolist()) + "]"
+
+
+def _compare_mask(
+    name: str, got: Any, expected: Tensor, what: str, k: int, hint: Hint | None = None, hint_args: tuple = ()
+) -> None:
+    """Compare a (B, n) bool mask; on a mismatch name the modules selected and the modules expected."""
+    if isinstance(got, Tensor) and got.shape == expected.shape and got.dtype != torch.bool:
+        raise ExerciseFailure(
+            f"{name} {what}: expected a bool mask (dtype torch.bool), got dtype {got.dtype}; build it with "
+            "e.g. torch.zeros(B, n, dtype=torch.bool).scatter(-1, winners, True)"
+        )
+    if not isinstance(got, Tensor) or got.shape != expected.shape:
+        compare(name, got, expected, what=what)  # raises: type or shape
+    got = got.detach().cpu()
+    bad = torch.nonzero((got != expected).any(-1)).flatten().tolist()
+    if not bad:
+        return
+    b = bad[0]
+    message = (
+        f"{name} {what}: example {b}: your mask selects modules {_modules(got[b])}, "
+        f"expected {_modules(expected[b])}"
+    )
+    if len(bad) > 1:
+        message += f" ({len(bad)} of {expected.shape[0]} rows differ)"
+    counts = got.sum(-1)
+    wrong_count = torch.nonzero(counts != k).flatten().tolist()
+    if wrong_count:
+        row = wrong_count[0]
+        message += f"; row {row} has {int(counts[row])} True entries, expected exactly k={k}"
+    raise _with_hint(message, hint, hint_args)
+
+
+def _compare_states(
+    name: str,
+    got: Any,
+    expected: Tensor,
+    old: Tensor,
+    mask: Tensor,
+    what: str,
+    hint: Hint | None = None,
+    hint_args: tuple = (),
+) -> None:
+    """Compare states (B, n, d): inactive modules must equal ``old`` exactly, active ones ``expected``."""
+    _check_dtype(name, got, expected, what)
+    if not (isinstance(got, Tensor) and got.shape == expected.shape):
+        compare(name, got, expected, atol=ATOL, rtol=RTOL, what=what)  # raises: type or shape
+    got = got.detach()
+    changed = (got != old).any(-1) & ~mask  # (B, n): inactive modules whose state changed
+    if bool(changed.any()):
+        b = int(torch.nonzero(changed.any(-1)).flatten()[0])
+        raise ExerciseFailure(
+            f"{name} {what}: example {b}: inactive modules {_modules(changed[b])} must keep their state "
+            f"exactly, but yours changed them (the active modules are {_modules(mask[b])}); apply the update "
+            "to active modules only, e.g. torch.where(mask.unsqueeze(-1), new, old)"
+        )
+    close = torch.isclose(got, expected, atol=ATOL, rtol=RTOL)
+    wrong = ~close.all(-1) & mask
+    if bool(wrong.any()):
+        b = int(torch.nonzero(wrong.any(-1)).flatten()[0])
+        diff = torch.where(close[b], 0.0, (got[b] - expected[b]).abs().to(torch.float64))
+        i, j = (int(v) for v in torch.unravel_index(diff.argmax(), diff.shape))
+        message = (
+            f"{name} {what}: example {b}: active modules {_modules(wrong[b])} differ from the reference (the "
+            f"inactive ones are right); max abs difference {float(diff.max()):.3g} at index ({b}, {i}, {j}): "
+            f"expected {float(expected[b, i, j]):.6g}, got {float(got[b, i, j]):.6g}"
+        )
+        raise _with_hint(message, hint, hint_args)
