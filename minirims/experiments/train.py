@@ -8,14 +8,13 @@ Every experiment in the course trains the same way, so the loop lives here once:
     epoch_generator(seed: int, epoch: int) -> torch.Generator     # data order of one epoch
     batch_indices(n, batch_size, seed, epoch, shuffle=True, drop_last=False) -> list[Tensor]
 
-    @dataclass TrainConfig(epochs, lr=7e-4, grad_clip=1.0, amp=True, seed=0, log_every=25,
-                           weight_decay=0.0, progress=True, restore_best=True,
-                           lr_schedule="constant", warmup_steps=0)
+    TrainConfig(epochs, lr=7e-4, grad_clip=1.0, amp=True, seed=0, log_every=25, weight_decay=0.0,
+                progress=True, restore_best=True, lr_schedule="constant", warmup_steps=0)
     learning_rate(config, step, total_steps) -> float  # linear warm-up, then constant or cosine
 
     fit(model, train_batches, loss_fn, evaluate, config, checkpoint=None, select="val_acc", mode="max",
         desc="", settings=None, fresh=False)
-        -> FitResult(history, best_epoch, best_metrics, best_state, wall_time, resumed_from)
+        -> FitResult(history, best_epoch, best_metrics, best_state, wall_time, resumed_from, config)
 
 ``fit`` contract:
 
@@ -39,10 +38,8 @@ Every experiment in the course trains the same way, so the loop lives here once:
   ``fit`` raises a ValueError that names the file, the keys that differ, and how to start over
   (delete the file, or ``fresh=True`` / ``--fresh``).
 * The optimizer is Adam(lr, weight_decay) with gradient-norm clipping at ``grad_clip`` (None: no clipping).
-  The learning rate of each step is :func:`learning_rate` of the global step number (a pure function of it,
-  so a resumed run follows the same schedule): ``warmup_steps`` of linear warm-up from ``lr / warmup_steps``
-  to ``lr``, then ``lr`` (``lr_schedule="constant"``) or a cosine decay to 0 at the last step of the last
-  epoch (``"cosine"``; it needs ``train_batches(epoch)`` to have a ``len``, the same for every epoch).
+  The learning rate of each step is :func:`learning_rate` of the global step number, so a resumed run
+  follows the same schedule (a warm-up or ``"cosine"`` needs a ``len(train_batches(epoch))``, equal in all).
 * On CUDA with ``config.amp`` the forward passes run under bf16 autocast (no loss scaling is needed for bf16);
   on CPU ``amp`` is ignored: CPU bf16 is slower than fp32 for these small recurrent models.
 * At the end, with ``restore_best`` the model holds the weights of the best epoch (by ``select``/``mode``).
@@ -68,6 +65,8 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from minirims._validate import check_positive_int
+
 __all__ = [
     "PROFILES",
     "FitResult",
@@ -86,12 +85,20 @@ __all__ = [
 PROFILES = ("smoke", "cpu", "full")
 CHECKPOINT_FORMAT = "minirims.fit"
 CHECKPOINT_VERSION = 2
+#: the learning-rate schedules :class:`TrainConfig` knows
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def _check_count(name: str, value: object, expected: str = "an int >= 0") -> int:
+    """Raise unless ``value`` is an int >= 0 (bools rejected); ``expected`` words the message."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name}: expected {expected}, got {value!r}")
+    return value
 
 
 def seed_everything(seed: int) -> None:
     """Seed python's ``random``, numpy's global RNG and torch (CPU and every CUDA device)."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed: expected a non-negative int, got {seed!r}")
+    _check_count("seed", seed, "a non-negative int")
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)  # also seeds all CUDA devices
@@ -130,8 +137,7 @@ def resolve_profile(profile: str | None = None) -> str:
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     """A CPU ``torch.Generator`` that depends only on ``(seed, epoch)``: the data order of one epoch."""
-    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-        raise ValueError(f"epoch: expected a non-negative int, got {epoch!r}")
+    _check_count("epoch", epoch, "a non-negative int")
     g = torch.Generator()
     g.manual_seed((int(seed) * 1_000_003 + epoch * 7_919 + 12_345) % 2**63)
     return g
@@ -141,9 +147,8 @@ def batch_indices(
     n: int, batch_size: int, seed: int, epoch: int, shuffle: bool = True, drop_last: bool = False
 ) -> list[Tensor]:
     """Split ``range(n)`` into int64 index batches of at most ``batch_size``, shuffled per (seed, epoch)."""
-    for name, val in (("n", n), ("batch_size", batch_size)):
-        if isinstance(val, bool) or not isinstance(val, int) or val < 1:
-            raise ValueError(f"{name}: expected a positive int, got {val!r}")
+    check_positive_int("n", n)
+    check_positive_int("batch_size", batch_size)
     order = torch.randperm(n, generator=epoch_generator(seed, epoch)) if shuffle else torch.arange(n)
     batches = list(order.split(batch_size))
     if drop_last and len(batches) > 1 and len(batches[-1]) < batch_size:
@@ -186,31 +191,19 @@ class TrainConfig:
             raise ValueError(
                 f"lr_schedule: expected one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}"
             )
-        if (
-            isinstance(self.warmup_steps, bool)
-            or not isinstance(self.warmup_steps, int)
-            or self.warmup_steps < 0
-        ):
-            raise ValueError(f"warmup_steps: expected an int >= 0, got {self.warmup_steps!r}")
+        _check_count("warmup_steps", self.warmup_steps)
         for key in ("epochs", "log_every"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{key}: expected a positive int, got {value!r}")
+            check_positive_int(key, getattr(self, key))
         if not _finite_number(self.lr) or not self.lr > 0:
             raise ValueError(f"lr: expected a finite positive float, got {self.lr!r}")
         if self.grad_clip is not None and (not _finite_number(self.grad_clip) or not self.grad_clip > 0):
             raise ValueError(f"grad_clip: expected a finite positive float or None, got {self.grad_clip!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed: expected a non-negative int, got {self.seed!r}")
+        _check_count("seed", self.seed, "a non-negative int")
         if not _finite_number(self.weight_decay) or not self.weight_decay >= 0:
             raise ValueError(f"weight_decay: expected a finite float >= 0, got {self.weight_decay!r}")
         for key in ("amp", "progress", "restore_best"):
             if not isinstance(getattr(self, key), bool):
                 raise ValueError(f"{key}: expected True or False, got {getattr(self, key)!r}")
-
-
-#: the learning-rate schedules :class:`TrainConfig` knows
-LR_SCHEDULES = ("constant", "cosine")
 
 
 def learning_rate(config: TrainConfig, step: int, total_steps: int | None) -> float:
@@ -220,8 +213,7 @@ def learning_rate(config: TrainConfig, step: int, total_steps: int | None) -> fl
     (constant) or ``lr * (1 + cos(pi * f)) / 2`` with f the fraction of the steps after the warm-up done
     (cosine; ``total_steps`` is required, and the last step's rate is just above 0).
     """
-    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-        raise ValueError(f"step: expected an int >= 0, got {step!r}")
+    _check_count("step", step)
     if step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
     if config.lr_schedule == "constant":
@@ -251,6 +243,7 @@ class FitResult:
         best_state: the model's ``state_dict`` at the best epoch (CPU tensors).
         wall_time: seconds spent in training and evaluation, summed over resumed runs.
         resumed_from: number of epochs found in the checkpoint when this call started (0: fresh run).
+        config: the :class:`TrainConfig` as a dict.
     """
 
     history: list[dict[str, float]]
@@ -298,15 +291,8 @@ def _rng_state() -> dict[str, Any]:
 def _set_rng_state(state: Mapping[str, Any]) -> None:
     py, npy = state["python"], state["numpy"]
     random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
-    np.random.set_state(
-        (
-            npy["key"],
-            npy["state"].numpy().astype(np.uint32),
-            npy["pos"],
-            npy["has_gauss"],
-            npy["cached_gaussian"],
-        )
-    )
+    np_state = npy["state"].numpy().astype(np.uint32)
+    np.random.set_state((npy["key"], np_state, *(npy[k] for k in ("pos", "has_gauss", "cached_gaussian"))))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -314,23 +300,18 @@ def _set_rng_state(state: Mapping[str, Any]) -> None:
 
 #: TrainConfig fields that change what a run computes (progress and log_every only change what it shows;
 #: restore_best only what the model holds at the end): a checkpoint resumes only when these are equal.
+#: The last two are saved only off their defaults: a checkpoint without them means the default.
 _RESUME_KEYS = ("epochs", "lr", "grad_clip", "amp", "seed", "weight_decay", "lr_schedule", "warmup_steps")
-#: resume keys a checkpoint written before they existed does not hold: compared only when not at the default
-_NEWER_KEYS = {f.name: f.default for f in fields(TrainConfig) if f.name in ("lr_schedule", "warmup_steps")}
 _START_OVER = "delete it, or start over with fresh=True (--fresh on the command line)"
-_CHECKPOINT_KEYS = (
-    "epoch",
-    "model",
-    "optimizer",
-    "rng",
-    "history",
-    "best_epoch",
-    "best_value",
-    "best_state",
-    "wall_time",
-    "config",
-    "settings",
+_CHECKPOINT_KEYS = tuple(
+    "epoch model optimizer rng history best_epoch best_value best_state wall_time config settings".split()
 )
+
+
+def _resume_config(config: TrainConfig) -> dict[str, Any]:
+    """The ``_RESUME_KEYS`` of ``config`` that a checkpoint saves (``TrainConfig.<field>`` is the default)."""
+    values = {k: getattr(config, k) for k in _RESUME_KEYS}
+    return {k: v for k, v in values.items() if k in _RESUME_KEYS[:-2] or v != getattr(TrainConfig, k)}
 
 
 def _plain_settings(settings: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -347,16 +328,12 @@ def _plain_settings(settings: Mapping[str, Any] | None) -> dict[str, Any]:
         ) from None
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
 def _differences(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
     """``"key (saved A, now B)"`` for every key whose value differs (or is present on one side only)."""
 
-    def shown(d: Mapping[str, Any], key: str) -> str:
-        return _short(d[key]) if key in d else "absent"
+    def shown(d: Mapping[str, Any], key: str) -> str:  # the value's repr, cut at 40 characters
+        text = repr(d[key]) if key in d else "absent"
+        return text if len(text) <= 40 or key not in d else text[:37] + "..."
 
     return [
         f"{key} (saved {shown(saved, key)}, now {shown(now, key)})"
@@ -403,6 +380,170 @@ def _is_better(value: float, best: float | None, mode: str) -> bool:
     return value > best if mode == "max" else value < best
 
 
+@dataclass
+class _Progress:
+    """Where a run stands after ``epoch`` completed epochs: what a checkpoint holds besides the weights, the
+    optimizer and the RNG states (under the same names). ``best_epoch`` is -1 before the first epoch,
+    ``best_value`` its ``select`` metric, ``best_state`` its weights (CPU tensors)."""
+
+    epoch: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = -1
+    best_value: float | None = None
+    best_state: dict[str, Tensor] = field(default_factory=dict)
+    wall_time: float = 0.0
+
+
+def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, run: dict[str, Any]) -> _Progress:
+    """Load the checkpoint at ``path`` into ``model``, ``optimizer`` and the RNGs; return its progress.
+
+    A ValueError names the file and how to start over when the checkpoint was written with another ``run``
+    (``{"config": ..., "settings": ...}``; the message names the keys that differ) or for another model.
+    """
+    ckpt = _load_checkpoint(path)
+    differ = _differences(ckpt.get("config", {}), run["config"])
+    named = {d.split(" ", 1)[0] for d in differ}  # a key in both (lr, epochs) is named once
+    differ += [
+        d for d in _differences(ckpt.get("settings", {}), run["settings"]) if d.split(" ", 1)[0] not in named
+    ]
+    if differ:
+        raise ValueError(
+            f"checkpoint: {path} was written with other settings: {'; '.join(differ)}. "
+            f"To train with the new settings, {_START_OVER}"
+        )
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as err:
+        raise ValueError(
+            f"checkpoint: {path} does not match the model: {str(err).splitlines()[0]}; {_START_OVER}"
+        ) from None
+    try:
+        optimizer.load_state_dict(ckpt["optimizer"])
+        progress = _Progress(**{f.name: ckpt[f.name] for f in fields(_Progress)})
+        _set_rng_state(ckpt["rng"])
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
+        raise ValueError(
+            f"checkpoint: {path} is incomplete or damaged ({type(err).__name__}: {err}); {_START_OVER}"
+        ) from None
+    return progress
+
+
+def _save_checkpoint(
+    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, progress: _Progress, run: dict[str, Any]
+) -> None:
+    """Write the run after a completed epoch, atomically: the keys of ``_CHECKPOINT_KEYS``, in that order."""
+    saved = {f.name: getattr(progress, f.name) for f in fields(_Progress)}
+    head = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "epoch": saved.pop("epoch")}
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": _rng_state()}
+    atomic_torch_save({**head, **state, **saved, **run}, path)
+
+
+def _train_step(
+    model: nn.Module,
+    params: list[nn.Parameter],
+    optimizer: torch.optim.Optimizer,
+    loss_fn: Callable[[nn.Module, Any], tuple[Tensor, Mapping[str, Tensor]]],
+    batch: Any,
+    config: TrainConfig,
+    amp: bool,
+) -> dict[str, Tensor]:
+    """One optimizer step on ``batch``: forward (bf16 autocast when ``amp``), backward, clipping, Adam.
+
+    Returns ``{"loss": ..., **metrics}``: detached float32 scalars (shape ``()``), still on the device.
+    """
+    with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=amp):
+        loss, metrics = loss_fn(model, batch)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if config.grad_clip is not None:
+        nn.utils.clip_grad_norm_(params, config.grad_clip)
+    optimizer.step()
+    return {key: val.detach().float() for key, val in (("loss", loss), *metrics.items())}
+
+
+def _means(sums: Mapping[str, Tensor], steps: int, epoch: int) -> dict[str, float]:
+    """The means over ``steps`` of the summed step metrics, read by the host; a NaN/inf loss raises."""
+    means = {k: v.item() / steps for k, v in sums.items()}
+    if not math.isfinite(means["loss"]):
+        raise FloatingPointError(f"loss: expected a finite value, got {means['loss']} at epoch {epoch}")
+    return means
+
+
+def _train_epoch(
+    model: nn.Module,
+    params: list[nn.Parameter],
+    optimizer: torch.optim.Optimizer,
+    batches: Iterable[Any],
+    loss_fn: Callable[[nn.Module, Any], tuple[Tensor, Mapping[str, Tensor]]],
+    config: TrainConfig,
+    epoch: int,
+    amp: bool,
+) -> dict[str, float]:
+    """One pass over ``batches``, a :func:`_train_step` each, at the learning rate of the schedule.
+
+    The step metrics are summed on the device; the host reads them every ``log_every`` steps (progress
+    bar) and at the end. Returns the epoch's means ``{"train_loss": ..., "train_<metric>": ...}``.
+    """
+    scheduled = config.lr_schedule != "constant" or config.warmup_steps > 0
+    total = len(batches) if hasattr(batches, "__len__") else None  # type: ignore[arg-type]
+    if scheduled and total is None:
+        raise ValueError(
+            f"train_batches: expected a sized collection (with len) for "
+            f"lr_schedule={config.lr_schedule!r} and warmup_steps={config.warmup_steps}, "
+            f"got {type(batches).__name__}"
+        )
+    step_bar = tqdm(batches, desc=f"epoch {epoch + 1}", total=total, leave=False, disable=not config.progress)
+    sums: dict[str, Tensor] = {}
+    steps = 0
+    for batch in step_bar:
+        if scheduled:  # the rate is a function of the global step: a resumed run follows the same schedule
+            rate = learning_rate(config, epoch * total + steps, total * config.epochs)
+            for group in optimizer.param_groups:
+                group["lr"] = rate
+        for key, val in _train_step(model, params, optimizer, loss_fn, batch, config, amp).items():
+            sums[key] = sums[key] + val if key in sums else val.clone()
+        steps += 1
+        if steps % config.log_every == 0:  # one host sync per log interval
+            running = _means(sums, steps, epoch)
+            step_bar.set_postfix({k: f"{v:.3f}" for k, v in running.items()}, refresh=False)
+    step_bar.close()
+    if steps == 0:
+        raise ValueError(f"train_batches: expected at least one batch, got none for epoch {epoch}")
+    return {f"train_{k}": v for k, v in _means(sums, steps, epoch).items()}
+
+
+def _evaluate(
+    model: nn.Module, evaluate: Callable[[nn.Module], Mapping[str, float]], select: str | None, amp: bool
+) -> dict[str, float]:
+    """``evaluate(model)`` as floats, in eval mode without gradients (bf16 autocast when ``amp``); it must
+    return the key ``select`` (None: any)."""
+    model.eval()
+    with torch.no_grad(), torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=amp):
+        scores = dict(evaluate(model))
+    model.train()
+    if select is not None and select not in scores:
+        raise ValueError(
+            f"select: expected a key returned by evaluate(), one of {sorted(scores)}, got {select!r}"
+        )
+    return {k: float(v) for k, v in scores.items()}
+
+
+def _record_epoch(
+    progress: _Progress, row: dict[str, float], model: nn.Module, select: str | None, mode: str
+) -> None:
+    """Add a finished epoch's ``row`` to ``progress``; keep the model's weights if it is the best so far.
+
+    Best: the highest (``mode="max"``) or lowest ``row[select]``, the first one on a tie, never a NaN after
+    the first epoch; with ``select=None``, the last epoch.
+    """
+    epoch = int(row["epoch"])
+    progress.history.append(row)
+    progress.epoch, progress.wall_time = epoch + 1, progress.wall_time + row["seconds"]
+    value = row[select] if select is not None else float(epoch)
+    if select is None or _is_better(value, progress.best_value, mode):
+        progress.best_epoch, progress.best_value, progress.best_state = epoch, value, _cpu_state_dict(model)
+
+
 def fit(
     model: nn.Module,
     train_batches: Callable[[int], Iterable[Any]],
@@ -418,21 +559,17 @@ def fit(
 ) -> FitResult:
     """Train ``model`` for ``config.epochs`` epochs, evaluating and checkpointing after each one.
 
-    See the module docstring for the contract of ``train_batches``, ``loss_fn``, ``evaluate`` and
-    ``checkpoint``. ``select`` names the evaluate() metric that picks the best epoch (``mode`` "max" or
-    "min"); None picks the last epoch. ``settings``: the run's settings beyond ``config`` (a dict of plain
-    values: numbers, strings, lists, dicts), saved in the checkpoint; a checkpoint resumes only when its
-    settings and the config fields that change the result (epochs, lr, grad_clip, amp, seed, weight_decay)
-    equal the current ones. ``fresh``: ignore (and delete) an existing checkpoint and start over.
-
-    Returns:
-        FitResult(history, best_epoch, best_metrics, best_state, wall_time, resumed_from, config).
+    The module docstring gives the contract of ``train_batches``, ``loss_fn``, ``evaluate``, ``checkpoint``.
+    ``select`` names the evaluate() metric that picks the best epoch (``mode`` "max" or "min"; None: the last
+    epoch). ``settings``: the run's settings beyond ``config`` (plain values: numbers, strings, lists, dicts),
+    saved in the checkpoint, which resumes only when they and the ``_RESUME_KEYS`` of ``config`` are equal.
+    ``fresh``: delete an existing checkpoint and start over. Each epoch is :func:`_train_epoch` (a
+    :func:`_train_step` per batch), :func:`_evaluate`, :func:`_record_epoch`, :func:`_save_checkpoint`.
 
     Raises:
         ValueError: bad ``config``/``mode``/``select``/``settings``; a checkpoint that cannot be read safely,
-            is not a fit checkpoint, was written with other settings (the message names the keys that differ)
-            or for a different model -- each names the file and how to start over; a ``select`` key that
-            ``evaluate`` does not return.
+            is not a fit checkpoint, or was written with other settings (the message names the keys that
+            differ) or for another model: each names the file and how to start over.
         FloatingPointError: the training loss became NaN/inf.
     """
     if not isinstance(model, nn.Module):
@@ -443,167 +580,56 @@ def fit(
         raise ValueError(f"mode: expected 'max' or 'min', got {mode!r}")
     if not isinstance(fresh, bool):
         raise ValueError(f"fresh: expected True or False, got {fresh!r}")
-    run_settings = _plain_settings(settings)
-    run_config = {
-        k: v
-        for k, v in asdict(config).items()
-        if k in _RESUME_KEYS and not (k in _NEWER_KEYS and v == _NEWER_KEYS[k])
-    }
+    run = {"config": _resume_config(config), "settings": _plain_settings(settings)}
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("model: expected at least one trainable parameter, got none")
-    device = params[0].device
-    use_amp = bool(config.amp) and device.type == "cuda"
+    amp = config.amp and params[0].device.type == "cuda"
     optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-
-    history: list[dict[str, float]] = []
-    best_epoch, best_value, best_state = -1, None, _cpu_state_dict(model)
-    wall_time, start_epoch = 0.0, 0
     ckpt_path = Path(checkpoint) if checkpoint is not None else None
-    if ckpt_path is not None and fresh and ckpt_path.exists():
-        ckpt_path.unlink()  # start over: the old run must not come back if this one is interrupted
+    if ckpt_path is not None and fresh:
+        ckpt_path.unlink(
+            missing_ok=True
+        )  # start over: the old run must not come back if this one is interrupted
     if ckpt_path is not None and ckpt_path.exists():
-        ckpt = _load_checkpoint(ckpt_path)
-        differ = _differences(ckpt.get("config", {}), run_config)
-        named = {d.split(" ", 1)[0] for d in differ}  # a key in both (lr, epochs) is named once
-        differ += [
-            d for d in _differences(ckpt.get("settings", {}), run_settings) if d.split(" ", 1)[0] not in named
-        ]
-        if differ:
-            raise ValueError(
-                f"checkpoint: {ckpt_path} was written with other settings: {'; '.join(differ)}. "
-                f"To train with the new settings, {_START_OVER}"
-            )
-        try:
-            model.load_state_dict(ckpt["model"])
-        except RuntimeError as err:
-            raise ValueError(
-                f"checkpoint: {ckpt_path} does not match the model: {str(err).splitlines()[0]}; {_START_OVER}"
-            ) from None
-        try:
-            optimizer.load_state_dict(ckpt["optimizer"])
-            history, best_epoch, best_value = ckpt["history"], ckpt["best_epoch"], ckpt["best_value"]
-            best_state, wall_time, start_epoch = ckpt["best_state"], ckpt["wall_time"], ckpt["epoch"]
-            _set_rng_state(ckpt["rng"])
-        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
-            raise ValueError(
-                f"checkpoint: {ckpt_path} is incomplete or damaged ({type(err).__name__}: {err}); "
-                f"{_START_OVER}"
-            ) from None
+        progress = _resume(ckpt_path, model, optimizer, run)
     else:
         seed_everything(config.seed)
-    resumed_from = start_epoch
+        progress = _Progress()
+    resumed_from = progress.epoch
 
     epoch_bar = tqdm(
-        range(start_epoch, config.epochs),
+        range(resumed_from, config.epochs),
         desc=desc or "epochs",
-        initial=start_epoch,
+        initial=resumed_from,
         total=config.epochs,
         disable=not config.progress,
         leave=True,
     )
-    scheduled = config.lr_schedule != "constant" or config.warmup_steps > 0
     for epoch in epoch_bar:
         t0 = time.perf_counter()
         model.train()
-        batches = train_batches(epoch)
-        total = len(batches) if hasattr(batches, "__len__") else None  # type: ignore[arg-type]
-        if scheduled and total is None:
-            raise ValueError(
-                f"train_batches: expected a sized collection (with len) for "
-                f"lr_schedule={config.lr_schedule!r} and warmup_steps={config.warmup_steps}, "
-                f"got {type(batches).__name__}"
-            )
-        run_steps = None if total is None else total * config.epochs
-        step_bar = tqdm(
-            batches, desc=f"epoch {epoch + 1}", total=total, leave=False, disable=not config.progress
-        )
-        sums: dict[str, Tensor] = {}
-        steps = 0
-        for batch in step_bar:
-            if scheduled:
-                rate = learning_rate(config, epoch * total + steps, run_steps)
-                for group in optimizer.param_groups:
-                    group["lr"] = rate
-            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
-                loss, metrics = loss_fn(model, batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip is not None:
-                nn.utils.clip_grad_norm_(params, config.grad_clip)
-            optimizer.step()
-            steps += 1
-            for key, val in (("loss", loss), *metrics.items()):
-                val = val.detach().float()
-                sums[key] = sums[key] + val if key in sums else val.clone()
-            if steps % config.log_every == 0:  # one host sync per log interval
-                running = {k: v.item() / steps for k, v in sums.items()}
-                if not math.isfinite(running["loss"]):
-                    raise FloatingPointError(
-                        f"loss: expected a finite value, got {running['loss']} at epoch {epoch}"
-                    )
-                step_bar.set_postfix({k: f"{v:.3f}" for k, v in running.items()}, refresh=False)
-        step_bar.close()
-        if steps == 0:
-            raise ValueError(f"train_batches: expected at least one batch, got none for epoch {epoch}")
         row: dict[str, float] = {"epoch": epoch}
-        row.update({f"train_{k}": v.item() / steps for k, v in sums.items()})
-        if not math.isfinite(row["train_loss"]):
-            raise FloatingPointError(
-                f"loss: expected a finite value, got {row['train_loss']} at epoch {epoch}"
-            )
-
-        model.eval()
-        with torch.no_grad(), torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
-            scores = dict(evaluate(model))
-        model.train()
-        if select is not None and select not in scores:
-            raise ValueError(
-                f"select: expected a key returned by evaluate(), one of {sorted(scores)}, got {select!r}"
-            )
-        row.update({k: float(v) for k, v in scores.items()})
-        seconds = time.perf_counter() - t0
-        row["seconds"] = seconds
-        wall_time += seconds
-        history.append(row)
-
-        value = row[select] if select is not None else float(epoch)
-        if select is None or _is_better(value, best_value, mode):
-            best_epoch, best_value, best_state = epoch, value, _cpu_state_dict(model)
+        row.update(_train_epoch(model, params, optimizer, train_batches(epoch), loss_fn, config, epoch, amp))
+        row.update(_evaluate(model, evaluate, select, amp))
+        row["seconds"] = time.perf_counter() - t0
+        _record_epoch(progress, row, model, select, mode)
         shown = {k: row[k] for k in ("train_loss", "train_acc", select) if k is not None and k in row}
         epoch_bar.set_postfix({k: f"{v:.3f}" for k, v in shown.items()})
-
         if ckpt_path is not None:
-            atomic_torch_save(
-                {
-                    "format": CHECKPOINT_FORMAT,
-                    "version": CHECKPOINT_VERSION,
-                    "epoch": epoch + 1,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "rng": _rng_state(),
-                    "history": history,
-                    "best_epoch": best_epoch,
-                    "best_value": best_value,
-                    "best_state": best_state,
-                    "wall_time": wall_time,
-                    "config": run_config,
-                    "settings": run_settings,
-                },
-                ckpt_path,
-            )
+            _save_checkpoint(ckpt_path, model, optimizer, progress, run)
     epoch_bar.close()
 
-    if best_epoch < 0:  # resumed from a checkpoint that already had every epoch and no best (cannot happen)
+    if progress.best_epoch < 0:  # a finished checkpoint without a best epoch (cannot happen)
         raise ValueError(f"checkpoint: expected at least one completed epoch in {ckpt_path}, got none")
     if config.restore_best:
-        model.load_state_dict(best_state)
+        model.load_state_dict(progress.best_state)
     return FitResult(
-        history=history,
-        best_epoch=best_epoch,
-        best_metrics=copy.deepcopy(history[best_epoch]),
-        best_state=best_state,
-        wall_time=wall_time,
+        history=progress.history,
+        best_epoch=progress.best_epoch,
+        best_metrics=copy.deepcopy(progress.history[progress.best_epoch]),
+        best_state=progress.best_state,
+        wall_time=progress.wall_time,
         resumed_from=resumed_from,
         config=asdict(config),
     )
