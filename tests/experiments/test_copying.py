@@ -5,14 +5,21 @@ from __future__ import annotations
 import argparse
 import json
 
-import pytest
-import torch
+import matplotlib
 
-from minirims.course import checks
-from minirims.experiments import copying as cp
-from minirims.experiments.common import count_parameters
+matplotlib.use("Agg")
 
-TINY = {"steps_per_epoch": 3, "epochs": 2, "n_eval": 8, "eval_batch_size": 8, "test_delays": [5, 9]}
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from minirims.course import checks  # noqa: E402
+from minirims.experiments import common, figures  # noqa: E402
+from minirims.experiments import copying as cp  # noqa: E402
+from minirims.experiments.common import count_parameters  # noqa: E402
+
+SMOKE = cp.PROFILES["smoke"]
+RIM, LSTM = SMOKE.models  # "rim-6x8-k4", "lstm-48"
+TINY = {"steps_per_epoch": 3, "epochs": 2, "n_eval": 8, "eval_batch_size": 8, "test_delays": (5, 9)}
 
 
 def test_layout_of_a_sequence():
@@ -47,10 +54,17 @@ def test_random_batches_are_seeded_and_use_digits_1_to_8():
             lambda: cp.copying_sequences(torch.zeros(2, 10, dtype=torch.long), 3),
             r"digits: expected integers in 1..8",
         ),
-        (lambda: cp.profile_settings("smoke", epochs=1.5), r"epochs: expected a positive int, got 1.5"),
-        (lambda: cp.profile_settings("smoke", test_delays=[]), r"test_delays: expected a non-empty list"),
-        (lambda: cp.profile_settings("smoke", nope=1), r"overrides: expected keys among"),
-        (lambda: cp.make_model("gru"), r"name: expected one of rim, lstm, got 'gru'"),
+        (lambda: cp.settings("smoke", epochs=1.5), r"^epochs: expected a positive int, got 1.5$"),
+        (lambda: cp.settings("smoke", test_delays=[]), r"^test_delays: expected a non-empty list"),
+        (lambda: cp.settings("smoke", test_delays=(5, 5)), r"^test_delays: expected a list of distinct"),
+        (lambda: cp.settings("smoke", n_eval=0), r"^n_eval: expected a positive int, got 0$"),
+        (lambda: cp.settings("smoke", nope=1), r"^overrides: expected keys among .*unknown \['nope'\]"),
+        (
+            lambda: cp.make_model("gru"),
+            r"^name: expected a model name like 'rim-6x48-k4' or 'lstm-288', got 'gru'$",
+        ),
+        (lambda: cp.make_model("transformer-2x64"), r"^name: expected a model name like .*, got 'trans"),
+        (lambda: cp.make_model("rim-6x8-k7"), r"^name: expected k active in \[1, n = 6\]"),
     ],
 )
 def test_bad_arguments_are_named(call, match):
@@ -59,62 +73,78 @@ def test_bad_arguments_are_named(call, match):
 
 
 def test_models_same_state_size_and_logits_shape():
-    settings = cp.profile_settings("cpu")
-    rim, lstm = cp.make_model("rim", settings), cp.make_model("lstm", settings)
+    settings = cp.settings("cpu")
+    assert settings.models == ("rim-6x48-k4", "lstm-288")
+    rim, lstm = (cp.make_model(name, settings) for name in settings.models)
     assert rim.core.d_out == lstm.core.d_out == 288
-    assert rim.core.compile_step and settings["compile"]  # the cpu profile compiles the RIM's step
+    assert (rim.core.n_modules, rim.core.k_active) == (6, 4)
+    assert rim.core.compile_step and settings.compile  # the cpu profile compiles the RIM's step
     assert 100_000 < count_parameters(rim) < 400_000 and 100_000 < count_parameters(lstm) < 400_000
-    smoke = cp.profile_settings("smoke")
-    for name in cp.MODEL_NAMES:
+    for name in SMOKE.models:
         tokens, _ = cp.copying_batch(2, 5)
-        assert cp.make_model(name, smoke)(tokens).shape == (2, 25, 10)
+        assert cp.make_model(name, SMOKE)(tokens).shape == (2, 25, 10)
+    assert cp.PROFILES["full"].models == ("rim-6x100-k4", "lstm-600")
 
 
 def test_tiny_run_writes_a_record_with_every_delay(tmp_path, one_thread):
-    record = cp.run(
-        "smoke", seeds=[0, 1], overrides=TINY, results=tmp_path, runs_dir=tmp_path / "runs", progress=False
-    )
+    settings = cp.settings("smoke", **TINY)
+    record = cp.run(settings, seeds=[0, 1], results=tmp_path, runs_dir=tmp_path / "runs", progress=False)
     saved = json.loads((tmp_path / "copying_smoke.json").read_text())
     assert saved["seeds"] == [0, 1] and saved["experiment"] == "copying"
-    for name in ("rim", "lstm"):
+    assert saved["settings"] == settings.as_dict() and saved["settings"]["test_delays"] == [5, 9]
+    for name in (RIM, LSTM):
         for key in ("acc", "ce"):
             for delay in ("5", "9"):
                 cell = record["metrics"][name][key][delay]
                 assert cell["n"] == 2 and len(cell["values"]) == 2
         assert 0 <= record["metrics"][name]["acc"]["9"]["mean"] <= 1
         assert len(record["curves"][name]["0"]) == 2  # one row per epoch
+        assert len(record["metrics"][name]["best_epoch"]) == 2  # one per seed
+        assert isinstance(record["metrics"][name]["train_seconds"], float)
     assert record["metrics"]["chance"] == {"acc": 1 / 8, "ce": pytest.approx(2.0794, abs=1e-4)}
     table = cp.format_table(record)
-    assert "T=9" in table and "chance" in table and "12.5%" in table
+    assert "T=9" in table and "chance" in table and "12.5%" in table and RIM in table
+    fig = figures.plot_accuracy(record)
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert {RIM, LSTM, "chance (12.5%)"} <= set(labels)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
     # a rerun resumes from the checkpoints and gives the same numbers
-    again = cp.run(
-        "smoke", seeds=[0, 1], overrides=TINY, save=False, runs_dir=tmp_path / "runs", progress=False
-    )
-    assert again["metrics"]["rim"]["acc"] == record["metrics"]["rim"]["acc"]
+    again = cp.run(settings, seeds=[0, 1], save=False, runs_dir=tmp_path / "runs", progress=False)
+    assert again["metrics"][RIM]["acc"] == record["metrics"][RIM]["acc"]
 
 
 def test_the_learning_rate_schedule_reaches_the_training_loop(fit_configs):
     """lr_schedule / warmup_steps are settings (checked like the others) and become fit's TrainConfig."""
     with pytest.raises(ValueError, match=r"^lr_schedule: expected one of constant, cosine, got 'step'$"):
-        cp.profile_settings("smoke", lr_schedule="step")
+        cp.settings("smoke", lr_schedule="step")
     with pytest.raises(ValueError, match=r"^warmup_steps: expected an int >= 0, got 1.5$"):
-        cp.profile_settings("smoke", warmup_steps=1.5)
-    seen = fit_configs(cp)
+        cp.settings("smoke", warmup_steps=1.5)
+    seen = fit_configs(common)  # the one training loop of every experiment
     with pytest.raises(RuntimeError, match="stop here"):
         cp.run(
-            "smoke",
-            models=["lstm"],
-            overrides={"lr_schedule": "cosine", "warmup_steps": 3},
+            cp.settings("smoke", models=[LSTM], lr_schedule="cosine", warmup_steps=3),
             save=False,
             progress=False,
         )
     assert seen[0].lr_schedule == "cosine" and seen[0].warmup_steps == 3
 
 
+def test_a_model_trains_at_its_own_rate_from_lr_by_model(fit_configs):
+    seen = fit_configs(common)
+    settings = cp.settings("smoke", lr=2e-3, lr_by_model={LSTM: 5e-3})
+    with pytest.raises(RuntimeError, match="stop here"):
+        cp.run(settings.replace(models=(LSTM,)), save=False, progress=False)
+    with pytest.raises(RuntimeError, match="stop here"):
+        cp.run(settings.replace(models=(RIM,)), save=False, progress=False)
+    assert [c.lr for c in seen] == [5e-3, 2e-3]
+    assert settings.train_config(RIM, seed=0).lr == 2e-3
+
+
 def test_training_lowers_the_copy_loss(one_thread):
     torch.manual_seed(0)
-    settings = cp.profile_settings("smoke")
-    model = cp.make_model("lstm", settings)
+    model = cp.make_model(LSTM, SMOKE)
     before = cp.evaluate(model, 5, 64, 64)["ce"]
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     gen = torch.Generator().manual_seed(0)
@@ -132,12 +162,12 @@ def test_training_lowers_the_copy_loss(one_thread):
 
 def test_activity_masks_and_inactive_modules_keep_state():
     torch.manual_seed(0)
-    model = cp.make_model("rim", cp.profile_settings("smoke"))
+    model = cp.make_model(RIM, SMOKE)
     tokens, _ = cp.copying_batch(1, 12)
     masks = cp.activity_masks(model, tokens[0])
     assert masks.shape == (1, 32, model.core.n_modules) and (masks.sum(-1) == model.core.k_active).all()
     with pytest.raises(ValueError, match=r"model: expected a CopyModel with a RIM core"):
-        cp.activity_masks(cp.make_model("lstm", cp.profile_settings("smoke")), tokens)
+        cp.activity_masks(cp.make_model(LSTM, SMOKE), tokens)
 
 
 def test_cli_user_errors_end_in_one_line_with_status_2(capsys):
@@ -183,8 +213,6 @@ def test_check_accepts_the_reference_and_names_the_mistakes():
 
 
 def test_record_keeps_the_commit_the_run_started_from(monkeypatch, tmp_path):
-    from minirims.experiments import common
-
     calls = iter(
         [
             {"git_commit": "aaa", "git_dirty": False, "device": "cpu"},  # at the start of the run
@@ -192,20 +220,22 @@ def test_record_keeps_the_commit_the_run_started_from(monkeypatch, tmp_path):
         ]
     )
     monkeypatch.setattr(common, "provenance", lambda device=None: next(calls))
-    monkeypatch.setattr(cp, "provenance", common.provenance)
-    record = cp.run("smoke", models=["lstm"], overrides=TINY, save=False, runs_dir=tmp_path, progress=False)
+    settings = cp.settings("smoke", models=[LSTM], **TINY)
+    record = cp.run(settings, save=False, runs_dir=tmp_path, progress=False)
     prov = record["provenance"]
     assert prov["git_commit"] == "aaa" and prov["git_dirty"] is False
     assert prov["git_commit_at_end"] == "bbb" and prov["git_dirty_at_end"] is True
 
 
 def test_shared_settings_helpers():
-    from minirims.experiments import common
     from minirims.experiments import mnist_resolution as mr
 
-    a = common.settings_key(cp.profile_settings("smoke"))
-    assert a == common.settings_key(cp.profile_settings("smoke")) and len(a) == 10
-    assert a != common.settings_key(cp.profile_settings("smoke", epochs=2))
-    assert mr.profile_settings("smoke", epochs=2)["epochs"] == 2
+    smoke = cp.settings("smoke")
+    a = common.settings_key(smoke.training_dict())
+    assert a == common.settings_key(cp.settings("smoke").training_dict()) and len(a) == 10
+    assert a != common.settings_key(cp.settings("smoke", epochs=2).training_dict())
+    # what only the test reads does not change the key: the trained checkpoints are reused
+    assert a == common.settings_key(cp.settings("smoke", test_delays=(7,), n_eval=3).training_dict())
+    assert mr.settings("smoke", epochs=2).epochs == 2
     with pytest.raises(ValueError, match=r"overrides: expected keys among .*, got unknown \['nope'\]"):
-        mr.profile_settings("smoke", nope=1)
+        mr.settings("smoke", nope=1)
