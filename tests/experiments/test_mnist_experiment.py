@@ -10,27 +10,44 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from minirims.experiments import common, figures
 from minirims.experiments import mnist_resolution as mr
 from minirims.experiments.common import count_parameters, seed_list
 from minirims.experiments.transformer import CausalTransformer
 
-SMOKE = mr.profile_settings("smoke")
+SMOKE = mr.PROFILES["smoke"]
+RIM, LSTM = SMOKE.models  # "rim-6x12-k4", "lstm-72"
 TINY = {"n_train": 32, "n_valid": 16, "n_test": 4, "batch_size": 16, "eval_batch_size": 16, "epochs": 1}
 
 
 def test_make_model_names_and_parameter_counts() -> None:
-    full = {name: count_parameters(mr.make_model(name)) for name in mr.MODEL_NAMES}
+    names = mr.PROFILES["full"].models
+    assert names == (
+        "rim-6x100-k4",
+        "rim-6x100-k5",
+        "rim-6x100-k6",
+        "lstm-300",
+        "lstm-600",
+        "transformer-4x128",
+    )
+    full = {name: count_parameters(mr.make_model(name)) for name in names}  # default settings: full
     # RIM 6x100: ~1.6M (6 separate LSTM blocks with 400-wide reads); LSTM-600 > LSTM-300 (~4x)
-    assert 1_000_000 < full["rim-6-4"] < 2_500_000
-    assert full["rim-6-4"] == full["rim-6-5"] == full["rim-6-6"]  # k does not change the weights
+    assert 1_000_000 < full["rim-6x100-k4"] < 2_500_000
+    assert full["rim-6x100-k4"] == full["rim-6x100-k5"] == full["rim-6x100-k6"]  # k does not change weights
     assert 3.5 < full["lstm-600"] / full["lstm-300"] < 4.1
-    assert 100_000 < full["transformer"] < 2_000_000
-    model = mr.make_model("rim-6-4")
+    assert 100_000 < full["transformer-4x128"] < 2_000_000
+    model = mr.make_model("rim-6x100-k4")
     assert model.core.n_modules == 6 and model.core.k_active == 4 and model.core.d_out == 600
     assert mr.make_model("lstm-600").core.d_out == 600
+    tf = mr.make_model("transformer-4x128").core
+    assert tf.d_out == 128 and len(tf.encoder.layers) == 4
+    assert mr.make_model("rim-4x8-k2", SMOKE).core.d_out == 32  # any size the name says
+    cpu = mr.settings("cpu")
+    assert cpu.models == ("rim-6x32-k4", "lstm-192")
+    assert mr.make_model(cpu.models[0], cpu).core.d_out == mr.make_model(cpu.models[1], cpu).core.d_out == 192
 
 
-@pytest.mark.parametrize("name", mr.MODEL_NAMES)
+@pytest.mark.parametrize("name", [*SMOKE.models, "transformer-1x16"])
 def test_forward_shapes_at_each_resolution(name: str) -> None:
     torch.manual_seed(0)
     model = mr.make_model(name, SMOKE).eval()
@@ -40,12 +57,12 @@ def test_forward_shapes_at_each_resolution(name: str) -> None:
 
 
 def test_activity_masks_shape_and_k_active() -> None:
-    model = mr.make_model("rim-6-4", SMOKE)
+    model = mr.make_model(RIM, SMOKE)
     masks = mr.activity_masks(model, torch.randint(0, 2, (196,)))
     assert masks.shape == (1, 196, 6) and masks.dtype == torch.bool
     assert masks.sum(-1).eq(4).all()
     with pytest.raises(ValueError, match="model: expected an MNISTClassifier with a RIM core"):
-        mr.activity_masks(mr.make_model("lstm-300", SMOKE), torch.zeros(196, dtype=torch.long))
+        mr.activity_masks(mr.make_model(LSTM, SMOKE), torch.zeros(196, dtype=torch.long))
 
 
 def test_transformer_is_causal_and_extrapolates() -> None:
@@ -60,18 +77,29 @@ def test_transformer_is_causal_and_extrapolates() -> None:
 
 
 def test_unknown_names_raise() -> None:
-    with pytest.raises(ValueError, match="name: expected one of rim-6-4.*got 'gru-7'"):
+    with pytest.raises(
+        ValueError,
+        match=r"^name: expected a model name like 'rim-6x48-k4' or 'lstm-288' or 'transformer-2x64', "
+        r"got 'gru-7'$",
+    ):
         mr.make_model("gru-7")
+    for bad in ("rim-6-4", "lstm-0", "transformer-0x16", "rim-6x0-k4", "lstm"):  # old names, zero sizes
+        with pytest.raises(ValueError, match=rf"^name: expected a model name like .*, got '{bad}'$"):
+            mr.make_model(bad, SMOKE)
     with pytest.raises(ValueError, match="profile: expected one of smoke, cpu, full, got 'huge'"):
-        mr.profile_settings("huge")
+        mr.settings("huge")
     with pytest.raises(ValueError, match="overrides: expected keys"):
-        mr.profile_settings("smoke", n_trian=3)
-    with pytest.raises(ValueError, match="name: expected one of"):
-        mr.run("smoke", models=["lstm-999"])
+        mr.settings("smoke", n_trian=3)
+    with pytest.raises(
+        ValueError, match="name: expected"
+    ):  # the models of a run are checked with its settings
+        mr.settings("smoke", models=["lstm-72", "gru-999"])
+    with pytest.raises(ValueError, match=r"d_model: expected an even multiple of n_heads=2, got 15"):
+        mr.run(mr.settings("smoke", models=["transformer-1x15"]), save=False)  # built before the data load
 
 
 def test_classifier_rejects_bad_tokens() -> None:
-    model = mr.make_model("lstm-300", SMOKE)
+    model = mr.make_model(LSTM, SMOKE)
     with pytest.raises(ValueError, match=r"tokens: expected shape \(B, T\) of integer tokens, got \(2, 5\)"):
         model(torch.zeros(2, 5))
     with pytest.raises(ValueError, match=r"tokens: expected shape \(B, T\) of integer tokens, got \(5,\)"):
@@ -83,7 +111,7 @@ def test_classifier_rejects_bad_tokens() -> None:
 def test_training_lowers_the_loss_on_a_tiny_subset() -> None:
     torch.manual_seed(0)
     x, y = torch.randint(0, 2, (16, 25)), torch.arange(16) % 10
-    model = mr.make_model("lstm-300", SMOKE)
+    model = mr.make_model(LSTM, SMOKE)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     losses = []
     for _ in range(25):
@@ -98,10 +126,8 @@ def test_training_lowers_the_loss_on_a_tiny_subset() -> None:
 def test_tiny_run_end_to_end_writes_a_record(tmp_path: Path) -> None:
     trained: dict[str, torch.nn.Module] = {}
     record = mr.run(
-        "smoke",
-        models=["rim-6-4", "lstm-300"],
+        mr.settings("smoke", **TINY),
         seeds=1,
-        overrides=TINY,
         results=tmp_path / "results",
         runs_dir=tmp_path / "runs",
         progress=False,
@@ -121,22 +147,40 @@ def test_tiny_run_end_to_end_writes_a_record(tmp_path: Path) -> None:
     ):
         assert key in saved
     assert saved["seeds"] == [0] and saved["settings"]["n_train"] == 32
-    for name in ("rim-6-4", "lstm-300"):
+    for name in (RIM, LSTM):
         acc = saved["metrics"][name]["acc"]
         assert set(acc) == {"14", "16", "19", "24"}
         assert all(0.0 <= a["mean"] <= 1.0 and len(a["values"]) == 1 for a in acc.values())
         assert len(saved["curves"][name]["0"]) == 1 and "val_acc" in saved["curves"][name]["0"][0]
         assert saved["parameters"][name] == count_parameters(trained[name])
         assert saved["metrics"][name]["train_seconds"] > 0  # rounded to ms
+        assert saved["metrics"][name]["best_epoch"] == [0]
+        assert not trained[name].training  # trained models come back in eval mode, on the CPU
+    assert saved["paper_table1"]["rim-6x100-k4"] == {"16": 90.0, "19": 73.4, "24": 38.1}
     assert "14x14" in mr.format_table(record)
-    assert list((tmp_path / "runs").glob("mnist_resolution_smoke_*/rim-6-4_seed0.pt"))
+    assert list((tmp_path / "runs").glob(f"mnist_resolution_smoke_*/{RIM}_seed0.pt"))
 
 
-def test_cli_accepts_profile_seeds_models() -> None:
+def test_cli_accepts_profile_seeds_models(monkeypatch) -> None:
     parser = argparse.ArgumentParser()
     mr.add_arguments(parser)
-    args = parser.parse_args(["--profile", "cpu", "--seeds", "3", "--models", "rim-6-4,lstm-600"])
-    assert (args.profile, args.seeds, args.models) == ("cpu", 3, "rim-6-4,lstm-600")
+    args = parser.parse_args(
+        ["--profile", "cpu", "--seeds", "3", "--models", "rim-6x32-k4,lstm-600", "lstm-300"]
+    )
+    assert (args.profile, args.seeds, args.models) == ("cpu", 3, ["rim-6x32-k4,lstm-600", "lstm-300"])
+    seen = {}
+
+    def fake_run(settings, seeds, **options):
+        seen.update(settings=settings, seeds=seeds, **options)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(mr, "run", fake_run)
+    with pytest.raises(RuntimeError, match="stop here"):
+        mr.main(args)
+    # space- and comma-separated names alike, in order; the profile's other settings stay
+    assert seen["settings"].models == ("rim-6x32-k4", "lstm-600", "lstm-300")
+    assert seen["settings"].profile == "cpu" and seen["settings"].n_valid == mr.PROFILES["cpu"].n_valid
+    assert seen["seeds"] == [0, 1, 2] and seen["save"] is True
 
 
 def test_seed_lists_are_shared_and_validated() -> None:
@@ -151,18 +195,14 @@ def test_seed_lists_are_shared_and_validated() -> None:
 
 def test_the_learning_rate_schedule_reaches_the_training_loop(fit_configs):
     """lr_schedule / warmup_steps are settings (checked like the others) and become fit's TrainConfig."""
-    from minirims.experiments import mnist_resolution as mr_mod
-
     with pytest.raises(ValueError, match=r"^lr_schedule: expected one of constant, cosine, got 'step'$"):
-        mr_mod.profile_settings("smoke", lr_schedule="step")
+        mr.settings("smoke", lr_schedule="step")
     with pytest.raises(ValueError, match=r"^warmup_steps: expected an int >= 0, got -1$"):
-        mr_mod.profile_settings("smoke", warmup_steps=-1)
-    seen = fit_configs(mr_mod)
+        mr.settings("smoke", warmup_steps=-1)
+    seen = fit_configs(common)  # the one training loop of every experiment
     with pytest.raises(RuntimeError, match="stop here"):
-        mr_mod.run(
-            "smoke",
-            models=["lstm-600"],
-            overrides={"lr_schedule": "cosine", "warmup_steps": 3, "n_train": 64, "n_test": 8},
+        mr.run(
+            mr.settings("smoke", models=[LSTM], lr_schedule="cosine", warmup_steps=3, n_train=64, n_test=8),
             save=False,
             progress=False,
         )
@@ -176,11 +216,17 @@ def test_plot_accuracy_draws_every_model_and_chance() -> None:
     import matplotlib.pyplot as plt
 
     record = json.loads((Path(__file__).parents[2] / "results" / "mnist_resolution_cpu.json").read_text())
-    fig = mr.plot_accuracy(record, paper=False)
+    fig = figures.plot_accuracy(record, paper=False)
     ax = fig.axes[0]
     labels = ax.get_legend_handles_labels()[1]
     assert set(record["metrics"]) <= set(labels)
-    assert "chance (10%)" in labels
-    chance = [ln for ln in ax.get_lines() if ln.get_label() == "chance (10%)"]
+    assert "chance (10.0%)" in labels
+    chance = [ln for ln in ax.get_lines() if ln.get_label() == "chance (10.0%)"]
     assert len(chance) == 1 and set(chance[0].get_ydata()) == {10.0}
     plt.close(fig)
+    # with the paper: a RIM of 6 modules is drawn beside the paper's RIM with the same k
+    fig = figures.plot_accuracy(record)
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert "rim-6x100-k4 (paper)" in labels and figures.paper_name("rim-6x32-k4") == "rim-6x100-k4"
+    plt.close(fig)
+    assert "the paper's Table 1" in mr.format_table(record)
