@@ -58,7 +58,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -264,8 +264,7 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
         torch.save(obj, tmp)
         os.replace(tmp, path)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        tmp.unlink(missing_ok=True)
 
 
 def _rng_state() -> dict[str, Any]:
@@ -303,9 +302,6 @@ def _set_rng_state(state: Mapping[str, Any]) -> None:
 #: The last two are saved only off their defaults: a checkpoint without them means the default.
 _RESUME_KEYS = ("epochs", "lr", "grad_clip", "amp", "seed", "weight_decay", "lr_schedule", "warmup_steps")
 _START_OVER = "delete it, or start over with fresh=True (--fresh on the command line)"
-_CHECKPOINT_KEYS = tuple(
-    "epoch model optimizer rng history best_epoch best_value best_state wall_time config settings".split()
-)
 
 
 def _resume_config(config: TrainConfig) -> dict[str, Any]:
@@ -368,23 +364,10 @@ def _load_checkpoint(path: Path) -> dict[str, Any]:
     return ckpt
 
 
-def _cpu_state_dict(model: nn.Module) -> dict[str, Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-
-
-def _is_better(value: float, best: float | None, mode: str) -> bool:
-    if best is None:
-        return True
-    if math.isnan(value):
-        return False
-    return value > best if mode == "max" else value < best
-
-
 @dataclass
 class _Progress:
-    """Where a run stands after ``epoch`` completed epochs: what a checkpoint holds besides the weights, the
-    optimizer and the RNG states (under the same names). ``best_epoch`` is -1 before the first epoch,
-    ``best_value`` its ``select`` metric, ``best_state`` its weights (CPU tensors)."""
+    """Where a run stands after ``epoch`` completed epochs, under the names its checkpoint uses.
+    ``best_epoch`` -1: none yet; ``best_value``: its ``select`` metric; ``best_state``: its CPU weights."""
 
     epoch: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
@@ -394,12 +377,25 @@ class _Progress:
     wall_time: float = 0.0
 
 
-def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, run: dict[str, Any]) -> _Progress:
-    """Load the checkpoint at ``path`` into ``model``, ``optimizer`` and the RNGs; return its progress.
+#: what a fit checkpoint holds, besides its "format" and "version" marks
+_CHECKPOINT_KEYS = ("model", "optimizer", "rng", *(f.name for f in fields(_Progress)), "config", "settings")
 
-    A ValueError names the file and how to start over when the checkpoint was written with another ``run``
-    (``{"config": ..., "settings": ...}``; the message names the keys that differ) or for another model.
-    """
+
+class _Loop(NamedTuple):
+    """What the steps of one :func:`fit` call share; ``amp``: bf16 autocast (on CUDA with ``config.amp``)."""
+
+    model: nn.Module
+    params: list[nn.Parameter]  # the trainable ones: the optimizer's
+    optimizer: torch.optim.Optimizer
+    loss_fn: Callable[[nn.Module, Any], tuple[Tensor, Mapping[str, Tensor]]]
+    config: TrainConfig
+    amp: bool
+
+
+def _resume(path: Path, loop: _Loop, run: dict[str, Any]) -> _Progress:
+    """Load the checkpoint at ``path`` into the model, the optimizer and the RNGs; return its progress.
+    A ValueError names the file and how to start over when it was written with another ``run`` (``{"config":
+    ..., "settings": ...}``; the message names the keys that differ) or for another model."""
     ckpt = _load_checkpoint(path)
     differ = _differences(ckpt.get("config", {}), run["config"])
     named = {d.split(" ", 1)[0] for d in differ}  # a key in both (lr, epochs) is named once
@@ -412,13 +408,13 @@ def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, run:
             f"To train with the new settings, {_START_OVER}"
         )
     try:
-        model.load_state_dict(ckpt["model"])
+        loop.model.load_state_dict(ckpt["model"])
     except RuntimeError as err:
         raise ValueError(
             f"checkpoint: {path} does not match the model: {str(err).splitlines()[0]}; {_START_OVER}"
         ) from None
     try:
-        optimizer.load_state_dict(ckpt["optimizer"])
+        loop.optimizer.load_state_dict(ckpt["optimizer"])
         progress = _Progress(**{f.name: ckpt[f.name] for f in fields(_Progress)})
         _set_rng_state(ckpt["rng"])
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
@@ -428,29 +424,20 @@ def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, run:
     return progress
 
 
-def _save_checkpoint(
-    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, progress: _Progress, run: dict[str, Any]
-) -> None:
-    """Write the run after a completed epoch, atomically: the keys of ``_CHECKPOINT_KEYS``, in that order."""
+def _save_checkpoint(path: Path, loop: _Loop, progress: _Progress, run: dict[str, Any]) -> None:
+    """Write the run after a completed epoch, atomically, under the keys of ``_CHECKPOINT_KEYS``."""
     saved = {f.name: getattr(progress, f.name) for f in fields(_Progress)}
     head = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "epoch": saved.pop("epoch")}
-    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": _rng_state()}
+    state = {"model": loop.model.state_dict(), "optimizer": loop.optimizer.state_dict(), "rng": _rng_state()}
     atomic_torch_save({**head, **state, **saved, **run}, path)
 
 
-def _train_step(
-    model: nn.Module,
-    params: list[nn.Parameter],
-    optimizer: torch.optim.Optimizer,
-    loss_fn: Callable[[nn.Module, Any], tuple[Tensor, Mapping[str, Tensor]]],
-    batch: Any,
-    config: TrainConfig,
-    amp: bool,
-) -> dict[str, Tensor]:
-    """One optimizer step on ``batch``: forward (bf16 autocast when ``amp``), backward, clipping, Adam.
+def _train_step(loop: _Loop, batch: Any) -> dict[str, Tensor]:
+    """One optimizer step on ``batch``: forward (under bf16 autocast with ``amp``), backward, clipping, Adam.
 
     Returns ``{"loss": ..., **metrics}``: detached float32 scalars (shape ``()``), still on the device.
     """
+    model, params, optimizer, loss_fn, config, amp = loop
     with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=amp):
         loss, metrics = loss_fn(model, batch)
     optimizer.zero_grad(set_to_none=True)
@@ -469,28 +456,19 @@ def _means(sums: Mapping[str, Tensor], steps: int, epoch: int) -> dict[str, floa
     return means
 
 
-def _train_epoch(
-    model: nn.Module,
-    params: list[nn.Parameter],
-    optimizer: torch.optim.Optimizer,
-    batches: Iterable[Any],
-    loss_fn: Callable[[nn.Module, Any], tuple[Tensor, Mapping[str, Tensor]]],
-    config: TrainConfig,
-    epoch: int,
-    amp: bool,
-) -> dict[str, float]:
+def _train_epoch(loop: _Loop, batches: Iterable[Any], epoch: int) -> dict[str, float]:
     """One pass over ``batches``, a :func:`_train_step` each, at the learning rate of the schedule.
 
     The step metrics are summed on the device; the host reads them every ``log_every`` steps (progress
     bar) and at the end. Returns the epoch's means ``{"train_loss": ..., "train_<metric>": ...}``.
     """
+    config = loop.config
     scheduled = config.lr_schedule != "constant" or config.warmup_steps > 0
     total = len(batches) if hasattr(batches, "__len__") else None  # type: ignore[arg-type]
     if scheduled and total is None:
         raise ValueError(
-            f"train_batches: expected a sized collection (with len) for "
-            f"lr_schedule={config.lr_schedule!r} and warmup_steps={config.warmup_steps}, "
-            f"got {type(batches).__name__}"
+            f"train_batches: expected a sized collection (with len) for lr_schedule={config.lr_schedule!r} "
+            f"and warmup_steps={config.warmup_steps}, got {type(batches).__name__}"
         )
     step_bar = tqdm(batches, desc=f"epoch {epoch + 1}", total=total, leave=False, disable=not config.progress)
     sums: dict[str, Tensor] = {}
@@ -498,9 +476,9 @@ def _train_epoch(
     for batch in step_bar:
         if scheduled:  # the rate is a function of the global step: a resumed run follows the same schedule
             rate = learning_rate(config, epoch * total + steps, total * config.epochs)
-            for group in optimizer.param_groups:
+            for group in loop.optimizer.param_groups:
                 group["lr"] = rate
-        for key, val in _train_step(model, params, optimizer, loss_fn, batch, config, amp).items():
+        for key, val in _train_step(loop, batch).items():
             sums[key] = sums[key] + val if key in sums else val.clone()
         steps += 1
         if steps % config.log_every == 0:  # one host sync per log interval
@@ -513,14 +491,14 @@ def _train_epoch(
 
 
 def _evaluate(
-    model: nn.Module, evaluate: Callable[[nn.Module], Mapping[str, float]], select: str | None, amp: bool
+    loop: _Loop, evaluate: Callable[[nn.Module], Mapping[str, float]], select: str | None
 ) -> dict[str, float]:
-    """``evaluate(model)`` as floats, in eval mode without gradients (bf16 autocast when ``amp``); it must
+    """``evaluate(model)`` as floats, in eval mode without gradients (bf16 autocast with ``amp``); it must
     return the key ``select`` (None: any)."""
-    model.eval()
-    with torch.no_grad(), torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=amp):
-        scores = dict(evaluate(model))
-    model.train()
+    loop.model.eval()
+    with torch.no_grad(), torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=loop.amp):
+        scores = dict(evaluate(loop.model))
+    loop.model.train()
     if select is not None and select not in scores:
         raise ValueError(
             f"select: expected a key returned by evaluate(), one of {sorted(scores)}, got {select!r}"
@@ -531,17 +509,17 @@ def _evaluate(
 def _record_epoch(
     progress: _Progress, row: dict[str, float], model: nn.Module, select: str | None, mode: str
 ) -> None:
-    """Add a finished epoch's ``row`` to ``progress``; keep the model's weights if it is the best so far.
-
-    Best: the highest (``mode="max"``) or lowest ``row[select]``, the first one on a tie, never a NaN after
-    the first epoch; with ``select=None``, the last epoch.
-    """
+    """Add a finished epoch's ``row`` to ``progress``; keep the model's weights if it is the best so far:
+    the highest (``mode="max"``) or lowest ``row[select]``, the first on a tie, never a NaN after the first
+    epoch; with ``select=None``, the last epoch."""
     epoch = int(row["epoch"])
     progress.history.append(row)
     progress.epoch, progress.wall_time = epoch + 1, progress.wall_time + row["seconds"]
-    value = row[select] if select is not None else float(epoch)
-    if select is None or _is_better(value, progress.best_value, mode):
-        progress.best_epoch, progress.best_value, progress.best_state = epoch, value, _cpu_state_dict(model)
+    value, best = row[select] if select is not None else float(epoch), progress.best_value
+    better = best is None or (not math.isnan(value) and (value > best if mode == "max" else value < best))
+    if select is None or better:
+        progress.best_epoch, progress.best_value = epoch, value
+        progress.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
 def fit(
@@ -584,15 +562,13 @@ def fit(
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("model: expected at least one trainable parameter, got none")
-    amp = config.amp and params[0].device.type == "cuda"
     optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    loop = _Loop(model, params, optimizer, loss_fn, config, config.amp and params[0].device.type == "cuda")
     ckpt_path = Path(checkpoint) if checkpoint is not None else None
-    if ckpt_path is not None and fresh:
-        ckpt_path.unlink(
-            missing_ok=True
-        )  # start over: the old run must not come back if this one is interrupted
+    if ckpt_path is not None and fresh:  # the old run must not come back if this one is interrupted
+        ckpt_path.unlink(missing_ok=True)
     if ckpt_path is not None and ckpt_path.exists():
-        progress = _resume(ckpt_path, model, optimizer, run)
+        progress = _resume(ckpt_path, loop, run)
     else:
         seed_everything(config.seed)
         progress = _Progress()
@@ -604,20 +580,18 @@ def fit(
         initial=resumed_from,
         total=config.epochs,
         disable=not config.progress,
-        leave=True,
     )
     for epoch in epoch_bar:
         t0 = time.perf_counter()
         model.train()
-        row: dict[str, float] = {"epoch": epoch}
-        row.update(_train_epoch(model, params, optimizer, train_batches(epoch), loss_fn, config, epoch, amp))
-        row.update(_evaluate(model, evaluate, select, amp))
+        row: dict[str, float] = {"epoch": epoch, **_train_epoch(loop, train_batches(epoch), epoch)}
+        row.update(_evaluate(loop, evaluate, select))
         row["seconds"] = time.perf_counter() - t0
         _record_epoch(progress, row, model, select, mode)
         shown = {k: row[k] for k in ("train_loss", "train_acc", select) if k is not None and k in row}
         epoch_bar.set_postfix({k: f"{v:.3f}" for k, v in shown.items()})
         if ckpt_path is not None:
-            _save_checkpoint(ckpt_path, model, optimizer, progress, run)
+            _save_checkpoint(ckpt_path, loop, progress, run)
     epoch_bar.close()
 
     if progress.best_epoch < 0:  # a finished checkpoint without a best epoch (cannot happen)
