@@ -14,6 +14,7 @@ import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from minirims.__main__ import build_parser  # noqa: E402
+from minirims.experiments import baselines, common, figures  # noqa: E402
 from minirims.experiments import bouncing_balls as bb  # noqa: E402
 from minirims.experiments.video import (  # noqa: E402
     FrameDecoder,
@@ -72,35 +73,60 @@ def test_training_lowers_the_loss() -> None:
 
 
 def test_smoke_run_writes_record(tmp_path) -> None:
-    result = bb.run("smoke", seeds=1, models=["rim-6-4", "lstm-256"], results=tmp_path, progress=False)
-    assert result.path is not None and result.path.exists()
-    record = json.loads(result.path.read_text())
-    n_future = result.settings.n_future
-    for model in ("rim-6-4", "lstm-256"):
+    settings = bb.settings("smoke", models=["rim-6x16-k4", "lstm-256"])
+    trained: dict[str, torch.nn.Module] = {}
+    result = bb.run(
+        settings, seeds=1, results=tmp_path, runs_dir=tmp_path / "runs", progress=False, trained=trained
+    )
+    path = tmp_path / "bouncing_balls_smoke.json"
+    assert path.exists()
+    record = json.loads(path.read_text())
+    n_future = settings.n_future
+    for model in ("rim-6x16-k4", "lstm-256"):
         for set_name in bb.TEST_SETS:
             entry = record["metrics"][model][set_name]
             assert len(entry["per_frame"]) == n_future
             assert np.all(np.isfinite(entry["per_frame"]))
-    assert (tmp_path / "bouncing_balls_smoke_examples.npz").exists()
-    assert "rim-6-4" in bb.summary_table(result.record)
+        # the shared keys of every model entry: best epoch per seed, training seconds summed over seeds
+        assert record["metrics"][model]["best_epoch"] == [0]
+        assert isinstance(record["metrics"][model]["train_seconds"], float)
+        assert record["parameters"][model] == bb.parameter_counts(settings)[model]["total"]
+    assert set(trained) == {"rim-6x16-k4", "lstm-256"}  # run returns the record, trained models come here
+    assert record["simulate_seconds"] > 0 and result["metrics"].keys() == record["metrics"].keys()
+    examples = np.load(tmp_path / "bouncing_balls_smoke_examples.npz")
+    assert examples["4 balls/rim-6x16-k4/masks"].shape == (2, 11, 6)
+    assert "rim-6x16-k4" in bb.format_table(result)
 
 
 def test_unknown_model_and_profile() -> None:
     with pytest.raises(ValueError, match="name: expected 'rim-<n>-<k>' or 'lstm-<d_h>'"):
         make_frame_model("gru-3")
-    with pytest.raises(ValueError, match="models"):
-        bb.get_settings("smoke", models=("transformer",))
+    with pytest.raises(ValueError, match=r"name: expected a model name like .*, got 'transformer-2x64'"):
+        bb.settings("smoke", models=("transformer-2x64",))  # a kind the balls experiment does not know
+    with pytest.raises(ValueError, match=r"name: expected a model name like .*, got 'rim-6-4'"):
+        bb.make_model("rim-6-4")  # the old name says no size
     with pytest.raises(ValueError, match="profile"):
-        bb.get_settings("huge")
+        bb.settings("huge")
+    rim = bb.make_model("rim-6x16-k4", bb.PROFILES["smoke"])
+    assert (rim.core.n_modules, rim.core.k_active, rim.core.d_out) == (6, 4, 96)
+    assert bb.make_model("lstm-512", bb.PROFILES["smoke"]).core.d_out == 512
+    assert bb.PROFILES["full"].models == ("rim-6x100-k4", "lstm-256", "lstm-512")
 
 
-def test_cli_parses_profile_and_seeds() -> None:
-    argv = ["bouncing-balls", "--profile", "full", "--seeds", "3"]
+def test_cli_parses_profile_and_seeds(capsys) -> None:
+    from minirims.__main__ import main
+
+    argv = ["bouncing-balls", "--profile", "full", "--seeds", "3", "--n-future", "35"]
     parser, _ = build_parser(argv)
     args = parser.parse_args(argv)
-    assert args.profile == "full" and args.seeds == 3
-    with pytest.raises(SystemExit):
-        parser.parse_args(["bouncing-balls", "--profile", "huge"])
+    assert args.profile == "full" and args.seeds == 3 and args.n_future == 35
+    # an unknown profile is refused as every experiment refuses it: one line, status 2, nothing run
+    assert main(["bouncing-balls", "--profile", "huge"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip().splitlines() == [
+        "python -m minirims bouncing-balls: error: profile: expected one of smoke, cpu, full, got 'huge'"
+    ]
+    assert captured.out == ""
 
 
 def _tiny(name: str = "rim-6-4"):
@@ -203,19 +229,20 @@ def test_frame_model_validation_messages() -> None:
 
 
 def test_settings_overrides_and_validation() -> None:
-    s = bb.get_settings("smoke", epochs=2)
-    assert s.profile == "smoke" and s.epochs == 2 and s.models == bb.MODELS
-    assert bb.get_settings("cpu").frame_size == 32 and bb.get_settings("full").frame_size == 64
-    with pytest.raises(ValueError, match=r"overrides: expected keys among .*, got 'epoch'"):
-        bb.get_settings("smoke", epoch=2)
+    s = bb.settings("smoke", epochs=2)
+    assert s.profile == "smoke" and s.epochs == 2 and s.models == bb.PROFILES["smoke"].models
+    assert s == bb.PROFILES["smoke"].replace(epochs=2) and s.replace(epochs=1) == bb.PROFILES["smoke"]
+    assert bb.settings("cpu").frame_size == 32 and bb.settings("full").frame_size == 64
+    with pytest.raises(ValueError, match=r"overrides: expected keys among .*, got unknown \['epoch'\]"):
+        bb.settings("smoke", epoch=2)
     with pytest.raises(ValueError, match=r"n_frames: expected an int >= 2, got 1"):
-        bb.get_settings("smoke", n_frames=1)
-    with pytest.raises(ValueError, match=r"train_given: expected an int in \[1, n_frames - 1 = 11\], got 12"):
-        bb.get_settings("smoke", train_given=12)
-    with pytest.raises(ValueError, match=r"feedback_grad: expected True or False, got 1"):
-        bb.get_settings("smoke", feedback_grad=1)
+        bb.settings("smoke", n_frames=1)
+    with pytest.raises(ValueError, match=r"^train_given: expected an int in \[1, 11\], got 12$"):
+        bb.settings("smoke", train_given=12)  # at most n_frames - 1 = 11
+    with pytest.raises(ValueError, match=r"feedback_grad: expected one of True, False, got 'yes'"):
+        bb.settings("smoke", feedback_grad="yes")
     with pytest.raises(ValueError, match=r"batch_size: expected a positive int, got 0"):
-        bb.get_settings("smoke", batch_size=0)
+        bb.settings("smoke", batch_size=0)
     with pytest.raises(ValueError, match=r"seeds: expected a count >= 1 or a list"):
         bb.run("smoke", seeds=0, save=False)
 
@@ -223,49 +250,50 @@ def test_settings_overrides_and_validation() -> None:
 def test_the_learning_rate_schedule_reaches_the_training_loop(fit_configs) -> None:
     """lr_schedule / warmup_steps are settings (checked like the others) and become fit's TrainConfig."""
     with pytest.raises(ValueError, match=r"^lr_schedule: expected one of constant, cosine, got 'step'$"):
-        bb.get_settings("smoke", lr_schedule="step")
+        bb.settings("smoke", lr_schedule="step")
     with pytest.raises(ValueError, match=r"^warmup_steps: expected an int >= 0, got -1$"):
-        bb.get_settings("smoke", warmup_steps=-1)
-    seen = fit_configs(bb)
+        bb.settings("smoke", warmup_steps=-1)
+    seen = fit_configs(common)  # the one training loop of every experiment
+    settings = bb.settings("smoke", models=["lstm-256"], lr_schedule="cosine", warmup_steps=3)
     with pytest.raises(RuntimeError, match="stop here"):
-        bb.run("smoke", models=["lstm-256"], save=False, progress=False, lr_schedule="cosine", warmup_steps=3)
+        bb.run(settings, save=False, progress=False)
     assert seen[0].lr_schedule == "cosine" and seen[0].warmup_steps == 3
 
 
 def test_profile_comes_from_the_environment(smoke_profile) -> None:
-    assert bb.get_settings().profile == "smoke"
+    assert bb.settings().profile == "smoke"
 
 
 def test_evaluation_and_baseline_shapes() -> None:
-    s = bb.get_settings("smoke", n_test=5)
+    s = bb.settings("smoke", n_test=5)
     data = bb.make_data(s)
     on = {k: v.to("cpu") for k, v in data.items()}
     curve = bb.evaluate_rollouts(_tiny(), on["4 balls"], s, batch_size=2)
     assert curve.shape == (s.n_future,) and np.all(curve > 0)
-    base = bb.mean_frame_baseline(on["6-8 balls"], s)
+    base = baselines.mean_frame_baseline(on["6-8 balls"], s)
     assert base.shape == (s.n_future,) and np.all(np.isfinite(base)) and np.all(base > 0)
     # more balls: more white pixels, more uncertainty for a guess that ignores motion
-    assert bb.mean_frame_baseline(on["4 balls"], s).mean() < base.mean()
+    assert baselines.mean_frame_baseline(on["4 balls"], s).mean() < base.mean()
 
 
 def test_figures_and_viewer() -> None:
     truth = np.random.default_rng(0).random((8, 16, 16))
-    preds = {"rim-6-4": (truth * 255).astype(np.uint8), "lstm-256": truth}
+    preds = {"rim-6x16-k4": (truth * 255).astype(np.uint8), "lstm-256": truth}
     masks = np.zeros((7, 6), dtype=bool)
     masks[:, :4] = True
-    assert isinstance(bb.plot_frames(truth, title="strip", every=2), Figure)
-    assert isinstance(bb.plot_rollouts(truth, preds, n_given=4), Figure)
-    fig = bb.show_rollout_frame(5, truth, preds, 4, masks)
+    assert isinstance(figures.plot_frames(truth, title="strip", every=2), Figure)
+    assert isinstance(figures.plot_rollouts(truth, preds, n_given=4), Figure)
+    fig = figures.show_rollout_frame(5, truth, preds, 4, masks)
     assert isinstance(fig, Figure) and len(fig.axes) == 4
-    curves = {"4 balls": {"rim-6-4": np.arange(4.0)}, "curtain": {"rim-6-4": np.ones(4)}}
-    assert len(bb.plot_bce_curves(curves, n_given=4).axes) == 2
+    curves = {"4 balls": {"rim-6x16-k4": np.arange(4.0)}, "curtain": {"rim-6x16-k4": np.ones(4)}}
+    assert len(figures.plot_bce_curves(curves, n_given=4).axes) == 2
     with pytest.raises(ValueError, match=r"t: expected an int in \[0, 7\], got 8"):
-        bb.show_rollout_frame(8, truth, preds, 4)
+        figures.show_rollout_frame(8, truth, preds, 4)
     with pytest.raises(ValueError, match=r"masks: expected shape \(7, n\), got \(8, 6\)"):
-        bb.show_rollout_frame(1, truth, preds, 4, np.zeros((8, 6), dtype=bool))
+        figures.show_rollout_frame(1, truth, preds, 4, np.zeros((8, 6), dtype=bool))
     with pytest.raises(ValueError, match=r"truth: expected frames of shape \(T, H, W\)"):
-        bb.plot_rollouts(truth[0], preds, 4)
-    viewer = bb.rollout_viewer(truth, preds, 4, masks, t=4)
+        figures.plot_rollouts(truth[0], preds, 4)
+    viewer = figures.rollout_viewer(truth, preds, 4, masks, t=4)
     slider = viewer.children[0]
     assert (slider.min, slider.max, slider.value) == (0, 7, 4)
     slider.value = 6  # redraws without error
@@ -273,7 +301,7 @@ def test_figures_and_viewer() -> None:
 
 def test_cli_smoke_end_to_end(tmp_path, capsys) -> None:
     argv = ["bouncing-balls", "--profile", "smoke", "--models", "lstm-32", "--results", str(tmp_path)]
-    argv += ["--no-progress", "--runs-dir", str(tmp_path / "runs")]
+    argv += ["--no-progress", "--runs-dir", str(tmp_path / "runs"), "--n-future", "8"]
     parser, modules = build_parser(argv)
     args = parser.parse_args(argv)
     assert bb.main(args) == 0
@@ -282,7 +310,10 @@ def test_cli_smoke_end_to_end(tmp_path, capsys) -> None:
     assert set(record["metrics"]) == {"lstm-32", *bb.BASELINES}
     assert record["settings"]["frame_size"] == 16 and record["provenance"]["device"] == "cpu"
     examples = np.load(tmp_path / "bouncing_balls_smoke_examples.npz")
-    assert examples["curtain/truth"].shape == (2, 12, 16, 16) and examples["curtain/truth"].dtype == np.uint8
+    assert record["settings"]["n_future"] == 8  # --n-future: the test's rollout, 6 given + 8 predicted
+    assert len(record["metrics"]["lstm-32"]["curtain"]["per_frame"]) == 8
+    assert examples["curtain/truth"].shape == (2, 14, 16, 16) and examples["curtain/truth"].dtype == np.uint8
+    assert (tmp_path / "bouncing_balls_smoke.png").exists()  # the record's figure beside it
     out = capsys.readouterr().out
     assert "profile smoke" in out and "mean-frame" in out and "last-frame" in out
 
@@ -317,23 +348,33 @@ def test_rollout_loss_is_teacher_forcing_at_t_minus_1_and_feeds_back_otherwise()
 
 
 def test_last_frame_baseline_spans_copy_to_mean_and_its_blend_is_tuned() -> None:
-    s = bb.get_settings("smoke", n_test=6, n_val=8)
+    s = bb.settings("smoke", n_test=6, n_val=8)
     on = {k: v.to("cpu") for k, v in bb.make_data(s).items()}
-    mean = bb.mean_frame_baseline(on["4 balls"], s)
+    mean = baselines.mean_frame_baseline(on["4 balls"], s)
     # blend 1: every pixel at the mean brightness, i.e. the mean-frame guess
-    np.testing.assert_allclose(bb.last_frame_baseline(on["4 balls"], s, 1.0), mean, rtol=1e-9)
-    hard = bb.last_frame_baseline(on["4 balls"], s, 0.0)
+    np.testing.assert_allclose(baselines.last_frame_baseline(on["4 balls"], s, 1.0), mean, rtol=1e-9)
+    hard = baselines.last_frame_baseline(on["4 balls"], s, 0.0)
     # a hard copy is wrong by more and more pixels as the balls move away
     assert hard[-1] > hard[0] and hard.shape == (s.n_future,)
-    blend = bb.fit_last_frame_blend(on["val"], s)
-    assert blend.shape == (s.n_future,) and set(blend) <= set(bb.BLENDS)
-    tuned = bb.last_frame_baseline(on["val"], s, blend)
-    for fixed in bb.BLENDS:  # per frame, the tuned blend is the grid's best on the videos it was tuned on
-        assert np.all(tuned <= bb.last_frame_baseline(on["val"], s, fixed) + 1e-9)
+    blend = baselines.fit_last_frame_blend(on["val"], s)
+    assert blend.shape == (s.n_future,) and set(blend) <= set(baselines.BLENDS)
+    tuned = baselines.last_frame_baseline(on["val"], s, blend)
+    for (
+        fixed
+    ) in baselines.BLENDS:  # per frame, the tuned blend is the grid's best on the videos it was tuned on
+        assert np.all(tuned <= baselines.last_frame_baseline(on["val"], s, fixed) + 1e-9)
     with pytest.raises(ValueError, match=r"blend: expected a float or 6 floats in \[0, 1\]"):
-        bb.last_frame_baseline(on["4 balls"], s, 1.5)
+        baselines.last_frame_baseline(on["4 balls"], s, 1.5)
     with pytest.raises(ValueError, match=r"blend: expected a float or 6 floats in \[0, 1\]"):
-        bb.last_frame_baseline(on["4 balls"], s, [0.1, 0.2])
+        baselines.last_frame_baseline(on["4 balls"], s, [0.1, 0.2])
+    # the guess itself, still re-exported by the experiment: (1 - a) * last given frame + a * mean brightness
+    frames = on["4 balls"].batch(torch.arange(2), s.frame_size, s.n_given + s.n_future)
+    guess = bb.last_frame_guess(frames, s.n_given, s.n_future, 0.25)
+    assert bb.last_frame_guess is baselines.last_frame_guess and guess.shape == (2, 6, 1, 16, 16)
+    mean_b = frames[:, : s.n_given].mean(dim=(1, 2, 3, 4))
+    expected = 0.75 * frames[:, s.n_given - 1] + 0.25 * mean_b.view(2, 1, 1, 1)
+    torch.testing.assert_close(guess[:, 3], expected)
+    assert baselines.BASELINES == bb.BASELINES == ("mean-frame", "last-frame")
 
 
 def test_test_videos_are_the_training_length_or_longer_with_the_same_start() -> None:
@@ -346,51 +387,55 @@ def test_test_videos_are_the_training_length_or_longer_with_the_same_start() -> 
     for name in ("4 balls", "6-8 balls", "curtain"):
         np.testing.assert_array_equal(long[name].positions[:, :6], short[name].positions)
     # a 35-frame rollout (the paper's long test) from the settings alone
-    s = bb.get_settings("smoke", n_future=35, n_test=2, n_train=4, n_val=2)
+    s = bb.settings("smoke", n_future=35, n_test=2, n_train=4, n_val=2)
     data = bb.make_data(s)
     assert data["4 balls"].n_frames == 6 + 35 and data["train"].n_frames == s.n_frames
 
 
 def test_a_longer_test_reuses_the_trained_checkpoints(tmp_path) -> None:
-    kw = dict(seeds=1, models=["lstm-8"], results=tmp_path, progress=False, runs_dir=tmp_path / "runs")
-    first = bb.run("smoke", **kw)
-    longer = bb.run("smoke", n_future=10, **kw)  # the 35-frame test of the paper, at smoke size
-    assert longer.record["metrics"]["lstm-8"]["best_epoch"] == first.record["metrics"]["lstm-8"]["best_epoch"]
-    assert len(longer.record["metrics"]["lstm-8"]["4 balls"]["per_frame"]) == 10
+    kw = dict(seeds=1, results=tmp_path, progress=False, runs_dir=tmp_path / "runs")
+    settings = bb.settings("smoke", models=["lstm-8"])
+    first = bb.run(settings, **kw)
+    longer = bb.run(settings.replace(n_future=10), **kw)  # the 35-frame test of the paper, at smoke size
+    assert longer["metrics"]["lstm-8"]["best_epoch"] == first["metrics"]["lstm-8"]["best_epoch"]
+    assert len(longer["metrics"]["lstm-8"]["4 balls"]["per_frame"]) == 10
     # the same trained weights: the first 6 rollout frames score the same
     np.testing.assert_allclose(
-        longer.record["metrics"]["lstm-8"]["4 balls"]["per_frame"][:6],
-        first.record["metrics"]["lstm-8"]["4 balls"]["per_frame"],
+        longer["metrics"]["lstm-8"]["4 balls"]["per_frame"][:6],
+        first["metrics"]["lstm-8"]["4 balls"]["per_frame"],
         rtol=1e-5,
     )
     assert len(list((tmp_path / "runs").rglob("*.pt"))) == 1  # one checkpoint, not two
-    train = bb.training_settings(bb.get_settings("smoke", n_future=35))
-    assert "n_future" not in train and train == bb.training_settings(bb.get_settings("smoke"))
-    with pytest.raises(ValueError, match=r"n_given: expected at most n_frames - 1 = 11"):
-        bb.get_settings("smoke", n_given=12, n_future=1)
+    train = bb.settings("smoke", n_future=35, n_test=3).training_dict()
+    assert "n_future" not in train and "n_test" not in train and "models" not in train
+    assert train == bb.settings("smoke").training_dict()
+    with pytest.raises(ValueError, match=r"^n_given: expected an int in \[1, 11\], got 12$"):
+        bb.settings("smoke", n_given=12, n_future=1)  # at most n_frames - 1 = 11
 
 
 def test_short_settings_parameter_counts_and_switches_at_bounces() -> None:
-    s = bb.get_settings("smoke")
+    s = bb.settings("smoke")
     text = bb.describe_settings(s)
-    assert len(text.splitlines()) == 2 and "48 videos of 12 frames" in text and "rim-6-4" in text
+    assert len(text.splitlines()) == 2 and "48 videos of 12 frames" in text and "rim-6x16-k4" in text
     assert "lr 0.001\n" in text  # a constant rate says no more
-    cosine = bb.describe_settings(bb.get_settings("smoke", lr_schedule="cosine", warmup_steps=7))
+    cosine = bb.describe_settings(bb.settings("smoke", lr_schedule="cosine", warmup_steps=7))
     assert "lr 0.001 (cosine, 7 warm-up steps)\n" in cosine
     counts = bb.parameter_counts(s)
     assert set(counts) == set(s.models)
     for c in counts.values():
         assert c["total"] == c["encoder"] + c["core"] + c["decoder"] > 0
-    assert counts["rim-6-4"]["encoder"] == counts["lstm-256"]["encoder"]  # the same encoder for every core
+    assert (
+        counts["rim-6x16-k4"]["encoder"] == counts["lstm-256"]["encoder"]
+    )  # the same encoder for every core
     torch.manual_seed(0)
-    model = bb.build_model("rim-6-4", s)
+    model = bb.make_model("rim-6x16-k4", s)
     balls = bb.make_data(s)["4 balls"]
     out = bb.switches_at_bounces(model, balls, s, n_videos=8)
     assert out["n_videos"] == 8 and sum(out["steps"].values()) == 8 * (balls.n_frames - 1)
     rates = [r for r in out["rate"].values() if r == r]
     assert rates and all(0 <= r <= 6 for r in rates)
     with pytest.raises(ValueError, match="model: expected a FramePredictor with a RIM core, got LSTMBase"):
-        bb.switches_at_bounces(bb.build_model("lstm-256", s), balls, s)
+        bb.switches_at_bounces(bb.make_model("lstm-256", s), balls, s)
     with pytest.raises(ValueError, match="n_videos: expected a positive int, got 0"):
         bb.switches_at_bounces(model, balls, s, n_videos=0)
 
@@ -402,7 +447,7 @@ def test_verdict_counts_frames_below_the_baselines_and_the_lstms() -> None:
     record = {
         "settings": {"n_future": 4},
         "metrics": {
-            "rim-6-4": entry([1, 2, 9, 3]),
+            "rim-6x100-k4": entry([1, 2, 9, 3]),
             "lstm-256": entry([2, 1, 9, 4]),
             "lstm-512": entry([3, 3, 9, 5]),
             "mean-frame": entry([5, 5, 5, 5]),
@@ -410,8 +455,8 @@ def test_verdict_counts_frames_below_the_baselines_and_the_lstms() -> None:
         },
     }
     v = bb.verdict(record)["4 balls"]
-    assert v["rim-6-4"] == {"below_baselines": 2, "frames_below_baselines": 3, "below_lstms": [1, 4]}
+    assert v["rim-6x100-k4"] == {"below_baselines": 2, "frames_below_baselines": 3, "below_lstms": [1, 4]}
     assert v["lstm-256"] == {"below_baselines": 2, "frames_below_baselines": 3}
     text = bb.verdict_table(record)
-    assert "rim-6-4    below both baselines for the first 2 of 4 frames" in text
+    assert "rim-6x100-k4  below both baselines for the first 2 of 4 frames" in text
     assert "below every LSTM at 2 of 4 frames (1, 4)" in text
