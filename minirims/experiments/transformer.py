@@ -17,13 +17,14 @@ import math
 import torch
 from torch import Tensor, nn
 
+from minirims._validate import check_positive_int, check_probability
+
 __all__ = ["CausalTransformer", "sinusoidal_positions"]
 
 
 def sinusoidal_positions(length: int, d_model: int, device: torch.device | None = None) -> Tensor:
     """The fixed sine/cosine position code of "Attention is all you need": (T, d_model) float32."""
-    if isinstance(length, bool) or not isinstance(length, int) or length < 1:
-        raise ValueError(f"length: expected a positive int, got {length!r}")
+    check_positive_int("length", length)
     if isinstance(d_model, bool) or not isinstance(d_model, int) or d_model < 2 or d_model % 2:
         raise ValueError(f"d_model: expected a positive even int, got {d_model!r}")
     pos = torch.arange(length, device=device, dtype=torch.float32)[:, None]
@@ -59,12 +60,10 @@ class CausalTransformer(nn.Module):
     ) -> None:
         super().__init__()
         for name, val in (("d_in", d_in), ("d_model", d_model), ("n_layers", n_layers), ("n_heads", n_heads)):
-            if isinstance(val, bool) or not isinstance(val, int) or val < 1:
-                raise ValueError(f"{name}: expected a positive int, got {val!r}")
+            check_positive_int(name, val)
         if d_model % 2 or d_model % n_heads:
             raise ValueError(f"d_model: expected an even multiple of n_heads={n_heads}, got {d_model}")
-        if not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(f"dropout: expected a float in [0, 1), got {dropout!r}")
+        dropout = check_probability("dropout", dropout)
         self.d_in, self.d_model, self.d_out = d_in, d_model, d_model
         self.proj = nn.Linear(d_in, d_model)
         layer = nn.TransformerEncoderLayer(

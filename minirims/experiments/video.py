@@ -8,9 +8,8 @@ always sees the true frames, :func:`next_frame_loss`) or on the model's own roll
 sigmoid(logits) are the predicted pixel probabilities. The encoder/decoder follow the paper's setting
 (4x4 convolutions with stride 2 and ELU; channels 16-32-64 at 64x64). Their conv layers keep weights and
 activations channels-last (NHWC): the encoder/decoder are most of a video training step (each fed-back frame
-goes through all six layers alone), and oneDNN's convolutions on CPU (cuDNN's on a GPU) are faster on NHWC
-tensors (a balls `cpu` training step took 8-11% less, interleaved A/B, 2 threads, 2026-12-06). Same function,
-same parameters: only the memory layout differs.
+goes through both alone), and oneDNN's convolutions on CPU (cuDNN's on a GPU) run faster on NHWC tensors.
+Same function, same parameters: only the memory layout differs.
 
 :func:`rollout` is the test: give the model ``n_given`` true frames, then let it run on its own predictions
 (the probabilities are fed back as the next input) for ``n_future`` frames, and score every predicted frame.
@@ -50,21 +49,18 @@ def _he_init(module: nn.Module) -> None:
             nn.init.zeros_(layer.bias)
 
 
-def _check_channels(channels: object) -> tuple[int, ...]:
+def _check_frame(frame_size: object, channels: object) -> tuple[int, tuple[int, ...]]:
+    """``(frame_size, channels)``: positive channel counts, and a frame side that the ``len(channels)``
+    stride-2 layers halve exactly."""
     ok = isinstance(channels, (tuple, list)) and len(channels) >= 1
     ok = ok and all(isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in channels)
     if not ok:
         raise ValueError(f"channels: expected a non-empty tuple of positive ints, got {channels!r}")
-    return tuple(channels)
-
-
-def _check_size(frame_size: object, n_layers: int) -> int:
-    factor = 2**n_layers
-    if isinstance(frame_size, bool) or not isinstance(frame_size, int) or frame_size < factor:
+    factor = 2 ** len(channels)
+    ok = isinstance(frame_size, int) and not isinstance(frame_size, bool) and frame_size >= factor
+    if not ok or frame_size % factor:
         raise ValueError(f"frame_size: expected a positive multiple of {factor}, got {frame_size!r}")
-    if frame_size % factor:
-        raise ValueError(f"frame_size: expected a positive multiple of {factor}, got {frame_size!r}")
-    return frame_size
+    return frame_size, tuple(channels)
 
 
 class FrameEncoder(nn.Module):
@@ -75,8 +71,7 @@ class FrameEncoder(nn.Module):
 
     def __init__(self, frame_size: int = 64, d_out: int = 512, channels: tuple[int, ...] = (16, 32, 64)):
         super().__init__()
-        channels = _check_channels(channels)
-        self.frame_size = _check_size(frame_size, len(channels))
+        self.frame_size, channels = _check_frame(frame_size, channels)
         self.d_out = check_positive_int("d_out", d_out)
         layers: list[nn.Module] = []
         for c_in, c_out in zip((1, *channels[:-1]), channels, strict=False):
@@ -110,8 +105,7 @@ class FrameDecoder(nn.Module):
         out_bias: float = -2.5,
     ):
         super().__init__()
-        channels = _check_channels(channels)
-        self.frame_size = _check_size(frame_size, len(channels))
+        self.frame_size, channels = _check_frame(frame_size, channels)
         self.d_in = check_positive_int("d_in", d_in)
         self.side = frame_size // 2 ** len(channels)
         self.top = channels[-1]
