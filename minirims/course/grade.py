@@ -60,13 +60,15 @@ from pathlib import Path
 
 import nbformat
 
-from minirims.course.grade_kernel import CellRun, Kernel
-from minirims.course.grade_outputs import (  # _RAISE_TEXT: the blanked stub's message, one pattern for both
+from minirims.course.grade_kernel import CellRun, Kernel, positive_seconds
+from minirims.course.notebook_report import (  # _RAISE_TEXT: the blanked stub's message, one pattern for both
     _RAISE_TEXT,
     ExerciseResult,
-    evaluate,
-    execute_notebook,
-    find_exercises,
+    _check_ids,
+    _exercise_id,
+    _key,
+    _one_line,
+    kernel_environment,
     read_notebook,
 )
 
@@ -78,9 +80,6 @@ __all__ = [
     "NotebookReport",
     "course_from_notebooks",
     "default_course",
-    "evaluate",
-    "execute_notebook",
-    "find_exercises",
     "grade_notebook",
     "plan",
     "read_notebook",
@@ -124,24 +123,6 @@ class Course:
     def exercise_ids(self) -> list[str]:
         """Every exercise id of the course, in course order."""
         return [exercise.id for key in sorted(self.notebooks) for exercise in self.notebooks[key]]
-
-
-def _key(exercise: str) -> tuple[int, ...]:
-    return tuple(int(part) if part.isdigit() else 0 for part in exercise.split("."))
-
-
-def _check_ids(cell: nbformat.NotebookNode) -> list[str]:
-    meta = cell.get("metadata", {}).get("minirims", {})
-    checks = meta.get("check", []) if isinstance(meta, Mapping) else []
-    return (
-        [checks] if isinstance(checks, str) else [str(c) for c in checks] if isinstance(checks, list) else []
-    )
-
-
-def _exercise_id(cell: nbformat.NotebookNode) -> str | None:
-    meta = cell.get("metadata", {}).get("minirims", {})
-    value = meta.get("exercise") if isinstance(meta, Mapping) else None
-    return value if isinstance(value, str) else None
 
 
 def course_from_notebooks(
@@ -358,11 +339,6 @@ def _report(run: CellRun, marker: str) -> dict[str, tuple[str, str]] | None:
 # ------------------------------------------------------------------------------------ grading a notebook
 
 
-def _one_line(text: str, limit: int | None = None) -> str:
-    text = " ".join(str(text).split())
-    return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _where(nb: nbformat.NotebookNode, index: int) -> str:
     first = next((line.strip() for line in nb.cells[index].source.splitlines() if line.strip()), "")
     return f"cell {index + 1} ({_one_line(first, 60)!r})" if first else f"cell {index + 1}"
@@ -422,8 +398,7 @@ def _check_copy_size(folder: Path) -> None:
 
 
 def _environment(course: Course, env: Mapping[str, str] | None) -> dict[str, str]:
-    kernel_env = {**os.environ, **(env or {})}
-    kernel_env.setdefault("MINIRIMS_PROFILE", "smoke")
+    kernel_env = kernel_environment(env)
     # The learner's `import minirims` finds the package the grader trusts (also when it is not installed).
     paths = [str(course.root), *[p for p in kernel_env.get("PYTHONPATH", "").split(os.pathsep) if p]]
     kernel_env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
@@ -449,8 +424,7 @@ def run_notebook(
     ValueError if the folder is too big to copy (:data:`COPY_LIMIT`).
     """
     path = Path(path)
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf:
-        raise ValueError(f"timeout: expected a positive, finite number of seconds, got {timeout!r}")
+    positive_seconds("timeout", timeout)
     if course is not None and not isinstance(course, Course):
         raise ValueError(f"course: expected a Course, got {type(course).__name__}")
     nb = read_notebook(path)

@@ -32,6 +32,7 @@ from minirims.course.grade import (
     read_notebook,
     run_notebook,
 )
+from minirims.course.grade_kernel import positive_seconds
 
 TABLE_NAMES = ("grades.csv", "grades.json")
 _MARKS = {"pass": "✔", "fail": "✘", "not attempted": "·", "not run": "-"}
@@ -261,13 +262,7 @@ def write_table(
 def main(args: argparse.Namespace) -> int:
     """The ``grade`` command (arguments from :func:`minirims.course.grade.add_arguments`)."""
     try:
-        timeout = args.timeout
-        if (
-            isinstance(timeout, bool)
-            or not isinstance(timeout, (int, float))
-            or not 0 < timeout < float("inf")
-        ):
-            raise ValueError(f"--timeout: expected a positive, finite number of seconds, got {timeout!r}")
+        timeout = positive_seconds("--timeout", args.timeout)
         submissions, is_class = collect(list(args.paths))
         course = course_from_notebooks(args.course) if args.course else default_course()
         out = Path(args.out) if args.out else Path.cwd() if is_class else None

@@ -37,13 +37,9 @@ class CellRun:
     seconds: float = 0.0
 
 
-def _positive(name: str, value: float) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value <= 0
-    ):
+def positive_seconds(name: str, value: float) -> float:
+    """``value`` as a float; ValueError naming ``name`` unless it is a positive, finite number of seconds."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
         raise ValueError(f"{name}: expected a positive, finite number of seconds, got {value!r}")
     return float(value)
 
@@ -67,8 +63,8 @@ class Kernel:
         if not self.cwd.is_dir():
             raise ValueError(f"cwd: expected an existing folder, got {str(cwd)!r}")
         self.env = dict(os.environ if env is None else env)
-        self.startup = _positive("startup", startup)
-        self.grace = _positive("grace", grace)
+        self.startup = positive_seconds("startup", startup)
+        self.grace = positive_seconds("grace", grace)
         self.alive = False
         self._km = None
         self._kc = None
@@ -121,7 +117,7 @@ class Kernel:
 
     def run(self, code: str, timeout: float, store_history: bool = True) -> CellRun:
         """Run ``code`` as one cell, for at most ``timeout`` seconds (plus the grace if it must be killed)."""
-        timeout = _positive("timeout", timeout)
+        timeout = positive_seconds("timeout", timeout)
         if not isinstance(code, str):
             raise ValueError(f"code: expected a str, got {type(code).__name__}")
         if not self.alive or self._kc is None or self._km is None:

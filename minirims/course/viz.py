@@ -123,24 +123,23 @@ def _heatmap(
     col_labels: list[str],
     vmin: float,
     vmax: float,
-    annotate: bool,
+    annotate: bool | None = None,
+    cmap: Any = ATTENTION_CMAP,
+    text_color: str | None = None,
 ) -> Any:
-    image = ax.imshow(w, cmap=ATTENTION_CMAP, vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest")
+    """Draw ``w`` with its labels; write the values in (``annotate``, default: up to 100 cells) in
+    ``text_color`` (default: black on light cells, white on dark ones)."""
+    image = ax.imshow(w, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest")
     ax.set_xticks(range(w.shape[1]), col_labels)
     ax.set_yticks(range(w.shape[0]), row_labels)
     ax.tick_params(length=0)
+    if annotate is None:
+        annotate = w.size <= _ANNOTATE_MAX_CELLS
     if annotate:
         middle = vmin + 0.6 * (vmax - vmin)
         for (i, j), value in np.ndenumerate(w):
-            ax.text(
-                j,
-                i,
-                f"{value:.2f}",
-                ha="center",
-                va="center",
-                fontsize=7,
-                color="black" if value > middle else "white",
-            )
+            color = text_color or ("black" if value > middle else "white")
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color=color)
     return image
 
 
@@ -194,7 +193,6 @@ def plot_attention(
     if not top > vmin:
         top = vmin + 1.0
     fig, ax = _new_axes(ax, figsize)
-    annotate = w.size <= _ANNOTATE_MAX_CELLS if annotate is None else annotate
     image = _heatmap(ax, w, rows, cols, vmin, top, annotate)
     if active is not None:
         _mark_active_rows(ax, active.astype(bool))
@@ -276,8 +274,8 @@ def plot_activity(
             raise ValueError(
                 f"inputs: expected shape ({t_len},) or ({t_len}, d) (T from masks), got {strip.shape}"
             )
-    if t_marker is not None and (isinstance(t_marker, bool) or not 0 <= int(t_marker) < t_len):
-        raise ValueError(f"t_marker: expected an int in [0, {t_len - 1}], got {t_marker!r}")
+    if t_marker is not None:
+        t_marker = _check_int("t_marker", t_marker, 0, t_len - 1)
     if ax is None:
         fig = _figure(figsize)
         if strip is not None:
@@ -342,9 +340,10 @@ def _trace_arrays(trace: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return masks, input_attn, comm_attn
 
 
-def _check_index(name: str, value: Any, size: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= int(value) < size:
-        raise ValueError(f"{name}: expected an int in [0, {size - 1}], got {value!r}")
+def _check_int(name: str, value: Any, low: int, high: int, what: str = "") -> int:
+    """``value`` as an int; ValueError naming ``name`` unless it is an int in [low, high]."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= int(value) <= high:
+        raise ValueError(f"{name}: expected an int in [{low}, {high}]{what}, got {value!r}")
     return int(value)
 
 
@@ -385,8 +384,8 @@ def show_step(
     """
     masks, input_attn, comm_attn = _trace_arrays(trace)
     b, t_len, n = masks.shape
-    example = _check_index("example", example, b)
-    t = _check_index("t", t, t_len)
+    example = _check_int("example", example, 0, b - 1)
+    t = _check_int("t", t, 0, t_len - 1)
     slots = _check_labels("slot_labels", slot_labels, input_attn.shape[-1]) or _slot_labels(
         input_attn.shape[-1]
     )
@@ -418,21 +417,13 @@ def show_step(
     )
     ax_in = fig.add_subplot(grid[1])
     labels = _module_labels(n)
-    _heatmap(
-        ax_in,
-        input_attn[example, t],
-        labels,
-        slots,
-        0.0,
-        1.0,
-        input_attn.shape[-1] * n <= _ANNOTATE_MAX_CELLS,
-    )
+    _heatmap(ax_in, input_attn[example, t], labels, slots, 0.0, 1.0)
     ax_in.set_title(f"input attention, t={t}")
     ax_in.set_xlabel("slot")
     _mark_active_rows(ax_in, active)
     ax_comm = fig.add_subplot(grid[2])
     comm = comm_attn[example, t].mean(axis=0)
-    image = _heatmap(ax_comm, comm, labels, labels, 0.0, 1.0, n * n <= _ANNOTATE_MAX_CELLS)
+    image = _heatmap(ax_comm, comm, labels, labels, 0.0, 1.0)
     image.set_alpha(np.where(active[:, None], 1.0, 0.3) * np.ones_like(comm))
     ax_comm.set_title(f"communication, t={t}")
     ax_comm.set_xlabel("reads from module")
@@ -466,8 +457,8 @@ def step_explorer(
     """
     masks, _, _ = _trace_arrays(trace)
     b, t_len, _ = masks.shape
-    example = _check_index("example", example, b)
-    t = _check_index("t", t, t_len)
+    example = _check_int("example", example, 0, b - 1)
+    t = _check_int("t", t, 0, t_len - 1)
     show_step(trace, example, t, inputs=inputs, slot_labels=slot_labels, figsize=figsize)  # validate early
     widgets = importlib.import_module("ipywidgets")
     display = importlib.import_module("IPython.display").display
@@ -506,12 +497,6 @@ INACTIVE_COLOR = "#b5b5b5"
 _NULL_COLOR = "#c0504d"
 
 
-def _check_k(k: Any, n: int) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= int(k) <= n:
-        raise ValueError(f"k: expected an int in [1, {n}] (the number of active modules), got {k!r}")
-    return int(k)
-
-
 def _softmax(scores: np.ndarray) -> np.ndarray:
     z = np.exp(scores - scores.max(axis=-1, keepdims=True))
     return z / z.sum(axis=-1, keepdims=True)
@@ -547,7 +532,7 @@ def plot_competition(
         )
     if not np.all(np.isfinite(s)):
         raise ValueError("scores: expected finite values")
-    k = _check_k(k, n)
+    k = _check_int("k", k, 1, n, " (the number of active modules)")
     cols = _check_labels("slot_labels", slot_labels, slots) or _slot_labels(slots)
     attn = _softmax(s)
     null = attn[:, 0]
@@ -558,18 +543,12 @@ def plot_competition(
     fig = _figure(figsize)
     ax_s, ax_a, ax_n = fig.subplots(1, 3, gridspec_kw={"width_ratios": [slots, slots, 3]})
     bound = max(1e-9, float(np.abs(s).max()))
-    ax_s.imshow(s, cmap="RdBu_r", vmin=-bound, vmax=bound, aspect="auto", interpolation="nearest")
-    ax_s.set_xticks(range(slots), cols)
-    ax_s.set_yticks(range(n), rows)
-    ax_s.tick_params(length=0)
-    if n * slots <= _ANNOTATE_MAX_CELLS:
-        for (i, j), value in np.ndenumerate(s):
-            ax_s.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7)
+    _heatmap(ax_s, s, rows, cols, -bound, bound, cmap="RdBu_r", text_color="black")
     ax_s.add_patch(Rectangle((-0.5, -0.5), 1, n, fill=False, ec=_NULL_COLOR, lw=2))
     ax_s.set_title("1. scores q·k/√d\n(null column: exactly 0)", fontsize=9)
     ax_s.set_ylabel("module")
 
-    _heatmap(ax_a, attn, rows, cols, 0.0, 1.0, n * slots <= _ANNOTATE_MAX_CELLS)
+    _heatmap(ax_a, attn, rows, cols, 0.0, 1.0)
     ax_a.add_patch(Rectangle((-0.5, -0.5), 1, n, fill=False, ec=_NULL_COLOR, lw=2))
     _mark_active_rows(ax_a, winners)
     ax_a.set_title("2. softmax over the slots\n(one row per module)", fontsize=9)
@@ -714,9 +693,7 @@ def plot_rim_step(
     Returns:
         The Figure.
     """
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 2 <= int(n) <= 8:
-        raise ValueError(f"n: expected an int in [2, 8], got {n!r}")
-    n = int(n)
+    n = _check_int("n", n, 2, 8)
     mask = _check_active(active, n)
     fig, ax = _new_axes(None, figsize)
     ys = np.linspace(n - 1, 0, n) * 0.75
@@ -730,52 +707,23 @@ def plot_rim_step(
         _node(ax, col["h"], y, f"h{i}", "#f2f2f2", 0.6)
         _node(ax, col["cell"], y, f"LSTM{i}", "#cfe8d5" if on else "#f2f2f2", 1.3)
         _node(ax, col["out"], y, f"h{i}′", ACTIVE_COLOR if on else "#f2f2f2", 0.6)
-        _arrow(
-            ax,
-            (col["in"] + 0.42, mid - 0.45),
-            (col["h"] - 0.32, y),
-            color=INACTIVE_COLOR,
-            lw=0.6,
-            ls=":",
-            arrowstyle="-",
-        )
+        x_in, to_h = col["in"] + 0.42, (col["h"] - 0.32, y)
+        _arrow(ax, (x_in, mid - 0.45), to_h, color=INACTIVE_COLOR, lw=0.6, ls=":", arrowstyle="-")
         # competition: every module queries the input; winners read it
-        _arrow(
-            ax,
-            (col["in"] + 0.42, mid + 0.45),
-            (col["h"] - 0.32, y),
-            color=ACTIVE_COLOR if on else INACTIVE_COLOR,
-            lw=1.6 if on else 0.8,
-            arrowstyle="-",
-        )
+        style = {"color": ACTIVE_COLOR, "lw": 1.6} if on else {"color": INACTIVE_COLOR, "lw": 0.8}
+        _arrow(ax, (x_in, mid + 0.45), to_h, arrowstyle="-", **style)
         if on:
             _arrow(ax, (col["h"] + 0.32, y), (col["cell"] - 0.67, y), color=ACTIVE_COLOR, lw=1.5)
             _arrow(ax, (col["cell"] + 0.67, y), (col["out"] - 0.32, y), color=ACTIVE_COLOR, lw=1.5)
         else:
-            ax.add_patch(
-                FancyArrowPatch(
-                    (col["h"] + 0.32, y),
-                    (col["out"] - 0.32, y),
-                    arrowstyle="-|>",
-                    mutation_scale=9,
-                    color=INACTIVE_COLOR,
-                    ls="--",
-                    lw=1.0,
-                    connectionstyle="arc3,rad=-0.12",
-                )
-            )
+            bend = {"connectionstyle": "arc3,rad=-0.12", "shrinkA": 2, "shrinkB": 2}
+            _arrow(ax, (col["h"] + 0.32, y), (col["out"] - 0.32, y), color=INACTIVE_COLOR, ls="--", **bend)
     # communication: active modules read from all modules (after their cells)
     for i in np.flatnonzero(mask):
         for j in range(n):
             if i != j:
                 _arrow(
-                    ax,
-                    (col["comm"], ys[j]),
-                    (col["comm"] + 0.5, ys[i]),
-                    color="#7a5aa6",
-                    lw=0.8,
-                    alpha=0.6,
-                    arrowstyle="-|>",
+                    ax, (col["comm"], ys[j]), (col["comm"] + 0.5, ys[i]), color="#7a5aa6", lw=0.8, alpha=0.6
                 )
     top = float(ys.max()) + 0.7
     for key, text in [
@@ -785,15 +733,8 @@ def plot_rim_step(
         ("comm", "3. communication\n(active read all)"),
         ("out", "4. masked\nupdate"),
     ]:
-        ax.text(
-            col[key] + (0.25 if key == "comm" else 0.0),
-            top,
-            text,
-            ha="center",
-            va="bottom",
-            fontsize=8,
-            fontweight="bold",
-        )
+        x = col[key] + (0.25 if key == "comm" else 0.0)
+        ax.text(x, top, text, ha="center", va="bottom", fontsize=8, fontweight="bold")
     ax.text(
         col["h"],
         float(ys.min()) - 0.75,

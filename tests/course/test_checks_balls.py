@@ -1,87 +1,64 @@
-"""The notebook-08 check (last-frame baseline): the reference passes, typical mistakes get their hint."""
+"""The check of notebook 08 (the last-frame guess): typical mistakes get their hint."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from helpers import load_fixture
 
-from minirims.course.checks import ExerciseFailure
-from minirims.course.checks.balls import check_last_frame_guess
+from minirims.course.checks import check_last_frame_guess
 from minirims.experiments.bouncing_balls import last_frame_guess
+
+fails = load_fixture("check_answers").fails
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _blend(blend, f, dtype):
-    a = torch.as_tensor(blend, dtype=dtype)
-    return (a if a.dim() else a.expand(f)).view(1, f, 1, 1, 1)
+def guess(last, mean):
+    """A learner's guess built from what it takes as the last frame and the mean, for every blend."""
+
+    def fn(frames, g, f, blend):
+        a = torch.as_tensor(blend, dtype=frames.dtype)
+        a = (a if a.dim() else a.expand(f)).view(1, f, 1, 1, 1)
+        return (1 - a) * last(frames, g) + a * mean(frames, g)
+
+    return fn
 
 
-def test_the_reference_passes(capsys) -> None:
-    check_last_frame_guess(last_frame_guess)
-    assert "✔ last_frame_guess passed: 3 cases" in capsys.readouterr().out
+def last_given(frames, g):
+    return frames[:, g - 1 : g]
 
 
-def test_a_blank_exercise_is_not_attempted() -> None:
-    def blank(frames, n_given, n_future, blend):
-        raise NotImplementedError
-
-    with pytest.raises(NotImplementedError):
-        check_last_frame_guess(blank)
-
-
-def _peek(frames, g, f, blend):
-    a = _blend(blend, f, frames.dtype)
-    return (1 - a) * frames[:, g : g + 1] + a * frames[:, :g].mean(dim=(1, 2, 3, 4), keepdim=True)
-
-
-def _reversed(frames, g, f, blend):
-    a = _blend(blend, f, frames.dtype)
-    return a * frames[:, g - 1 : g] + (1 - a) * frames[:, :g].mean(dim=(1, 2, 3, 4), keepdim=True)
-
-
-def _pixel_mean(frames, g, f, blend):
-    a = _blend(blend, f, frames.dtype)
-    return (1 - a) * frames[:, g - 1 : g] + a * frames[:, :g].mean(dim=1, keepdim=True)
-
-
-def _future_mean(frames, g, f, blend):
-    a = _blend(blend, f, frames.dtype)
-    return (1 - a) * frames[:, g - 1 : g] + a * frames.mean(dim=(1, 2, 3, 4), keepdim=True)
-
-
-def _batch_mean(frames, g, f, blend):
-    a = _blend(blend, f, frames.dtype)
-    return (1 - a) * frames[:, g - 1 : g] + a * frames[:, :g].mean()
+def video_mean(frames, g):
+    return frames[:, :g].mean(dim=(1, 2, 3, 4), keepdim=True)
 
 
 @pytest.mark.parametrize(
     ("fn", "hint"),
     [
-        (_peek, "the first frame to predict"),
-        (_reversed, "wrong way round"),
-        (_pixel_mean, "pixel by pixel"),
-        (_future_mean, "reads future frames"),
-        (_batch_mean, "one mean per video"),
+        (guess(lambda frames, g: frames[:, g : g + 1], video_mean), "the first frame to predict"),
+        (guess(video_mean, last_given), "wrong way round"),
+        (guess(last_given, lambda frames, g: frames[:, :g].mean(dim=1, keepdim=True)), "pixel by pixel"),
+        (
+            guess(last_given, lambda frames, g: frames.mean(dim=(1, 2, 3, 4), keepdim=True)),
+            "reads future frames",
+        ),
+        (guess(last_given, lambda frames, g: frames[:, :g].mean()), "one mean per video"),
     ],
 )
 def test_typical_mistakes_get_their_hint(fn, hint) -> None:
-    with pytest.raises(ExerciseFailure, match=hint):
-        check_last_frame_guess(fn)
+    fails(check_last_frame_guess, fn, hint)
 
 
 def test_shape_and_dtype_are_named() -> None:
-    with pytest.raises(ExerciseFailure, match=r"expected shape \(3, 4, 1, 16, 16\).*got \(3, 1, 1, 16, 16\)"):
-        check_last_frame_guess(lambda frames, g, f, blend: last_frame_guess(frames, g, f, blend)[:, :1])
-    with pytest.raises(ExerciseFailure, match=r"expected dtype torch.float32 \(that of frames\)"):
-        check_last_frame_guess(lambda frames, g, f, blend: last_frame_guess(frames, g, f, blend).double())
-    with pytest.raises(ExerciseFailure, match="expected a torch.Tensor, got list"):
-        check_last_frame_guess(lambda frames, g, f, blend: [])
-
-
-def test_registered_for_notebook_08() -> None:
-    from minirims.course import checks
-    from minirims.course.checks import balls
-
-    assert checks.BY_NOTEBOOK["08"] == tuple(balls.__all__) == ("check_last_frame_guess",)
-    assert checks.check_last_frame_guess is check_last_frame_guess
+    fails(
+        check_last_frame_guess,
+        lambda frames, g, f, blend: last_frame_guess(frames, g, f, blend)[:, :1],
+        r"expected shape \(3, 4, 1, 16, 16\).*got \(3, 1, 1, 16, 16\)",
+    )
+    fails(
+        check_last_frame_guess,
+        lambda frames, g, f, blend: last_frame_guess(frames, g, f, blend).double(),
+        r"expected dtype torch.float32 \(that of frames\)",
+    )
+    fails(check_last_frame_guess, lambda frames, g, f, blend: [], "expected a torch.Tensor, got list")

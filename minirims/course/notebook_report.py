@@ -1,4 +1,4 @@
-"""The course's CI report: read the outputs of a notebook run that the caller made itself.
+"""A notebook's exercise report from its own outputs, and what the grader shares: reading notebooks, results.
 
 :func:`execute_notebook` runs a copy of a notebook with nbclient (as the course's own tests do on
 ``notebooks/``) and :func:`evaluate` reads its error and ``✔`` outputs. This trusts the notebook: its check
@@ -28,6 +28,8 @@ from pathlib import Path
 
 import nbformat
 
+from minirims.course.grade_kernel import positive_seconds
+
 STATUSES = ("pass", "fail", "not attempted")  #: what evaluate() reports
 _NOTEBOOK_NAME = re.compile(r"^(\d\d).*\.ipynb$")
 _EXERCISE_LINE = re.compile(r"^[ \t]*#[ \t]*Exercise:", re.MULTILINE)
@@ -52,7 +54,40 @@ class _Exercise:
 
 
 def _key(exercise: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in exercise.split("."))
+    """Exercise ids in course order: "1.2" < "1.10"."""
+    return tuple(int(part) if part.isdigit() else 0 for part in exercise.split("."))
+
+
+def _one_line(text: object, limit: int | None = None) -> str:
+    text = " ".join(str(text).split())
+    return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _meta(cell: nbformat.NotebookNode) -> Mapping:
+    """The cell's ``{"minirims": {...}}`` metadata (empty if it has none)."""
+    meta = cell.get("metadata", {}).get("minirims", {})
+    return meta if isinstance(meta, Mapping) else {}
+
+
+def _exercise_id(cell: nbformat.NotebookNode) -> str | None:
+    """The exercise a cell is marked as (``{"minirims": {"exercise": "N.M"}}``), if any."""
+    value = _meta(cell).get("exercise")
+    return value if isinstance(value, str) else None
+
+
+def _check_ids(cell: nbformat.NotebookNode) -> list[str]:
+    """The exercises a cell checks (``{"minirims": {"check": "N.M" | ["N.M", ...]}}``)."""
+    checks = _meta(cell).get("check", [])
+    if isinstance(checks, str):
+        return [checks]
+    return [str(c) for c in checks] if isinstance(checks, list) else []
+
+
+def kernel_environment(env: Mapping[str, str] | None) -> dict[str, str]:
+    """``os.environ`` updated by ``env``, with ``MINIRIMS_PROFILE=smoke`` unless set."""
+    kernel_env = {**os.environ, **(env or {})}
+    kernel_env.setdefault("MINIRIMS_PROFILE", "smoke")
+    return kernel_env
 
 
 def read_notebook(path: str | os.PathLike[str]) -> nbformat.NotebookNode:
@@ -82,10 +117,7 @@ def execute_notebook(
 
     path = Path(path)
     nb = read_notebook(path)
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf:
-        raise ValueError(f"timeout: expected a positive, finite number of seconds, got {timeout!r}")
-    kernel_env = {**os.environ, **(env or {})}
-    kernel_env.setdefault("MINIRIMS_PROFILE", "smoke")
+    positive_seconds("timeout", timeout)
     client = NotebookClient(
         nb,
         timeout=math.ceil(timeout),  # nbclient takes whole seconds
@@ -97,7 +129,7 @@ def execute_notebook(
         resources={"metadata": {"path": str(path.resolve().parent)}},
     )
     try:
-        client.execute(env=kernel_env)
+        client.execute(env=kernel_environment(env))
     except Exception as err:  # dead kernel, kernel that does not start, ...
         return nb, f"{type(err).__name__}: {err}".strip()
     return nb, None
@@ -118,23 +150,16 @@ def _passed_line(cell: nbformat.NotebookNode) -> str:
     return lines[-1] if lines else ""
 
 
-def _one_line(text: str, limit: int | None = None) -> str:
-    text = " ".join(text.split())
-    return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
-
-
 def find_exercises(nb: nbformat.NotebookNode, name: str = "") -> dict[str, _Exercise]:
     """Exercise id -> its exercise cells and check cells (indices into ``nb.cells``), in notebook order."""
     exercises: dict[str, _Exercise] = {}
     for index, cell in enumerate(nb.cells):
-        meta = cell.get("metadata", {}).get("minirims", {})
-        if cell.cell_type != "code" or not isinstance(meta, Mapping):
+        if cell.cell_type != "code":
             continue
-        if isinstance(meta.get("exercise"), str):
-            exercises.setdefault(meta["exercise"], _Exercise()).cells.append(index)
-        checks = meta.get("check", [])
-        for exercise in [checks] if isinstance(checks, str) else checks if isinstance(checks, list) else []:
-            exercises.setdefault(str(exercise), _Exercise()).checks.append(index)
+        if _exercise_id(cell) is not None:
+            exercises.setdefault(_exercise_id(cell), _Exercise()).cells.append(index)
+        for exercise in _check_ids(cell):
+            exercises.setdefault(exercise, _Exercise()).checks.append(index)
     if any(entry.cells for entry in exercises.values()):
         return dict(sorted(exercises.items(), key=lambda item: _key(item[0])))
     # No metadata (e.g. a notebook written by hand): recognize exercise cells and checks from the sources.
