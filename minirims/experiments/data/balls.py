@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from minirims._validate import fmt_shape
+
 __all__ = [
     "Balls",
     "BallsTensors",
@@ -80,13 +82,12 @@ def _curtain(value: object) -> tuple[float, float] | None:
 def _array(name: str, x: object, shape: tuple) -> np.ndarray:
     """Check a numpy array's rank and fixed dims (ints in ``shape``; letters are free)."""
     if not isinstance(x, np.ndarray):
-        raise ValueError(f"{name}: expected a numpy array of shape {shape}, got {type(x).__name__}")
-    bad = x.ndim != len(shape) or any(
-        isinstance(e, int) and g != e for g, e in zip(x.shape, shape, strict=False)
-    )
-    if bad:
-        want = "(" + ", ".join(str(e) for e in shape) + ")"
-        raise ValueError(f"{name}: expected shape {want}, got {x.shape}")
+        raise ValueError(
+            f"{name}: expected a numpy array of shape {fmt_shape(shape)}, got {type(x).__name__}"
+        )
+    fixed = [(got, want) for got, want in zip(x.shape, shape, strict=False) if isinstance(want, int)]
+    if x.ndim != len(shape) or any(got != want for got, want in fixed):
+        raise ValueError(f"{name}: expected shape {fmt_shape(shape)}, got {x.shape}")
     return x
 
 
