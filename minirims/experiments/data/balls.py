@@ -81,13 +81,12 @@ def _curtain(value: object) -> tuple[float, float] | None:
 
 def _array(name: str, x: object, shape: tuple) -> np.ndarray:
     """Check a numpy array's rank and fixed dims (ints in ``shape``; letters are free)."""
+    expected = fmt_shape(shape)
     if not isinstance(x, np.ndarray):
-        raise ValueError(
-            f"{name}: expected a numpy array of shape {fmt_shape(shape)}, got {type(x).__name__}"
-        )
+        raise ValueError(f"{name}: expected a numpy array of shape {expected}, got {type(x).__name__}")
     fixed = [(got, want) for got, want in zip(x.shape, shape, strict=False) if isinstance(want, int)]
     if x.ndim != len(shape) or any(got != want for got, want in fixed):
-        raise ValueError(f"{name}: expected shape {fmt_shape(shape)}, got {x.shape}")
+        raise ValueError(f"{name}: expected shape {expected}, got {x.shape}")
     return x
 
 
