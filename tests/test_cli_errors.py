@@ -1,5 +1,5 @@
-"""The command line (issue 12): one option name per meaning across the experiments, and every user error ends
-in one line, ``python -m minirims <command>: error: <message>``, with status 2 -- never a traceback."""
+"""The command line: one option name per meaning across the experiments, and every user error ends in one
+line, ``python -m minirims <command>: error: <message>``, with status 2 -- never a traceback."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from minirims.__main__ import build_parser, main
+from minirims.experiments import common
 
 EXPERIMENT_COMMANDS = ("copying", "mnist-resolution", "bouncing-balls")
 
@@ -38,6 +39,55 @@ def test_the_experiments_share_their_option_names(command, tmp_path):
     )
     assert (args.runs_dir, args.results) == (str(tmp_path / "runs"), str(tmp_path / "results"))
     assert parser.parse_args([command]).seeds == 1  # a count by default
+
+
+@pytest.mark.parametrize("command", EXPERIMENT_COMMANDS)
+def test_models_lr_epochs_and_no_save_reach_the_run_of_every_experiment(command, monkeypatch):
+    argv = [command, "--profile", "cpu", "--models", "lstm-8,lstm-16", "lstm-24", "--lr", "0.02"]
+    argv += ["--epochs", "2", "--seeds", "0,3", "--no-save", "--no-progress", "--device", "cpu"]
+    if command == "bouncing-balls":
+        argv += ["--n-future", "35"]
+    _, modules = build_parser(argv)
+    module = modules[command]
+    seen: dict = {}
+
+    def fake_run(settings, seeds, **options):
+        seen.update(settings=settings, seeds=seeds, **options)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(module, "run", fake_run)
+    with pytest.raises(RuntimeError, match="stop here"):
+        main(argv)
+    s = seen["settings"]
+    # --models: names separated by spaces or commas, in order; --lr: one rate for every model
+    assert s.models == ("lstm-8", "lstm-16", "lstm-24") and s.lr == 0.02 and s.lr_by_model == {}
+    assert s.epochs == 2 and s.profile == "cpu" and isinstance(s, module.Settings)
+    # nothing else changes: the rest is the profile's (balls: and --n-future, its test's rollout length)
+    cpu = module.PROFILES["cpu"]
+    extra = {"n_future": 35} if command == "bouncing-balls" else {}
+    assert s == cpu.replace(models=s.models, lr=0.02, lr_by_model={}, epochs=2, **extra)
+    assert seen["seeds"] == [0, 3] and seen["save"] is False and seen["progress"] is False
+    assert seen["device"] == "cpu" and seen["fresh"] is False
+    assert (seen["results"], seen["runs_dir"]) == (None, None)
+
+
+def test_every_experiment_command_has_the_shared_options_and_balls_adds_n_future():
+    import argparse
+
+    from minirims.experiments import bouncing_balls, copying, mnist_resolution
+
+    options = {}
+    for module in (copying, mnist_resolution, bouncing_balls):
+        parser = argparse.ArgumentParser()
+        module.add_arguments(parser)
+        options[module] = {a.dest for a in parser._actions} - {"help"}
+    shared = {"profile", "models", "seeds", "epochs", "lr", "results", "runs_dir", "device", "fresh"}
+    shared |= {"no_save", "no_progress"}
+    assert options[copying] == options[mnist_resolution] == shared
+    assert options[bouncing_balls] == shared | {"n_future"}
+    parser = argparse.ArgumentParser()
+    common.add_arguments(parser)
+    assert {a.dest for a in parser._actions} - {"help"} == shared
 
 
 @pytest.mark.parametrize("command", EXPERIMENT_COMMANDS)
@@ -86,17 +136,22 @@ def test_an_unknown_profile_is_one_line_too(capsys):
 
 
 def test_a_damaged_checkpoint_on_the_command_line_says_what_to_do(tmp_path, capsys, one_thread):
-    argv = ["copying", "--profile", "smoke", "--models", "lstm", "--epochs", "1", "--no-progress"]
+    argv = ["copying", "--profile", "smoke", "--models", "lstm-48", "--epochs", "1", "--no-progress"]
     argv += ["--runs-dir", str(tmp_path)]
     assert main(argv) == 0
     assert (tmp_path / "copying_smoke.json").exists() and (tmp_path / "copying_smoke.png").exists()
-    (ckpt,) = tmp_path.glob("copying_smoke_*/lstm_seed0.pt")
+    (ckpt,) = tmp_path.glob("copying_smoke_*/lstm-48_seed0.pt")
     ckpt.write_bytes(b"garbage")
     capsys.readouterr()
     assert main(argv) == 2
     line = _one_error_line(capsys, "copying")
     assert str(ckpt) in line and "delete it, or start over" in line and "--fresh" in line
     assert main([*argv, "--fresh"]) == 0
+    # --no-save: trained (and checkpointed) as asked, but no record and no figure
+    for p in tmp_path.glob("copying_smoke.*"):
+        p.unlink()
+    assert main([*argv, "--no-save"]) == 0
+    assert not list(tmp_path.glob("copying_smoke.*")) and "copying, profile smoke" in capsys.readouterr().out
 
 
 def test_a_data_error_is_one_line(monkeypatch, capsys):
