@@ -419,3 +419,38 @@ def test_schedule_needs_sized_batches_and_resumes_bit_exact(tmp_path):
     with pytest.raises(ValueError, match=r"lr_schedule \(saved 'cosine', now absent\)"):
         other = TrainConfig(epochs=3, lr=5e-3, warmup_steps=4, progress=False)
         fit(_toy_model(), *_sized_pieces(x, y), other, checkpoint=ckpt)
+
+
+# --- the parts of fit --------------------------------------------------------------------------------------
+
+
+def test_record_epoch_keeps_the_first_best_and_never_a_nan():
+    from minirims.experiments.train import _Progress, _record_epoch
+
+    model = nn.Linear(2, 1)
+    progress = _Progress()
+    for epoch, acc in enumerate([0.5, 0.7, float("nan"), 0.7, 0.6]):
+        with torch.no_grad():
+            model.weight.fill_(epoch)
+        _record_epoch(progress, {"epoch": epoch, "val_acc": acc, "seconds": 1.0}, model, "val_acc", "max")
+    assert (progress.epoch, progress.best_epoch, progress.best_value, progress.wall_time) == (5, 1, 0.7, 5.0)
+    assert torch.equal(progress.best_state["weight"], torch.full((1, 2), 1.0))  # a copy, not the live weights
+    last = _Progress()
+    for epoch in range(3):
+        _record_epoch(last, {"epoch": epoch, "seconds": 0.0}, model, None, "max")
+    assert last.best_epoch == 2 and len(last.history) == 3
+
+
+def test_train_step_returns_detached_float_scalars_and_steps_the_optimizer():
+    from minirims.experiments.train import _Loop, _train_step
+
+    x, y = _toy_problem(16)
+    _, loss_fn, _ = _pieces(x, y)
+    model = _toy_model()
+    params = list(model.parameters())
+    before = [p.detach().clone() for p in params]
+    optimizer = torch.optim.Adam(params, lr=1e-2)
+    out = _train_step(_Loop(model, params, optimizer, loss_fn, TrainConfig(epochs=1), False), (x, y))
+    assert set(out) == {"loss", "acc"}
+    assert all(v.shape == () and v.dtype == torch.float32 and not v.requires_grad for v in out.values())
+    assert any(not torch.equal(a, p) for a, p in zip(before, params, strict=True))
