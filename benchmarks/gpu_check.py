@@ -14,9 +14,9 @@ It writes, as it goes (a run stopped by its time limit keeps what it finished):
   ``fast``, ``compiled`` (torch.compile of the fused step) and, on CUDA, ``graphed`` (the whole training
   step, forward + backward + Adam, captured once as a CUDA graph and replayed);
 - ``mnist_epoch_<device>.json``: one epoch of the MNIST ``full`` profile (50k digits at 14x14, batch 64) for
-  ``rim-6-4`` and ``lstm-600``, timed step by step with bf16 autocast as ``fit`` trains; ``--mnist-seconds``
-  caps each model's epoch, and a capped epoch is recorded as such with the measured steps per second and the
-  extrapolated epoch time (never reported as a full epoch);
+  ``rim-6x100-k4`` and ``lstm-600`` (``--quick``: the smoke profile's models), timed step by step with bf16
+  autocast as ``fit`` trains; ``--mnist-seconds`` caps each model's epoch, and a capped epoch is recorded as
+  such with the measured steps per second and the extrapolated epoch time (never reported as a full epoch);
 - ``balls_steps_<device>.json``: 30 training steps of each bouncing-balls model at the ``full`` profile
   (rollout loss, bf16 autocast), the median step and one seed's training time extrapolated to the profile's
   steps, to check the profile's "< 8 min per seed for the three models" before running it;
@@ -44,7 +44,7 @@ import torch.nn.functional as F
 
 from benchmarks.bench_cell import SIZES, BenchConfig, format_table, run_benchmark
 
-__all__ = ["main", "time_mnist_epoch"]
+__all__ = ["main", "mnist_models", "time_balls_steps", "time_mnist_epoch"]
 
 QUICK = dict(batch=4, steps=6)
 
@@ -59,6 +59,14 @@ def _write(path: Path, obj: Any) -> None:
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def mnist_models(quick: bool = False) -> tuple[str, str]:
+    """The MNIST models timed: the paper's RIM and LSTM-600 of the ``full`` profile (``quick``: the smoke
+    profile's RIM and LSTM)."""
+    from minirims.experiments import mnist_resolution as mr
+
+    return tuple(mr.PROFILES["smoke"].models[:2]) if quick else ("rim-6x100-k4", "lstm-600")  # type: ignore
 
 
 def time_mnist_epoch(
@@ -76,17 +84,17 @@ def time_mnist_epoch(
     from minirims.experiments import mnist_resolution as mr
     from minirims.experiments.data import load_mnist, pixel_sequences
 
-    settings = mr.profile_settings("smoke" if quick else "full")
+    settings = mr.settings("smoke" if quick else "full")
     images, labels = load_mnist("train")
-    n_train = 5 * int(settings["batch_size"]) if quick else int(settings["n_train"])
-    tokens = pixel_sequences(images[:n_train], int(settings["train_size"])).to(device)
+    n_train = 5 * settings.batch_size if quick else settings.n_train
+    tokens = pixel_sequences(images[:n_train], settings.train_size).to(device)
     targets = torch.as_tensor(labels[:n_train]).long().to(device)
     torch.manual_seed(0)
     model = mr.make_model(name, settings).to(device).train()
     if compile_step and hasattr(model.core, "compile_step"):
         model.core.compile_step = True
-    optimizer = torch.optim.Adam(model.parameters(), lr=float(settings["lr"]))
-    bs = int(settings["batch_size"])
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    bs = settings.batch_size
     order = torch.randperm(n_train, generator=torch.Generator().manual_seed(0)).to(device)
     n_steps = n_train // bs
     use_amp = device.type == "cuda"
@@ -101,7 +109,8 @@ def time_mnist_epoch(
             loss = F.cross_entropy(model(tokens[idx]), targets[idx])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), float(settings["grad_clip"]))
+        if settings.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
         optimizer.step()
         _sync(device)
         times.append(time.perf_counter() - t0)
@@ -122,7 +131,7 @@ def time_mnist_epoch(
         "seconds_measured": sum(times),
         "epoch_seconds": sum(times) if len(times) == n_steps else None,
         "epoch_seconds_extrapolated": times[0] + per_step * (n_steps - 1),
-        "last_loss": float(loss),
+        "last_loss": float(loss.detach()),
     }
 
 
@@ -136,9 +145,9 @@ def time_balls_steps(device: torch.device, quick: bool = False, n_steps: int = 3
     from minirims.experiments import bouncing_balls as bb
     from minirims.experiments.video import rollout_loss
 
-    settings = bb.get_settings("smoke" if quick else "full")
+    settings = bb.settings("smoke" if quick else "full")
     n_steps = 3 if quick else n_steps
-    data = bb.make_data(bb.get_settings(settings.profile, n_train=settings.batch_size, n_val=1, n_test=1))
+    data = bb.make_data(settings.replace(n_train=settings.batch_size, n_val=1, n_test=1))
     frames = (
         data["train"].to(device).batch(torch.arange(settings.batch_size, device=device), settings.frame_size)
     )
@@ -147,7 +156,7 @@ def time_balls_steps(device: torch.device, quick: bool = False, n_steps: int = 3
     out: dict[str, Any] = {"profile": settings.profile, "batch_size": settings.batch_size}
     for name in settings.models:
         torch.manual_seed(0)
-        model = bb.build_model(name, settings).to(device).train()
+        model = bb.make_model(name, settings).to(device).train()
         optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
         times = []
         for _ in range(n_steps):
@@ -157,7 +166,8 @@ def time_balls_steps(device: torch.device, quick: bool = False, n_steps: int = 3
                 loss, _ = rollout_loss(model, frames, settings.train_given, settings.feedback_grad)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+            if settings.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
             optimizer.step()
             _sync(device)
             times.append(time.perf_counter() - t0)
@@ -167,7 +177,7 @@ def time_balls_steps(device: torch.device, quick: bool = False, n_steps: int = 3
             "median_step_s": per_step,
             "profile_steps": profile_steps,
             "seed_seconds_extrapolated": per_step * profile_steps,
-            "last_loss": float(loss),
+            "last_loss": float(loss.detach()),
         }
     out["all_models_seed_seconds_extrapolated"] = sum(
         out[m]["seed_seconds_extrapolated"] for m in settings.models
@@ -227,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         _write(args.out / "gpu_check.json", summary)
     if not args.skip_mnist:
         epochs = {}
-        for name in ("rim-6-4", "lstm-600"):
+        for name in mnist_models(args.quick):
             try:
                 epochs[name] = time_mnist_epoch(
                     name, device, args.quick, args.mnist_seconds, compile_step=not args.quick

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from benchmarks.bench_cell import BenchConfig, run_benchmark
-from benchmarks.gpu_check import main
+from benchmarks.gpu_check import main, mnist_models
+from minirims.experiments import bouncing_balls as bb
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -19,14 +20,19 @@ def test_quick_cpu_run_writes_every_record(tmp_path):
     assert summary["failed"] == {}
     assert set(summary["ran"]) == {"bench_cell_paper", "bench_cell_cpu", "mnist_epoch", "balls_steps"}
     balls = json.loads((tmp_path / "balls_steps_cpu.json").read_text())
-    assert balls["profile"] == "smoke" and balls["rim-6-4"]["median_step_s"] > 0
+    rim = bb.PROFILES["smoke"].models[0]  # the smoke profile's models, named by their size
+    assert balls["profile"] == "smoke" and balls[rim]["median_step_s"] > 0
+    assert set(bb.PROFILES["smoke"].models) <= set(balls)
     assert balls["all_models_seed_seconds_extrapolated"] > balls["lstm-256"]["seed_seconds_extrapolated"]
     for size in ("paper", "cpu"):
         report = json.loads((tmp_path / f"bench_cell_cpu_{size}.json").read_text())
         assert [r["impl"] for r in report["results"]] == ["lstm", "plain", "fast"]
         assert report["settings"]["size"] == size and report["settings"]["batch"] == 4
     epochs = json.loads((tmp_path / "mnist_epoch_cpu.json").read_text())
-    for name in ("rim-6-4", "lstm-600"):
+    assert mnist_models(quick=True) == ("rim-6x12-k4", "lstm-72")
+    assert mnist_models() == ("rim-6x100-k4", "lstm-600")  # on the GPU: the paper's RIM and LSTM-600
+    assert set(epochs) == set(mnist_models(quick=True))
+    for name in mnist_models(quick=True):
         e = epochs[name]
         assert e["steps_done"] == e["steps_per_epoch"] == 5 and not e["capped"]
         assert e["epoch_seconds"] > 0 and e["median_step_s"] > 0
