@@ -1,26 +1,30 @@
-"""Training-step throughput of the batched RIM against an LSTM, a loop-over-modules RIM and a dense RIM.
+"""Training-step throughput of the RIM's implementations against ``nn.LSTM``.
 
 One training step = forward over a whole sequence, cross-entropy on the last step's output, backward, and an
 Adam step. Every contender sees the same task: sequential MNIST's shape (B sequences of T binary pixels, each
-pixel embedded by ``nn.Embedding(2, d_in)``, a linear head to 10 classes on the last output). Contenders:
+pixel embedded by ``nn.Embedding(2, d_in)``, a linear head to 10 classes on the last output). Contenders
+(:data:`IMPLEMENTATIONS`; all RIMs with dropout 0, like the loop version):
 
-- ``rim``: :class:`minirims.RIM`, the package's batched version (dropout 0, like the loop version).
-- ``lstm``: ``torch.nn.LSTM`` with the same total hidden size (n * d_h = 600), cuDNN / MKL fused kernels.
+- ``lstm``: ``torch.nn.LSTM`` with the same total hidden size (n * d_h), cuDNN / oneDNN fused kernels.
+- ``plain``: ``RIM(fast=False)``, stepping :class:`minirims.cell.RIMCell` (the code the course builds).
+- ``fast``: ``RIM()``, the default: the fused loop of :mod:`minirims.fast`.
+- ``compiled``: ``RIM(compile_step=True)``: the fused loop through ``torch.compile``.
 - ``loop``: :class:`minirims.naive.LoopRIMCell` stepped over the sequence: the same RIM computed with a
   Python loop over modules (~n times more small kernels per step). It has no dropout, and it does not
   block the gradient of inactive modules' discarded candidate state (a few more backward ops, same FLOPs).
-- ``dense``: the package RIM with its group LSTM replaced by ONE dense LSTM cell of n*d_h units whose
+- ``dense``: the plain RIM with its group LSTM replaced by ONE dense LSTM cell of n*d_h units whose
   off-diagonal blocks are masked to zero (:class:`DenseBlockLSTMCell`): a pitfall of public
-  implementations. It computes exactly the same function as ``rim`` but does n times the recurrent FLOPs and
-  keeps n times the recurrent weights (and Adam state).
+  implementations. It computes exactly the same function but does n times the recurrent FLOPs and keeps n
+  times the recurrent weights (and Adam state).
+- ``graphed`` (CUDA only): the fused RIM's whole training step captured once as a CUDA graph and replayed.
 
-Timing: ``--warmup`` untimed steps, then the median of ``--iters`` timed steps (``torch.cuda.synchronize``
-around each on CUDA). Ratios are between contenders measured in one run on one machine; never compare
-absolute numbers across machines or loads.
+Timing: ``--warmup`` untimed steps, then ``--iters`` interleaved rounds; the median per contender
+(``torch.cuda.synchronize`` around each step on CUDA). Ratios are between contenders timed in one run on one
+machine; never compare absolute numbers across machines or loads. Results: ``benchmarks/README.md``.
 
 Run from the repository root::
 
-    python -m benchmarks.bench_cell                       # CPU: B=64, T=196, 1 thread, 3 timed steps each
+    python -m benchmarks.bench_cell                       # CPU: B=64, T=196, 1 thread, 5 timed steps each
     python -m benchmarks.bench_cell --device cuda --iters 20 --json results/bench_cell_h100.json
 
 Shapes: B batch, T time, n modules, k active, d_h hidden size per module, d_in embedding size.
@@ -59,17 +63,15 @@ __all__ = [
     "SequenceClassifier",
     "build_model",
     "count_parameters",
-    "time_training_step",
     "run_benchmark",
     "format_table",
     "main",
 ]
 
-IMPLEMENTATIONS = ("lstm", "plain", "unfolded", "fast", "compiled", "loop", "dense", "graphed")
+IMPLEMENTATIONS = ("lstm", "plain", "fast", "compiled", "loop", "dense", "graphed")
 LABELS = {
     "lstm": "nn.LSTM (n*d_h units)",
     "plain": "RIM, plain path (RIMCell.step)",
-    "unfolded": "RIM, fused loop, W_v not folded",
     "fast": "RIM, fused loop (default)",
     "compiled": "RIM, fused + torch.compile",
     "loop": "RIM, loop over modules",
@@ -259,14 +261,8 @@ class SequenceClassifier(nn.Module):
 def build_model(impl: str, config: BenchConfig) -> SequenceClassifier:
     """The classifier for one contender (see the module docstring); weights seeded by the caller."""
     d_total = config.n_modules * config.d_hidden
-    if impl in ("plain", "unfolded", "fast", "compiled", "graphed"):
-        rim = RIM(
-            config.d_in,
-            fast=impl != "plain",
-            compile_step=impl == "compiled",
-            fold=False if impl == "unfolded" else None,
-            **config.cell_kwargs(),
-        )
+    if impl in ("plain", "fast", "compiled", "graphed"):
+        rim = RIM(config.d_in, fast=impl != "plain", compile_step=impl == "compiled", **config.cell_kwargs())
         core: nn.Module = _FirstOutput(rim)
     elif impl == "lstm":
         core = _FirstOutput(nn.LSTM(config.d_in, d_total, batch_first=True))
@@ -374,19 +370,6 @@ def _timed(contender: _Contender, device: torch.device) -> float:
     contender.loss = float(contender.step())
     _synchronize(device)
     return time.perf_counter() - start
-
-
-def time_training_step(
-    impl: str,
-    config: BenchConfig,
-    device: torch.device | str = "cpu",
-    iters: int = 3,
-    warmup: int = 1,
-    seed: int = 0,
-    progress: Callable[[], None] | None = None,
-) -> dict[str, Any]:
-    """Time ``warmup + iters`` training steps of one contender alone (see :func:`run_benchmark`)."""
-    return run_benchmark(config, [impl], device, iters, warmup, seed, show_progress=False)["results"][0]
 
 
 def _check_count(name: str, value: object, minimum: int) -> int:

@@ -1,36 +1,36 @@
 """Notebook 05 ("Making it fast") explains this module: the RIM's time loop, fused for speed.
 
-:class:`~minirims.cell.RIMCell.step` is written to be read: one call per stage, each stage validating its
-inputs, every projection its own batched matmul. Over a 196-step sequence that is ~1,000 small ATen calls per
-time step (forward and backward), and on a CPU (or a GPU, in kernel launches) their overhead, not the
-arithmetic, sets the speed. This module computes *the same function* with fewer, larger ops. Each change is
-exact algebra, and the tests check it against the plain path (float64, 1e-6) and the loop oracle
-(:mod:`minirims.naive`):
+:class:`~minirims.model.RIM` runs a sequence one of two ways. ``fast=False`` steps
+:meth:`~minirims.cell.RIMCell.step`, written to be read: one call per stage, each stage its own batched
+matmuls, each checking its inputs. ``fast=True``, the default, calls :func:`run_fast`, which computes *the
+same function* with fewer, larger ops. Both use the same parameters; the tests run every behaviour of the
+RIM on both paths and check that they agree (float64, 1e-6) with each other and with the loop oracle
+(:mod:`minirims.naive`). Every change is exact algebra:
 
-1. **Hoist what does not depend on the state.** The input slots' keys (and values) depend on the input only:
-   they are computed for the whole sequence in one matmul before the loop, as cuDNN does with ``W_ih x``.
+1. **Hoist what does not depend on the state.** The input slots' keys (and values) are computed for the
+   whole sequence in one matmul before the loop, as cuDNN does with ``W_ih x``.
 2. **Fold the value projection into the module cells' input weights.** A module's input gates are
    ``read_i W_ih[i]`` with ``read_i = sum_s attn[i, s] (x_s W_v)``; by associativity that is
-   ``sum_s attn[i, s] (x_s (W_v W_ih[i]))``. ``x_s (W_v W_ih[i])`` is hoisted too, so the per-step
-   (B, n, d_v) x (n, d_v, 4 d_h) product (d_v = 400 in the paper) becomes a weighted sum over the m input
-   slots. It pays when the input is narrower than the value (``m * d_in <= H * d_v``), e.g. a pixel embedding;
-   otherwise the values are hoisted and the read is multiplied per step as in the plain path. The hoisted
-   product is laid out module-major over time, (H*n, T*m*B, G), by one batched matmul, so that every step's
-   slice is a view and neither direction permutes the (T*B*n*G-float) tensor: at the cpu size that layout
-   alone took ~8% off a compiled training step (a profile; two 38 MB permuting copies forward, one backward).
-3. **One matmul per weight that reads the same vector.** Everything that reads h -- the recurrent weights
-   ``W_hh`` and the input attention's query ``W_q`` -- is one batched matmul; the communication's q, k and v
-   are one; its f and g are one.
-4. **Module-major layout.** Inside the loop the state is kept as (n, B, d), so that every per-module matmul is
-   one ``baddbmm`` (bias included) with no transposes; the output is laid out as (B, T, n * d_h) once, at
-   the end.
-5. **Write only what is read.** Without ``trace`` the step returns no attention maps, so a compiled step
-   does not materialise them at every step.
-6. **Validate once.** :class:`~minirims.model.RIM` checks shapes, dtype, device and finiteness once per
-   sequence; the step is unchecked.
+   ``sum_s attn[i, s] (x_s (W_v W_ih[i]))``, and ``x_s (W_v W_ih[i])`` is hoisted too, so the per-step
+   (B, n, H*d_v) x (n, H*d_v, G) product becomes a weighted sum over the m input slots. :func:`should_fold`
+   folds when that is fewer multiply-adds (roughly ``m * d_in <= H * d_v``, e.g. a pixel embedding); else the
+   values are hoisted and the read is multiplied per step as in the plain path. The folded input is made
+   module-major over time, (H*n, T*m*B, G), by one batched matmul, so each step reads a view of it and
+   neither direction permutes it.
+3. **One matmul per vector read.** Everything that reads h -- the recurrent weights ``W_hh`` and the input
+   attention's query ``W_q`` -- is one batched matmul; the communication's q, k and v are one; its f and g
+   are one. The weights are concatenated once per call, inside autograd, so gradients reach the parameters.
+4. **Module-major layout.** Inside the loop the state is (n, B, d), so every per-module matmul is one
+   ``baddbmm`` (bias included) with no transposes; the output is laid out as (B, T, n * d_h) once, at the end.
+5. **Broadcast products for tiny attentions.** The n x n communication scores and reads (and the scores of
+   a single input slot) are element-wise products and sums, not batches of B*H tiny matmuls.
+6. **Write only what is read, validate once.** Without ``trace`` the step returns no attention maps;
+   :class:`~minirims.model.RIM` checks shapes, dtype, device and finiteness once per sequence and the step
+   is unchecked.
+7. **Optionally compile** (``RIM(compile_step=True)``): ``torch.compile`` of :data:`COMPILE_UNROLL` steps
+   at a time, so that the cost of calling compiled code is paid once per chunk.
 
-The weights are concatenated once per forward (inside autograd, so the gradients reach the original
-parameters); training, checkpoints and the plain path share the same parameters.
+What each of these pays, and what was tried and not kept, is measured in ``benchmarks/README.md``.
 
 Dropout draws different random numbers than the plain path (the same distribution, another layout), so
 the two agree exactly in evaluation mode or with dropout 0, and in distribution otherwise.
@@ -210,10 +210,7 @@ def _step(
     mask = _select(weights[..., 0].mean(-1), cfg.k)  # (n, B) bool
     read_w = (F.dropout(weights, cfg.p_in, True) if cfg.p_in > 0 else weights)[..., 1:]  # (n, B, H_in, m)
     if cfg.fold:  # gates = sum over slots and heads of weight * x (W_v W_ih)
-        if m * h_in == 1:
-            gi = torch.addcmul(w.b_ih, read_w.reshape(n, b, 1), feed_t.view(n, b, g_width))
-        else:
-            gi = torch.einsum("nbhm,hnmbg->nbg", read_w, feed_t) + w.b_ih
+        gi = torch.einsum("nbhm,hnmbg->nbg", read_w, feed_t) + w.b_ih
     else:
         read = torch.einsum("nbhm,mbhd->nbhd", read_w, feed_t).reshape(n, b, -1)  # (n, B, H_in*d_v)
         gi = torch.baddbmm(w.b_ih, read, w.w_ih)
@@ -248,10 +245,9 @@ def _step(
     return h_new, c_new, mask, weights, attn.permute(2, 3, 0, 1)  # attn (B, H, n, n), as the plain path
 
 
-#: time steps per compiled call of :func:`_steps` (``run_fast(compile=True)``): the per-call overhead of a
-#: compiled function (guards, autograd wrapper: ~0.1 ms forward + backward on a CPU) is paid once per chunk
-#: and inductor fuses across the steps of a chunk; compile time grows with it (cpu size: ~20 s at 1, ~40 s
-#: at 4). Measured in benchmarks/README.md.
+#: time steps per compiled call of :func:`_steps` (``run_fast(compile=True)``): the cost of calling a
+#: compiled function (guards, the autograd wrapper) is paid once per chunk, and inductor fuses across the
+#: steps of a chunk; compile time grows with the chunk (the trade-off is measured in benchmarks/README.md).
 COMPILE_UNROLL = 4
 
 _COMPILED: dict[str, object] = {}
@@ -287,7 +283,6 @@ def run_fast(
     trace: bool = False,
     fold: bool | None = None,
     compile: bool = False,
-    unroll: int = COMPILE_UNROLL,
 ) -> tuple[Tensor, RIMState, tuple[Tensor, Tensor, Tensor] | None]:
     """The RIM over a whole sequence, fused (see the module docstring). Inputs are not validated here.
 
@@ -298,11 +293,9 @@ def run_fast(
         trace: also return masks (B, T, n), input attention (B, T, n, 1+m), communication attention
             (B, T, H, n, n).
         fold: fold W_v into W_ih (None: when :func:`should_fold` says it pays).
-        compile: step with ``torch.compile`` (inductor): one compiled graph per chunk of ``unroll`` steps,
-            forward and backward, instead of ~40 ATen calls per step. The first call compiles (tens of
-            seconds on a CPU). A traced run, and the last ``T % unroll`` steps, go one compiled step at a
-            time.
-        unroll: steps per compiled call (with ``compile``); 1 compiles a single step.
+        compile: step with ``torch.compile`` (inductor): one compiled graph per chunk of
+            :data:`COMPILE_UNROLL` steps, forward and backward. The first call compiles (tens of seconds on a
+            CPU). A traced run, and the last ``T % COMPILE_UNROLL`` steps, go one compiled step at a time.
 
     Returns:
         outputs (B, T, n*d_h), the final RIMState, and the trace tensors (or None).
@@ -327,7 +320,8 @@ def run_fast(
     # unbind (not indexing): its backward stacks the T gradients once, straight into the layout of the hoisted
     # tensor (the folded feed is unbound along its time axis, dim 2, so that needs no permuting copy).
     keys_ts, feed_ts = keys.unbind(0), feed.unbind(2 if fold else 0)
-    if compile and not trace and unroll > 1:
+    if compile and not trace:
+        unroll = COMPILE_UNROLL
         whole = t_len - t_len % unroll
         steps = _compiled("steps")
         for i in range(0, whole, unroll):

@@ -60,8 +60,6 @@ class RIM(nn.Module):
         compile_step: with ``fast``, run the time loop through ``torch.compile``, in compiled chunks of
             :data:`minirims.fast.COMPILE_UNROLL` steps (one step at a time when tracing) (off by default:
             the first forward compiles for tens of seconds; see ``benchmarks/README.md`` for when it pays).
-        fold: with ``fast``, fold the value projection into the module cells' input weights: True, False, or
-            None (default) to fold when it is the cheaper product (:func:`minirims.fast.should_fold`).
 
     ``d_out = n_modules * d_hidden``: the output at each step is all module states concatenated.
     """
@@ -75,16 +73,13 @@ class RIM(nn.Module):
         rnn: str = "lstm",
         fast: bool = True,
         compile_step: bool = False,
-        fold: bool | None = None,
         **cell_kwargs: Any,
     ) -> None:
         super().__init__()
         for name, value in (("fast", fast), ("compile_step", compile_step)):
             if not isinstance(value, bool):
                 raise ValueError(f"{name}: expected True or False, got {value!r}")
-        if fold is not None and not isinstance(fold, bool):
-            raise ValueError(f"fold: expected True, False or None, got {fold!r}")
-        self.fast, self.compile_step, self.fold = fast, compile_step, fold
+        self.fast, self.compile_step = fast, compile_step
         self.cell = RIMCell(d_in, n_modules, k_active, d_hidden, rnn, **cell_kwargs)
         self.d_in, self.n_modules, self.k_active, self.d_hidden = d_in, n_modules, k_active, d_hidden
         self.d_out = n_modules * d_hidden
@@ -121,7 +116,7 @@ class RIM(nn.Module):
             )
         check_batch("x", x)
         check_like("x", x, self.cell.rnn.weight_hh)
-        b, t_len = x.shape[:2]
+        b = x.shape[0]
         if state is None:
             state = self.initial_state(b, x.device, x.dtype)
             check_finite(("x", x))
@@ -130,11 +125,16 @@ class RIM(nn.Module):
             check_finite(("x", x), ("state.h", state.h), ("state.c", state.c))
         if x.dim() == 3:
             x = x.unsqueeze(2)
-        if self.fast:
-            out, state, fast_trace = run_fast(
-                self.cell, x, state, trace=trace, fold=self.fold, compile=self.compile_step
-            )
-            return out, state, Trace(*fast_trace) if fast_trace is not None else None
+        if self.fast:  # the fused loop of minirims.fast: the same function with fewer, larger ops
+            out, state, record = run_fast(self.cell, x, state, trace=trace, compile=self.compile_step)
+        else:
+            out, state, record = self._run_plain(x, state, trace)
+        return out, state, Trace(*record) if record is not None else None
+
+    def _run_plain(
+        self, x: Tensor, state: RIMState, trace: bool
+    ) -> tuple[Tensor, RIMState, tuple[Tensor, Tensor, Tensor] | None]:
+        """The plain path, :meth:`RIMCell.step` at every step: x (B, T, m, d_in) -> as :func:`run_fast`."""
         # Keys and values do not depend on the state: project the whole sequence in one matmul.
         keys, values = self.cell.input_attention.project_inputs(x)  # (B, T, H, 1+m, d)
         # unbind (not keys[:, t]): its backward stacks the T gradients once, where indexing would allocate and
@@ -142,18 +142,13 @@ class RIM(nn.Module):
         outputs, masks, in_attn, comm_attn = [], [], [], []
         for keys_t, values_t in zip(keys.unbind(1), values.unbind(1), strict=True):
             h, state, info = self.cell.step(keys_t, values_t, state)
-            outputs.append(h.reshape(b, self.d_out))
+            outputs.append(h.reshape(x.shape[0], self.d_out))
             if trace:
                 masks.append(info.mask)
                 in_attn.append(info.input_attn)
                 comm_attn.append(info.comm_attn)
-        out = torch.stack(outputs, dim=1)
-        record = (
-            Trace(torch.stack(masks, 1), torch.stack(in_attn, 1), torch.stack(comm_attn, 1))
-            if trace
-            else None
-        )
-        return out, state, record
+        record = tuple(torch.stack(t, 1) for t in (masks, in_attn, comm_attn)) if trace else None
+        return torch.stack(outputs, dim=1), state, record
 
 
 class LSTMBaseline(nn.Module):

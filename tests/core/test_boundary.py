@@ -1,4 +1,8 @@
-"""The core's public boundary: dtype and device against the parameters, B = 0, non-finite values, autocast."""
+"""The core's public boundary: dtype and device against the parameters, B = 0, non-finite values, autocast.
+
+Each check runs on every model of the core: the RIM on both paths (plain and fused, LSTM and GRU modules),
+the cell, the LSTM baseline.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +19,9 @@ SMALL = dict(
 )
 
 
-def make_rim(fast: bool = True, rnn: str = "lstm") -> RIM:
+def make_rim(path: str, rnn: str = "lstm") -> RIM:
     torch.manual_seed(0)
-    return RIM(5, rnn=rnn, fast=fast, dropout=0.0, **SMALL).eval()
+    return RIM(5, rnn=rnn, fast=path == "fused", dropout=0.0, **SMALL).eval()
 
 
 def make_cell() -> RIMCell:
@@ -31,9 +35,11 @@ def make_lstm() -> LSTMBaseline:
 
 
 MODELS = {
-    "rim-fast": (lambda: make_rim(True), (2, 3, 5)),
-    "rim-plain": (lambda: make_rim(False), (2, 3, 5)),
-    "rim-gru": (lambda: make_rim(True, "gru"), (2, 3, 5)),
+    **{
+        f"rim-{rnn}-{path}": (lambda rnn=rnn, path=path: make_rim(path, rnn), (2, 3, 5))
+        for rnn in ("lstm", "gru")
+        for path in ("plain", "fused")
+    },
     "cell": (make_cell, (2, 5)),
     "lstm": (make_lstm, (2, 3, 5)),
 }
@@ -82,7 +88,7 @@ def test_non_finite_inputs_are_refused(name, bad):
         build()(x)
 
 
-@pytest.mark.parametrize("name", ["rim-fast", "rim-plain", "cell"])
+@pytest.mark.parametrize("name", ["rim-lstm-plain", "rim-lstm-fused", "cell"])
 def test_a_given_state_is_checked_like_the_input(name):
     build, shape = MODELS[name]
     model = build()
@@ -145,7 +151,7 @@ def test_group_layers_refuse_another_dtype_or_device():
     lin = GroupLinear(3, 4, 5)
     meta = torch.randn(2, 3, 4, device="meta")
     with pytest.raises(ValueError, match=r"^x: expected device cpu \(the layer's weight\), got meta$"):
-        lin(meta)  # used to return a CPU tensor of garbage
+        lin(meta)  # without the check: a CPU tensor of garbage, not an error
     with pytest.raises(
         ValueError, match=r"^x: expected dtype torch.float32 \(the layer's weight\), got torch.float16$"
     ):
@@ -227,9 +233,8 @@ def test_check_finite_does_not_sync_while_a_cuda_graph_is_captured(monkeypatch):
         validate.check_finite(("x", bad))
 
 
-@pytest.mark.parametrize("fast", [True, False])
-def test_finiteness_is_checked_once_per_call_not_per_step(fast, monkeypatch):
-    model = make_rim(fast)
+def test_finiteness_is_checked_once_per_call_not_per_step(path, monkeypatch):
+    model = make_rim(path)
     calls = []
     real = torch.isfinite
 

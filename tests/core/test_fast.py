@@ -1,29 +1,25 @@
-"""The fused loop (minirims.fast) computes the same function as the plain path and the loop oracle."""
+"""The fused loop (minirims.fast) against the plain path: the same function, outputs, trace and gradients.
+
+The behaviours of the RIM are tested on both paths by the other test files (``conftest.py``'s ``make_rim``);
+this file compares the two paths with each other and tests what only the fused loop has: the fold rule,
+``torch.compile`` of its steps, the switches.
+"""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from minirims.cell import RIMState
-from minirims.fast import should_fold
+from minirims.fast import run_fast, should_fold
 from minirims.model import RIM
-from minirims.naive import LoopRIMCell
 
 SMALL = dict(n_modules=5, k_active=3, d_hidden=7, input_d_k=6, comm_heads=2, comm_d_k=3, comm_d_v=4)
 
 
-def make_rim(rnn="lstm", d_in=5, seed=0, dropout=0.0, **kw) -> RIM:
+def rim_with(rnn="lstm", d_in=5, seed=0, dropout=0.0, **kw) -> RIM:
+    """A float64 RIM in training mode (dropout 0), switched between the paths by ``rim.fast``."""
     torch.manual_seed(seed)
     return RIM(d_in, rnn=rnn, dropout=dropout, **{**SMALL, **kw}).double()
-
-
-def random_state(rim: RIM, b: int, seed: int = 1) -> RIMState:
-    g = torch.Generator().manual_seed(seed)
-    shape = (b, rim.n_modules, rim.d_hidden)
-    h = torch.randn(*shape, generator=g, dtype=torch.float64)
-    c = torch.randn(*shape, generator=g, dtype=torch.float64) if rim.cell.rnn_type == "lstm" else None
-    return RIMState(h, c)
 
 
 def run(rim: RIM, x, state, fast: bool):
@@ -50,10 +46,11 @@ CASES = [
 
 
 @pytest.mark.parametrize(("rnn", "m", "kw"), CASES)
-def test_fast_equals_plain_float64_outputs_state_trace_and_grads(rnn, m, kw):
-    rim = make_rim(rnn, **kw)
+@pytest.mark.parametrize("start", ["random", "zero"])  # from the zero state every module ties at t=0
+def test_fast_equals_plain_float64_outputs_state_trace_and_grads(rnn, m, kw, start, random_state):
+    rim = rim_with(rnn, **kw)
     x = torch.randn(3, 9, m, 5, dtype=torch.float64)
-    state = random_state(rim, 3)
+    state = random_state(rim, 3) if start == "random" else rim.initial_state(3)
     out_p, fin_p, tr_p, g_p = run(rim, x, state, fast=False)
     out_f, fin_f, tr_f, g_f = run(rim, x, state, fast=True)
     assert torch.equal(tr_p.masks, tr_f.masks)
@@ -75,102 +72,12 @@ def test_fast_equals_plain_float64_outputs_state_trace_and_grads(rnn, m, kw):
 
 
 def test_fold_rule_and_both_reads_exercised():
-    assert should_fold(make_rim().cell, 1)  # 5 <= 400
-    assert not should_fold(make_rim(input_d_v=4).cell, 2)  # 10 > 4
+    assert should_fold(rim_with().cell, 1)  # 5 <= 400
+    assert not should_fold(rim_with(input_d_v=4).cell, 2)  # 10 > 4
     # the weight product is paid once per call: a one-step call at a wide input does not fold, a long one does
-    wide = make_rim(d_in=256).cell
+    wide = rim_with(d_in=256).cell
     assert should_fold(wide, 1) and should_fold(wide, 1, rows=10_000)
     assert not should_fold(wide, 1, rows=16)
-
-
-def test_fast_equals_the_loop_oracle_from_a_zero_state():
-    rim = make_rim()
-    loop = LoopRIMCell.from_cell(rim.cell)
-    x = torch.randn(4, 6, 1, 5, dtype=torch.float64)
-    rim.fast = True
-    out, final, trace = rim(x, trace=True)
-    state = rim.initial_state(4)
-    for t in range(6):
-        h, state, info = loop(x[:, t], state)
-        assert torch.equal(info.mask, trace.masks[:, t])
-        torch.testing.assert_close(out[:, t], h.reshape(4, -1), atol=1e-6, rtol=0)
-    torch.testing.assert_close(final.c, state.c, atol=1e-6, rtol=0)
-
-
-@pytest.mark.parametrize(("rnn", "m"), [("lstm", 1), ("lstm", 2), ("gru", 1)])
-def test_zero_state_ties_go_to_the_first_k_modules_in_every_path(rnn, m):
-    # From the zero state every query is zero, so at t=0 every module's null attention is exactly 1/(1+m)
-    # (0.5 for one slot): all n tie and modules 0..k-1 win.
-    rim = make_rim(rnn)
-    x = torch.randn(4, 5, m, 5, dtype=torch.float64)
-    traces = {}
-    for fast in (False, True):
-        rim.fast = fast
-        _, _, traces[fast] = rim(x, trace=True)
-        assert (traces[fast].input_attn[:, 0, :, 0] == 1 / (1 + m)).all()  # uniform over [null, slots]
-        assert traces[fast].masks[:, 0].tolist() == [[True, True, True, False, False]] * 4
-    assert torch.equal(traces[False].masks, traces[True].masks)
-    if rnn == "lstm":
-        loop, state = LoopRIMCell.from_cell(rim.cell), rim.initial_state(4)
-        for t in range(5):
-            _, state, info = loop(x[:, t], state)
-            assert torch.equal(info.mask, traces[True].masks[:, t])
-
-
-def test_a_partial_tie_is_broken_the_same_way_by_fast_plain_and_the_oracle():
-    # Modules 1 and 3 get the same query weights and the same state: their null attention ties exactly.
-    rim = make_rim()
-    q = rim.cell.input_attention.query.weight
-    with torch.no_grad():
-        q[3] = q[1]
-    state = random_state(rim, 6)
-    state.h[:, 3] = state.h[:, 1]
-    x = torch.randn(6, 1, 1, 5, dtype=torch.float64)
-    traces = {}
-    for fast in (False, True):
-        rim.fast = fast
-        _, _, traces[fast] = rim(x, state, trace=True)
-    null = traces[True].input_attn[:, 0, :, 0]  # (B, n)
-    assert torch.equal(null[:, 1], null[:, 3])
-    masks = traces[True].masks[:, 0]
-    assert torch.equal(traces[False].masks[:, 0], masks)
-    _, _, info = LoopRIMCell.from_cell(rim.cell)(x[:, 0], state)
-    assert torch.equal(info.mask, masks)
-    for row, mask in zip(null.tolist(), masks.tolist(), strict=True):
-        winners = sorted(range(5), key=lambda i: (row[i], i))[:3]  # least null first, then lower index
-        assert mask == [i in winners for i in range(5)]
-    # the tie decided something in some example: exactly one of the tied pair won there
-    assert (masks[:, 1] != masks[:, 3]).any()
-    assert not (masks[:, 3] & ~masks[:, 1]).any()  # and it was never the higher index alone
-
-
-def test_inactive_modules_keep_their_state_bit_for_bit_in_the_fast_path():
-    rim = make_rim()
-    x = torch.randn(4, 7, 1, 5, dtype=torch.float64)
-    out, _, trace = rim(x, random_state(rim, 4), trace=True)
-    h = out.view(4, 7, 5, 7)
-    kept = ~trace.masks[:, 1:]  # (B, T-1, n): inactive at step t, so h_t == h_{t-1}
-    assert kept.any()
-    assert torch.equal(h[:, 1:][kept], h[:, :-1][kept])
-    assert (h[:, 1:][~kept] != h[:, :-1][~kept]).any(-1).all()
-
-
-def test_eval_mode_ignores_dropout_in_both_paths_and_training_mode_uses_it():
-    rim = make_rim(dropout=0.5).eval()
-    x = torch.randn(2, 5, 1, 5, dtype=torch.float64)
-    with torch.no_grad():
-        rim.fast = False
-        plain = rim(x)[0]
-        rim.fast = True
-        fast = rim(x)[0]
-        torch.testing.assert_close(fast, plain, atol=1e-6, rtol=0)
-        rim.train()
-        torch.manual_seed(3)
-        a = rim(x)[0]
-        torch.manual_seed(3)
-        b = rim(x)[0]
-    assert torch.equal(a, b), "same seed, same dropout"
-    assert not torch.allclose(a, fast), "training mode must apply dropout"
 
 
 def test_fast_path_float32_matches_plain_and_is_default():
@@ -189,19 +96,22 @@ def test_switches_must_be_bools(bad):
         RIM(5, **SMALL, fast=bad)
     with pytest.raises(ValueError, match=r"compile_step: expected True or False"):
         RIM(5, **SMALL, compile_step=bad)
-    if bad is not None:
-        with pytest.raises(ValueError, match=r"fold: expected True, False or None"):
-            RIM(5, **SMALL, fold=bad)
 
 
-def test_forcing_the_fold_on_or_off_changes_nothing_but_speed():
-    rim = make_rim()
+def test_the_path_fixture_builds_each_path(make_rim, path):
+    assert make_rim().fast == (path == "fused")
+
+
+@pytest.mark.parametrize("rnn", ["lstm", "gru"])
+def test_forcing_the_fold_on_or_off_changes_nothing_but_speed(rnn, random_state):
+    rim = rim_with(rnn)
     x = torch.randn(2, 6, 1, 5, dtype=torch.float64)
-    outs = []
-    for fold in (True, False):
-        rim.fold = fold
-        outs.append(rim(x)[0])
-    torch.testing.assert_close(outs[0], outs[1], atol=1e-10, rtol=0)
+    state = random_state(rim, 2)
+    runs = [run_fast(rim.cell, x, state, trace=True, fold=fold) for fold in (True, False)]
+    (out_a, final_a, trace_a), (out_b, final_b, trace_b) = runs
+    torch.testing.assert_close(out_a, out_b, atol=1e-10, rtol=0)
+    torch.testing.assert_close(final_a.h, final_b.h, atol=1e-10, rtol=0)
+    assert torch.equal(trace_a[0], trace_b[0])
 
 
 def test_compiled_step_equals_eager(one_thread):

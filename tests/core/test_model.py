@@ -1,4 +1,7 @@
-"""The RIM sequence layer and the LSTM baseline: interface, state, learning."""
+"""The RIM sequence layer and the LSTM baseline: interface, state, learning.
+
+Every test that takes ``make_rim`` runs once per path of the RIM, plain and fused (``conftest.py``).
+"""
 
 from __future__ import annotations
 
@@ -9,18 +12,20 @@ from torch import nn
 from minirims.cell import RIMState
 from minirims.model import RIM, LSTMBaseline
 
-SMALL = dict(
+#: a RIM of 4 modules, 2 active, on 3 input features (the messages below name these sizes)
+SIZES = dict(
     n_modules=4, k_active=2, d_hidden=8, input_d_k=4, input_d_v=6, comm_heads=2, comm_d_k=3, comm_d_v=4
 )
 
 
-def small_rim(d_in=3, seed=0, **kw):
-    torch.manual_seed(seed)
-    return RIM(d_in, dropout=0.0, **{**SMALL, **kw}).double().eval()
+@pytest.fixture
+def small_rim(make_rim):
+    """``small_rim(seed=0, **kw)``: a float64 RIM of :data:`SIZES` on 3 features, on the test's path."""
+    return lambda seed=0, **kw: make_rim(3, seed=seed, **{**SIZES, **kw})
 
 
 @pytest.mark.parametrize("slots", [None, 2])
-def test_rim_shapes_and_trace(slots):
+def test_rim_shapes_and_trace(small_rim, slots):
     rim = small_rim()
     x = (
         torch.randn(5, 7, 3, dtype=torch.float64)
@@ -37,7 +42,7 @@ def test_rim_shapes_and_trace(slots):
     assert rim(x)[2] is None
 
 
-def test_rim_equals_stepping_the_cell_and_state_carries_over():
+def test_rim_equals_stepping_the_cell_and_state_carries_over(small_rim):
     rim = small_rim()
     x = torch.randn(3, 10, 3, dtype=torch.float64)
     out, state, _ = rim(x)
@@ -51,7 +56,7 @@ def test_rim_equals_stepping_the_cell_and_state_carries_over():
     torch.testing.assert_close(h.reshape(3, -1), out[:, -1], atol=1e-12, rtol=0)
 
 
-def test_gru_rim_and_same_seed_same_numbers():
+def test_gru_rim_and_same_seed_same_numbers(small_rim):
     a, b = small_rim(rnn="gru", seed=5), small_rim(rnn="gru", seed=5)
     x = torch.randn(2, 6, 3, dtype=torch.float64)
     out_a, state_a, _ = a(x)
@@ -78,11 +83,12 @@ def adding_batch(g, b=64, t=10):
     return torch.stack([v, mark], -1), (v * mark).sum(1)
 
 
-def test_small_rim_learns_the_adding_task():
+def test_small_rim_learns_the_adding_task(path):
     """Predicting the mean gives MSE ~0.17; 150 Adam steps (~5 s on CPU) bring a small RIM under 0.02."""
     torch.manual_seed(0)
     rim = RIM(
         2,
+        fast=path == "fused",
         n_modules=4,
         k_active=2,
         d_hidden=16,
@@ -118,17 +124,27 @@ def test_small_rim_learns_the_adding_task():
     ("call", "match"),
     [
         (
-            lambda: small_rim()(torch.randn(2, 5, 4, dtype=torch.float64)),
+            lambda rim: rim(torch.randn(2, 5, 4, dtype=torch.float64)),
             r"x: expected shape \(B, T, 3\) or \(B, T, m, 3\) with T >= 1, got \(2, 5, 4\)",
         ),
-        (lambda: small_rim()(torch.randn(2, 0, 3, dtype=torch.float64)), r"with T >= 1, got \(2, 0, 3\)"),
+        (lambda rim: rim(torch.randn(2, 0, 3, dtype=torch.float64)), r"with T >= 1, got \(2, 0, 3\)"),
         (
-            lambda: small_rim()(
+            lambda rim: rim(
                 torch.randn(2, 5, 3, dtype=torch.float64),
                 RIMState(torch.zeros(3, 4, 8), torch.zeros(3, 4, 8)),
             ),
             r"state.h: expected shape \(2, 4, 8\), got \(3, 4, 8\)",
         ),
+    ],
+)
+def test_rim_validation(small_rim, call, match):
+    with pytest.raises(ValueError, match=match):
+        call(small_rim())
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
         (lambda: RIM(3, n_modules=6, k_active=7), r"k_active: expected an int in \[1, n_modules=6\], got 7"),
         (lambda: LSTMBaseline(3, 0), r"d_hidden: expected a positive int, got 0"),
         (lambda: LSTMBaseline(3, 4)(torch.randn(2, 5, 2)), r"x: expected shape \(B, T, 3\), got \(2, 5, 2\)"),
