@@ -1,6 +1,6 @@
-"""Every GPU measurement of the fast-RIM work in one go, written as JSON records to a folder.
+"""Every GPU measurement of the RIM in one go, written as JSON records to a folder.
 
-GPU time comes in minutes (see DEVELOPERS.md), so this script is prepared and tested on the CPU
+GPU time comes in minutes, so this script is prepared and tested on the CPU
 (``--device cpu --quick``) and run once on a GPU::
 
     python -m benchmarks.gpu_check --out results/gpu                       # on the GPU machine, < 8 minutes

@@ -11,7 +11,7 @@ uses neither):
   - :mod:`minirims.communication` (04): active modules read from all modules.
   - :mod:`minirims.cell` (05): the RIM cell (one time step).
   - :mod:`minirims.model` (05): the RIM sequence layer and the LSTM baseline.
-  - :mod:`minirims.naive`: the cell as a loop over modules: the oracle the batched cell is tested against.
+  - :mod:`minirims.naive`: the cell as a loop over modules, the oracle both paths of the RIM are tested on.
   - :mod:`minirims.fast` (05): the RIM's time loop fused for speed; the same function, the default path.
 
 - :mod:`minirims.course`: the exercise checks (one module per notebook), the figures, the grader.

@@ -55,6 +55,13 @@ def check_positive_int(name: str, value: object) -> int:
     return value
 
 
+def check_k_active(k_active: object, n_modules: int) -> int:
+    """Raise unless ``k_active`` is an int in [1, n_modules] (bools rejected): how many modules win a step."""
+    if isinstance(k_active, bool) or not isinstance(k_active, int) or not 1 <= k_active <= n_modules:
+        raise ValueError(f"k_active: expected an int in [1, n_modules={n_modules}], got {k_active!r}")
+    return k_active
+
+
 def check_finite_float(name: str, value: object) -> float:
     """A real number (int or float, not bool) that is finite; returned as float."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):

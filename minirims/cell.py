@@ -31,6 +31,7 @@ from minirims._validate import (
     check_batch,
     check_finite,
     check_input_slots,
+    check_k_active,
     check_like,
     check_positive_int,
     check_shape,
@@ -73,6 +74,13 @@ def block_inactive_grad(x: Tensor, mask: Tensor) -> Tensor:
         (B, n, d), equal to ``x``.
     """
     return torch.where(mask.unsqueeze(-1), x, x.detach())
+
+
+def _unpack_state(state: object) -> tuple[Tensor, Tensor | None]:
+    """(h, c) of a state, or a ValueError if it is not a pair (RIMState or tuple)."""
+    if not isinstance(state, tuple) or len(state) != 2:
+        raise ValueError(f"state: expected a RIMState(h, c) tuple, got {type(state).__name__}")
+    return state[0], state[1]
 
 
 class RIMCell(nn.Module):
@@ -119,9 +127,7 @@ class RIMCell(nn.Module):
         self.d_in = check_positive_int("d_in", d_in)
         self.n_modules = check_positive_int("n_modules", n_modules)
         self.d_hidden = check_positive_int("d_hidden", d_hidden)
-        if isinstance(k_active, bool) or not isinstance(k_active, int) or not 1 <= k_active <= n_modules:
-            raise ValueError(f"k_active: expected an int in [1, n_modules={n_modules}], got {k_active!r}")
-        self.k_active = k_active
+        self.k_active = check_k_active(k_active, n_modules)
         self.rnn_type = rnn
         self.input_attention = InputAttention(
             d_in,
@@ -155,9 +161,7 @@ class RIMCell(nn.Module):
 
         Raises ValueError naming what is wrong. Values are not inspected (see :meth:`forward`).
         """
-        if not isinstance(state, tuple) or len(state) != 2:
-            raise ValueError(f"state: expected a RIMState(h, c) tuple, got {type(state).__name__}")
-        h, c = state
+        h, c = _unpack_state(state)
         shape = (batch_size, self.n_modules, self.d_hidden)
         check_shape("state.h", h, shape)
         check_like("state.h", h, self.rnn.weight_hh)
@@ -187,9 +191,7 @@ class RIMCell(nn.Module):
             check_tensor(name, t)
             check_like(name, t, self.rnn.weight_hh)
         check_batch("keys", keys)
-        if not isinstance(state, tuple) or len(state) != 2:
-            raise ValueError(f"state: expected a RIMState(h, c) tuple, got {type(state).__name__}")
-        h, c = state
+        h, c = _unpack_state(state)
         check_tensor("state.h", h)
         check_like("state.h", h, self.rnn.weight_hh)
         if c is not None:

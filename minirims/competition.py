@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from minirims._validate import (
     check_input_slots,
+    check_k_active,
     check_positive_int,
     check_probability,
     check_shape,
@@ -138,9 +139,7 @@ class InputAttention(nn.Module):
         self.d_k = check_positive_int("d_k", d_k)
         self.d_v = check_positive_int("d_v", d_v)
         self.n_heads = check_positive_int("n_heads", n_heads)
-        if isinstance(k_active, bool) or not isinstance(k_active, int) or not 1 <= k_active <= n_modules:
-            raise ValueError(f"k_active: expected an int in [1, n_modules={n_modules}], got {k_active!r}")
-        self.k_active = k_active
+        self.k_active = check_k_active(k_active, n_modules)
         self.dropout = check_probability("dropout", dropout)
         self.d_read = n_heads * d_v
         # Shared, bias-free key and value projections: the null slot's key and value are exactly zero.

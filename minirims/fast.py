@@ -185,16 +185,8 @@ def _step(
     Returns h, c (n, B, d_h), mask (n, B) bool, and with ``cfg.trace`` the input attention weights
     (n, B, H_in, 1+m) and communication attention (B, H, n, n) (else None, None).
     """
-    n, b, m, h_in, heads, d_k, d_v, g_width = (
-        cfg.n,
-        cfg.b,
-        cfg.m,
-        cfg.h_in,
-        cfg.heads,
-        cfg.d_k,
-        cfg.d_v,
-        cfg.g_width,
-    )
+    n, b, m, h_in, g_width = cfg.n, cfg.b, cfg.m, cfg.h_in, cfg.g_width
+    heads, d_k, d_v = cfg.heads, cfg.d_k, cfg.d_v  # the communication's
     # Everything that reads h, in one batched matmul: recurrent gates and input-attention queries.
     hq = torch.baddbmm(w.b_h, h, w.w_h)  # (n, B, G + H_in*d_k)
     gh, q = hq.split([g_width, h_in * cfg.d_k_in], dim=-1)

@@ -4,9 +4,9 @@ The RIM cell written the slow, obvious way: a Python loop over modules.
 
 This is the version the course builds first (notebook 05). Every module owns plain ``nn.Linear`` /
 ``nn.LSTMCell`` layers and the step loops over them. It computes exactly what :class:`minirims.cell.RIMCell`
-computes (tests assert agreement to 1e-10 in float64), but launches ~n times more small kernels per step.
-It is used as the oracle in tests and as the "naive" contender in ``benchmarks/bench_cell.py``; do not
-train with it.
+computes (the tests check both paths of :class:`~minirims.model.RIM` against it in float64), but launches ~n
+times more small kernels per step. It is the oracle of the tests and the ``loop`` contender of
+``benchmarks/bench_cell.py``; do not train with it.
 
 Shapes: B batch, n modules, m input slots, H heads, d_h hidden size per module.
 """
