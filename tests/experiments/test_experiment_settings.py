@@ -65,6 +65,23 @@ def test_every_experiment_exposes_the_same_names(module):
     assert module.EXPERIMENT in {"copying", "mnist_resolution", "bouncing_balls"}
 
 
+def test_the_old_names_are_gone():
+    """One name per thing: what the one shape replaced is not left beside it."""
+    gone = {
+        common: ["check_settings", "profile_with_overrides", "add_run_arguments"],
+        cp: ["profile_settings", "MODEL_NAMES", "MODELS", "plot_accuracy"],
+        mr: ["profile_settings", "MODEL_NAMES", "MODELS", "plot_accuracy"],
+        bb: ["get_settings", "build_model", "train_model", "training_settings", "summary_table", "MODELS"],
+    }
+    for module, names in gone.items():
+        assert [n for n in names if hasattr(module, n)] == [], module.__name__
+    for module in MODULES.values():  # what the model names carry is no setting
+        fields = {f.name for f in dataclasses.fields(module.Settings)}
+        removed = {"n_modules", "k_active", "rim_hidden", "lstm_hidden", "lstm_scale", "d_hidden", "bce_unit"}
+        assert not fields & (removed | {"tf_d_model", "tf_layers"}), module.__name__
+    assert bb.BCE_UNIT == "BCE of a frame summed over its pixels, averaged over test videos"
+
+
 @pytest.mark.parametrize("module", MODULES.values(), ids=MODULES)
 @pytest.mark.parametrize("profile", ["smoke", "cpu", "full"])
 def test_every_profile_passes_its_own_validation_and_builds_its_models(module, profile):
@@ -192,6 +209,11 @@ def test_booleans_only_where_booleans_are_expected(get):
 def test_a_number_is_not_a_boolean(get):
     with pytest.raises(ValueError, match=r"^compile: expected one of True, False, got 1$"):
         get(compile=1)
+    with pytest.raises(ValueError, match=r"^compile: expected one of True, False, got 0.0$"):
+        get(compile=0.0)
+    if get is _balls:
+        with pytest.raises(ValueError, match=r"^feedback_grad: expected one of True, False, got 1$"):
+            get(feedback_grad=1)
 
 
 def test_model_lists_are_known_and_distinct():
