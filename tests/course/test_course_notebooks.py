@@ -19,7 +19,7 @@ import pytest
 from helpers import load_fixture
 from nbformat.v4 import new_code_cell, new_output
 
-from minirims.course import grade
+from minirims.course import notebook_report
 
 REPO = Path(__file__).resolve().parents[2]
 SOLUTIONS = REPO / "solutions"
@@ -97,7 +97,7 @@ def blank_notebook_problems(
                 "learner's function"
             )
     if not stopped and not problems:
-        for result in grade.evaluate(nb, name):
+        for result in notebook_report.evaluate(nb, name):
             if result.status != "not attempted":
                 problems.append(f"grade: Exercise {result.exercise} is {result.status!r} ({result.message})")
     return problems
@@ -131,7 +131,7 @@ def test_solution_notebook_has_checked_exercises(name):
 def run_blank_notebook(path: Path) -> list[str]:
     """Execute a blank notebook as CI does (smoke profile, this checkout importable); return its problems."""
     pythonpath = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
-    nb, stopped = grade.execute_notebook(
+    nb, stopped = notebook_report.execute_notebook(
         path, timeout=CELL_TIMEOUT, env={"MINIRIMS_PROFILE": "smoke", "PYTHONPATH": pythonpath}
     )
     return blank_notebook_problems(nb, path.name, stopped)
