@@ -34,9 +34,8 @@ Each exercise ends in one of :data:`STATUSES`, with its reason:
 ``--timeout`` is per cell (seconds, a float). A cell that runs longer is interrupted; one that is still
 running a few seconds later (it ignores the interrupt) gets its kernel killed, and the exercises after it are
 not run.
-A folder argument is a class: each ``*.ipynb`` in it is one learner, each sub-folder is one learner with any
-number of notebooks; a table (learner x exercise status, plus totals) is written to ``--out`` as
-``grades.csv`` and ``grades.json``. Notebooks without exercises (``00_tour``) are skipped unless ``--all``.
+A folder argument is a class (:mod:`minirims.course.grade_class`): a table, learner x exercise status plus the
+totals, is written to ``--out``. Notebooks without exercises (``00_tour``) are skipped unless ``--all``.
 The exit status is 0 when every exercise passes, 1 otherwise, 2 for a user error (one line on stderr).
 """
 
@@ -91,7 +90,7 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[2]  #: the folder that holds the
 DEFAULT_COURSE = PACKAGE_ROOT / "notebooks"  #: the course's own notebooks in a source checkout
 GRACE = 5.0  #: seconds an interrupted cell may take to stop before its kernel is killed
 COPY_LIMIT = (500 * 2**20, 5000)  #: a notebook's folder is copied only below this many bytes and files
-_NOTEBOOK_NAME = re.compile(r"^(\d\d)\D.*\.ipynb$|^(\d\d)\.ipynb$")
+_NOTEBOOK_NAME = re.compile(r"^(\d\d)(?:\D.*)?\.ipynb$")
 _CHECK_CALL = re.compile(r"\bchecks\.(check_\w+)\s*\(\s*([A-Za-z_]\w*)")
 _MENTION = re.compile(r"\bExercise (\d+)\.\d+\b")
 
@@ -157,7 +156,7 @@ def course_from_notebooks(
             for exercise, (check, name) in zip(_check_ids(cell), calls, strict=False):
                 found.setdefault(exercise, Exercise(exercise, name, check))
         if found:
-            notebooks[match[1] or match[2]] = tuple(sorted(found.values(), key=lambda e: _key(e.id)))
+            notebooks[match[1]] = tuple(sorted(found.values(), key=lambda e: _key(e.id)))
     if not notebooks:
         raise ValueError(
             f"course: no exercises found in {folder} (expected the course's generated notebooks, NN_*.ipynb, "
@@ -208,8 +207,8 @@ def _rebinds(source: str, name: str) -> bool:
 
 def _notebook_key(nb: nbformat.NotebookNode, name: str, course: Course) -> str | None:
     match = _NOTEBOOK_NAME.match(Path(name).name)
-    if match and (match[1] or match[2]) in course.notebooks:
-        return match[1] or match[2]
+    if match and match[1] in course.notebooks:
+        return match[1]
     mentions: Counter[str] = Counter()
     for cell in nb.cells:
         if cell.cell_type == "code":

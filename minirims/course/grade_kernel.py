@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from queue import Empty
@@ -94,25 +95,19 @@ class Kernel:
         """Stop the channels and kill the kernel (it is not asked to save anything)."""
         self.alive = False
         if self._kc is not None:
-            try:
+            with suppress(Exception):  # already gone
                 self._kc.stop_channels()
-            except Exception:  # already gone
-                pass
             self._kc = None
         if self._km is not None:
-            try:
+            with suppress(Exception):  # already gone
                 if self._km.has_kernel:
                     self._km.shutdown_kernel(now=True)
-            except Exception:  # already gone
-                pass
             self._km = None
 
     def _kill(self) -> None:
         assert self._km is not None
-        try:
+        with suppress(Exception):  # it died on its own meanwhile
             self._km.shutdown_kernel(now=True)
-        except Exception:  # it died on its own meanwhile
-            pass
         self.alive = False
 
     def run(self, code: str, timeout: float, store_history: bool = True) -> CellRun:
