@@ -218,7 +218,7 @@ def check_rate(name: str, value: object, none_ok: bool = False) -> float | None:
 
 def check_choice(name: str, value: object, choices: Sequence[Any]) -> Any:
     """One of ``choices``."""
-    if isinstance(value, bool) and not any(isinstance(c, bool) for c in choices) or value not in choices:
+    if not any(type(value) is type(c) and value == c for c in choices):  # 1 is not True, 0.0 not False
         raise _fail(name, f"one of {', '.join(map(str, choices))}", value)
     return value
 
@@ -241,27 +241,29 @@ MODEL_NAME = re.compile(
 )
 
 
-def parse_model_name(name: object, kinds: Sequence[str] = ("rim", "lstm")) -> dict[str, Any]:
+def parse_model_name(
+    name: object, kinds: Sequence[str] = ("rim", "lstm"), field: str = "name"
+) -> dict[str, Any]:
     """``"rim-6x48-k4"`` -> ``{"kind": "rim", "n": 6, "d": 48, "k": 4}``; ``"lstm-288"`` -> ``{"kind":
     "lstm", "d": 288}``; ``"transformer-2x64"`` -> ``{"kind": "transformer", "layers": 2, "d": 64}``.
 
-    Raises a ValueError naming ``name`` for anything else, a kind not in ``kinds``, a zero size or k > n.
+    Raises a ValueError naming ``field`` for anything else, a kind not in ``kinds``, a zero size or k > n.
     """
     examples = {"rim": "'rim-6x48-k4'", "lstm": "'lstm-288'", "transformer": "'transformer-2x64'"}
     want = "a model name like " + " or ".join(examples[k] for k in kinds)
     m = MODEL_NAME.fullmatch(name) if isinstance(name, str) else None
     if m is None:
-        raise _fail("name", want, name)
+        raise _fail(field, want, name)
     if m["kind"]:
         out = {"kind": "rim", "n": int(m["n"]), "d": int(m["d"]), "k": int(m["k"])}
         if not 1 <= out["k"] <= out["n"]:
-            raise _fail("name", f"k active in [1, n = {out['n']}] in {want}", name)
+            raise _fail(field, f"k active in [1, n = {out['n']}] in {want}", name)
     elif m["lstm"]:
         out = {"kind": "lstm", "d": int(m["h"])}
     else:
         out = {"kind": "transformer", "layers": int(m["layers"]), "d": int(m["width"])}
     if out["kind"] not in kinds or min(v for v in out.values() if isinstance(v, int)) < 1:
-        raise _fail("name", want, name)
+        raise _fail(field, want, name)
     return out
 
 
@@ -302,7 +304,7 @@ class Settings:
     def __post_init__(self) -> None:
         check_choice("profile", self.profile, PROFILES)
         models = check_distinct(
-            "models", self.models, lambda n, v: (parse_model_name(v, self.MODEL_KINDS), v)[1]
+            "models", self.models, lambda n, v: (parse_model_name(v, self.MODEL_KINDS, n), v)[1]
         )
         object.__setattr__(self, "models", models)
         for key in (
@@ -333,7 +335,7 @@ class Settings:
         if not isinstance(self.lr_by_model, Mapping):
             raise _fail("lr_by_model", "a dict from model names to learning rates", self.lr_by_model)
         for name, lr in self.lr_by_model.items():
-            parse_model_name(name, self.MODEL_KINDS)
+            parse_model_name(name, self.MODEL_KINDS, f"lr_by_model[{name!r}]")
             check_rate(f"lr_by_model[{name!r}]", lr)
         object.__setattr__(self, "lr_by_model", dict(self.lr_by_model))
 

@@ -19,7 +19,6 @@ Shapes: B batch, T time, H = W frame size, d_e encoder output size, n modules, d
 
 from __future__ import annotations
 
-import re
 from typing import Any, NamedTuple
 
 import torch
@@ -27,14 +26,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from minirims._validate import check_positive_int, check_tensor
-from minirims.model import RIM, LSTMBaseline, Trace
+from minirims.model import Trace
 
 __all__ = [
     "FrameDecoder",
     "FrameEncoder",
     "FramePredictor",
     "Rollout",
-    "make_frame_model",
     "next_frame_loss",
     "rollout",
     "rollout_loss",
@@ -169,35 +167,6 @@ class FramePredictor(nn.Module):
         out, state, record = self.core(z, state, trace=trace)
         logits = self.decoder(out.reshape(b * t, -1)).view(frames.shape)
         return logits, state, record
-
-
-def make_frame_model(
-    name: str,
-    frame_size: int = 64,
-    d_embed: int = 512,
-    channels: tuple[int, ...] = (16, 32, 64),
-    d_hidden: int = 100,
-    **rim_kwargs: Any,
-) -> FramePredictor:
-    """Build a named model: ``"rim-<n>-<k>"`` (n modules, k active, ``d_hidden`` each) or ``"lstm-<d_h>"``.
-
-    Args:
-        name: e.g. "rim-6-4", "lstm-256", "lstm-512".
-        frame_size, channels: encoder/decoder shape; d_embed: encoder output size (the core's input).
-        d_hidden: RIM hidden size per module; rim_kwargs: other :class:`RIM` arguments (e.g. dropout).
-    """
-    check_positive_int("d_embed", d_embed)
-    rim = re.fullmatch(r"rim-(\d+)-(\d+)", name) if isinstance(name, str) else None
-    lstm = re.fullmatch(r"lstm-(\d+)", name) if isinstance(name, str) else None
-    if rim:
-        core: nn.Module = RIM(d_embed, int(rim[1]), int(rim[2]), d_hidden, **rim_kwargs)
-    elif lstm:
-        core = LSTMBaseline(d_embed, int(lstm[1]))
-    else:
-        raise ValueError(
-            f"name: expected 'rim-<n>-<k>' or 'lstm-<d_h>' (e.g. 'rim-6-4', 'lstm-256'), got {name!r}"
-        )
-    return FramePredictor(core, frame_size, channels)
 
 
 def next_frame_loss(model: FramePredictor, frames: Tensor) -> tuple[Tensor, dict[str, Tensor]]:

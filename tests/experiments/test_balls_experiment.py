@@ -19,13 +19,18 @@ from minirims.experiments import bouncing_balls as bb  # noqa: E402
 from minirims.experiments.video import (  # noqa: E402
     FrameDecoder,
     FrameEncoder,
-    make_frame_model,
+    FramePredictor,
     next_frame_loss,
     rollout,
     rollout_loss,
 )
+from minirims.model import LSTMBaseline  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+#: the smoke profile's frame model sizes: 16x16 frames, channels 8-16, a 32-wide embedding
+SMALL = bb.PROFILES["smoke"]
 
 
 def _frames(b: int = 2, t: int = 6, size: int = 16) -> torch.Tensor:
@@ -34,10 +39,10 @@ def _frames(b: int = 2, t: int = 6, size: int = 16) -> torch.Tensor:
     return make_balls(b, 4, t, seed=0).frames(size=size)
 
 
-@pytest.mark.parametrize("name", ["rim-6-4", "lstm-256"])
+@pytest.mark.parametrize("name", ["rim-6x16-k4", "lstm-256"])
 def test_model_forward_shapes(name: str) -> None:
     torch.manual_seed(0)
-    model = make_frame_model(name, frame_size=16, d_embed=32, channels=(8, 16), d_hidden=16)
+    model = bb.make_model(name, SMALL)
     frames = _frames()
     logits, _, trace = model(frames, trace=True) if name.startswith("rim") else model(frames)
     assert logits.shape == frames.shape
@@ -47,7 +52,7 @@ def test_model_forward_shapes(name: str) -> None:
 
 def test_rollout_shapes() -> None:
     torch.manual_seed(0)
-    model = make_frame_model("rim-6-4", frame_size=16, d_embed=32, channels=(8, 16), d_hidden=16)
+    model = bb.make_model("rim-6x16-k4", SMALL)
     frames = _frames(2, 30)
     out = rollout(model, frames, n_given=15, n_future=15, trace=True)
     assert out.predictions.shape == (2, 15, 1, 16, 16)
@@ -60,7 +65,7 @@ def test_rollout_shapes() -> None:
 
 def test_training_lowers_the_loss() -> None:
     torch.manual_seed(0)
-    model = make_frame_model("lstm-32", frame_size=16, d_embed=32, channels=(8, 16))
+    model = bb.make_model("lstm-32", SMALL)
     frames = _frames(8, 6)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     first = next_frame_loss(model, frames)[0].item()
@@ -99,9 +104,11 @@ def test_smoke_run_writes_record(tmp_path) -> None:
 
 
 def test_unknown_model_and_profile() -> None:
-    with pytest.raises(ValueError, match="name: expected 'rim-<n>-<k>' or 'lstm-<d_h>'"):
-        make_frame_model("gru-3")
-    with pytest.raises(ValueError, match=r"name: expected a model name like .*, got 'transformer-2x64'"):
+    with pytest.raises(ValueError, match=r"name: expected a model name like .*, got 'gru-3'"):
+        bb.make_model("gru-3")
+    with pytest.raises(
+        ValueError, match=r"models\[0\]: expected a model name like .*, got 'transformer-2x64'"
+    ):
         bb.settings("smoke", models=("transformer-2x64",))  # a kind the balls experiment does not know
     with pytest.raises(ValueError, match=r"name: expected a model name like .*, got 'rim-6-4'"):
         bb.make_model("rim-6-4")  # the old name says no size
@@ -129,9 +136,9 @@ def test_cli_parses_profile_and_seeds(capsys) -> None:
     assert captured.out == ""
 
 
-def _tiny(name: str = "rim-6-4"):
+def _tiny(name: str = "rim-6x16-k4"):
     torch.manual_seed(0)
-    return make_frame_model(name, frame_size=16, d_embed=32, channels=(8, 16), d_hidden=16)
+    return bb.make_model(name, SMALL)
 
 
 def test_rollout_feeds_back_its_own_predictions() -> None:
@@ -221,9 +228,9 @@ def test_frame_model_validation_messages() -> None:
     with pytest.raises(ValueError, match=r"frames: expected at least 2 frames"):
         next_frame_loss(model, torch.zeros(2, 1, 1, 16, 16))
     with pytest.raises(ValueError, match=r"frame_size: expected a positive multiple of 4, got 18"):
-        make_frame_model("lstm-32", frame_size=18, channels=(8, 16))
+        FramePredictor(LSTMBaseline(32, 32), frame_size=18, channels=(8, 16))
     with pytest.raises(ValueError, match=r"channels: expected a non-empty tuple of positive ints"):
-        make_frame_model("lstm-32", frame_size=16, channels=())
+        FramePredictor(LSTMBaseline(32, 32), frame_size=16, channels=())
     with pytest.raises(ValueError, match=r"n_given: expected a positive int, got 0"):
         rollout(model, _frames(1, 6), n_given=0, n_future=2)
 
@@ -320,7 +327,7 @@ def test_cli_smoke_end_to_end(tmp_path, capsys) -> None:
 
 def test_rollout_loss_is_teacher_forcing_at_t_minus_1_and_feeds_back_otherwise() -> None:
     torch.manual_seed(0)
-    model = make_frame_model("lstm-32", frame_size=16, d_embed=32, channels=(8, 16))
+    model = bb.make_model("lstm-32", SMALL)
     frames = _frames(3, 8)
     tf, _ = next_frame_loss(model, frames)
     same, metrics = rollout_loss(model, frames, n_given=7)

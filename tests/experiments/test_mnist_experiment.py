@@ -90,9 +90,7 @@ def test_unknown_names_raise() -> None:
         mr.settings("huge")
     with pytest.raises(ValueError, match="overrides: expected keys"):
         mr.settings("smoke", n_trian=3)
-    with pytest.raises(
-        ValueError, match="name: expected"
-    ):  # the models of a run are checked with its settings
+    with pytest.raises(ValueError, match=r"^models\[1\]: expected"):  # checked with the run's settings
         mr.settings("smoke", models=["lstm-72", "gru-999"])
     with pytest.raises(ValueError, match=r"d_model: expected an even multiple of n_heads=2, got 15"):
         mr.run(mr.settings("smoke", models=["transformer-1x15"]), save=False)  # built before the data load
