@@ -46,6 +46,7 @@ from minirims.experiments.baselines import (
     mean_frame_baseline,
 )
 from minirims.experiments.common import (
+    TINY_ATTENTION,
     Record,
     Task,
     check_int,
@@ -152,6 +153,7 @@ PROFILES: dict[str, Settings] = {
         channels=(8, 16),
         d_embed=32,
         train_given=6,
+        **TINY_ATTENTION,
         note="CI check that every piece runs; the numbers mean nothing",
     ),
     "cpu": Settings(

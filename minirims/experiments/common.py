@@ -376,6 +376,17 @@ class Settings:
         )
 
 
+#: the RIM's attention in the laptop-sized (``cpu``) profiles: keys and values narrower than the paper's
+LAPTOP_ATTENTION: dict[str, int] = {"input_d_k": 32, "input_d_v": 64, "comm_d_k": 16, "comm_d_v": 16}
+#: the smallest attention, for the ``smoke`` profiles
+TINY_ATTENTION: dict[str, int] = {
+    "input_d_k": 8,
+    "input_d_v": 16,
+    "comm_heads": 2,
+    "comm_d_k": 4,
+    "comm_d_v": 4,
+}
+
 SettingsT = TypeVar("SettingsT", bound=Settings)
 
 

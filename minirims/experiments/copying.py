@@ -37,6 +37,8 @@ from tqdm.auto import tqdm
 
 from minirims.experiments import common
 from minirims.experiments.common import (
+    LAPTOP_ATTENTION,
+    TINY_ATTENTION,
     Record,
     Task,
     check_distinct,
@@ -107,11 +109,7 @@ PROFILES: dict[str, Settings] = {
         epochs=1,
         batch_size=16,
         d_emb=8,
-        input_d_k=8,
-        input_d_v=16,
-        comm_heads=2,
-        comm_d_k=4,
-        comm_d_v=4,
+        **TINY_ATTENTION,
         n_eval=64,
         eval_batch_size=64,
         note="proves the pipeline runs (seconds); accuracies are near chance",
@@ -127,10 +125,7 @@ PROFILES: dict[str, Settings] = {
         lr_schedule="cosine",
         warmup_steps=200,
         d_emb=16,
-        input_d_k=32,
-        input_d_v=64,
-        comm_d_k=16,
-        comm_d_v=16,
+        **LAPTOP_ATTENTION,
         compile=True,
         note="a RIM of 6 x 48 units (4 active) against an LSTM of the same state size, 4k steps of batch 64 "
         "at T = 50 with a cosine schedule: at 6 x 32 the RIM forgets at T = 200, and these peak rates won "

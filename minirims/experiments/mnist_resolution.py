@@ -32,18 +32,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from minirims.experiments import common
-from minirims.experiments.common import (
-    Record,
-    Task,
-    check_distinct,
-    check_int,
-    make_core,
-    mean_std,
-    parse_model_name,
-    settings_of,
-    traced_masks,
-    train_and_test,
-)
+from minirims.experiments.common import LAPTOP_ATTENTION, TINY_ATTENTION, Record, Task, check_int
 from minirims.experiments.data.mnist import SPLIT_SIZES, load_mnist, pixel_sequences
 from minirims.experiments.figures import PAPER_TABLE1
 from minirims.experiments.train import batch_indices
@@ -92,7 +81,9 @@ class Settings(common.Settings):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_int("train_size", self.train_size, 1, MAX_SIZE)
-        sizes = check_distinct("test_sizes", self.test_sizes, lambda n, v: check_int(n, v, 1, MAX_SIZE))
+        sizes = common.check_distinct(
+            "test_sizes", self.test_sizes, lambda n, v: check_int(n, v, 1, MAX_SIZE)
+        )
         object.__setattr__(self, "test_sizes", sizes)
         for key, split in (("n_train", "train"), ("n_valid", "valid"), ("n_test", "test")):
             check_int(key, getattr(self, key), 1, SPLIT_SIZES[split])
@@ -112,11 +103,7 @@ PROFILES: dict[str, Settings] = {
         eval_batch_size=64,
         lr=2e-3,
         d_emb=8,
-        input_d_k=16,
-        input_d_v=32,
-        comm_heads=2,
-        comm_d_k=8,
-        comm_d_v=8,
+        **TINY_ATTENTION,
         tf_heads=2,
         note="proves the pipeline runs (seconds); accuracies are near chance",
     ),
@@ -131,10 +118,7 @@ PROFILES: dict[str, Settings] = {
         lr_schedule="cosine",
         warmup_steps=200,
         dropout=0.0,
-        input_d_k=32,
-        input_d_v=64,
-        comm_d_k=16,
-        comm_d_v=16,
+        **LAPTOP_ATTENTION,
         compile=True,
         note="laptop size: a RIM of 6 x 32 units against an LSTM of 192, all 50k training digits, 5 "
         "epochs of batch 32, one recipe for both (warm-up to 3e-3, cosine decay, no dropout: with one input "
@@ -153,7 +137,7 @@ PROFILES: dict[str, Settings] = {
 
 def settings(profile: str | Settings | None = None, **overrides: Any) -> Settings:
     """The settings of ``profile`` (default: env ``MINIRIMS_PROFILE``) with ``overrides``, validated."""
-    return settings_of(PROFILES, profile, overrides)
+    return common.settings_of(PROFILES, profile, overrides)
 
 
 class MNISTClassifier(nn.Module):
@@ -192,11 +176,11 @@ def make_model(name: str, settings: Settings | None = None) -> MNISTClassifier:
     ``transformer-<layers>x<d_model>``: a causal Transformer with ``tf_heads`` heads.
     """
     s = PROFILES["full"] if settings is None else settings
-    spec = parse_model_name(name, Settings.MODEL_KINDS)
+    spec = common.parse_model_name(name, Settings.MODEL_KINDS)
     if spec["kind"] == "transformer":
         core: nn.Module = CausalTransformer(s.d_emb, spec["d"], spec["layers"], s.tf_heads, dropout=s.dropout)
     else:
-        core = make_core(name, s.d_emb, s)
+        core = common.make_core(name, s.d_emb, s)
     return MNISTClassifier(core, s.d_emb)
 
 
@@ -205,7 +189,7 @@ def activity_masks(model: MNISTClassifier, tokens: Tensor) -> Tensor:
     """Which RIM modules are active at each pixel: tokens (T,) or (B, T) -> masks (B, T, n) bool (CPU)."""
     if not isinstance(model, MNISTClassifier) or not isinstance(model.core, RIM):
         raise ValueError(f"model: expected an MNISTClassifier with a RIM core, got {type(model).__name__}")
-    return traced_masks(model, tokens)
+    return common.traced_masks(model, tokens)
 
 
 @torch.no_grad()
@@ -244,7 +228,7 @@ def run(settings: str | Settings | None = None, seeds: int | list[int] = 1, **op
         The record; ``metrics[name]["acc"][str(size)]`` is mean/std/values over seeds of the test accuracy
         (0..1) at ``size x size``.
     """
-    s = settings_of(PROFILES, settings, {})
+    s = common.settings_of(PROFILES, settings, {})
 
     def make_task(s: Settings, device: torch.device) -> Task:
         x_train, y_train = (t.to(device) for t in _load_split("train", s.n_train, s.train_size))
@@ -268,11 +252,11 @@ def run(settings: str | Settings | None = None, seeds: int | list[int] = 1, **op
             return {size: evaluate_accuracy(model, *tests[size], s.eval_batch_size) for size in bar}
 
         def summarize(per_seed: list[dict[int, float]]) -> dict[str, Any]:
-            return {"acc": {str(size): mean_std([r[size] for r in per_seed]) for size in s.test_sizes}}
+            return {"acc": {str(size): common.mean_std([r[size] for r in per_seed]) for size in s.test_sizes}}
 
         return Task(batches, loss, validate, test, summarize, select="val_acc", mode="max")
 
-    return train_and_test(
+    return common.train_and_test(
         EXPERIMENT,
         s,
         seeds,

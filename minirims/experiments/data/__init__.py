@@ -5,28 +5,5 @@
 - :mod:`minirims.experiments.data.balls`: the bouncing-balls simulator and renderer.
 """
 
-from minirims.experiments.data.mnist import (
-    RESOLUTIONS,
-    SPLITS,
-    MNISTUnavailableError,
-    binarize,
-    data_dir,
-    fetch_mnist,
-    load_mnist,
-    pixel_sequences,
-    resize_nearest,
-    sequence_length,
-)
-
-__all__ = [
-    "RESOLUTIONS",
-    "SPLITS",
-    "MNISTUnavailableError",
-    "binarize",
-    "data_dir",
-    "fetch_mnist",
-    "load_mnist",
-    "pixel_sequences",
-    "resize_nearest",
-    "sequence_length",
-]
+from minirims.experiments.data.mnist import *  # noqa: F403 -- the MNIST API, as mnist.__all__ lists it
+from minirims.experiments.data.mnist import __all__  # noqa: F401
