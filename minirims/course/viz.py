@@ -3,7 +3,8 @@
 Every function here returns a :class:`matplotlib.figure.Figure` and never calls ``plt.show()``. New figures
 are closed in pyplot as soon as they are made, so a notebook cell that ends with ``viz.plot_attention(w)``
 shows the figure exactly once (as the cell's value) and no figure piles up in pyplot's registry. When you pass
-``ax=`` (an axes from ``plt.subplots``), the function draws there and returns ``ax.figure``.
+``ax=`` (an axes from ``plt.subplots``), the function draws there and returns ``ax.figure``; ``figsize`` is
+the size of a new figure, ``title`` its title.
 
 - :func:`plot_attention`: a heatmap of attention weights, e.g. modules x input slots.
 - :func:`plot_activity`: which modules are active at each time step (a modules x time raster).
@@ -166,17 +167,12 @@ def plot_attention(
             attention (n, n). Rows usually sum to 1.
         row_labels: R labels (default ``M0, M1, ...``).
         col_labels: C labels (default ``0, 1, ...``).
-        title: axes title.
         ax: draw into this axes; a new figure is made when None.
         xlabel, ylabel: axis labels (None for none).
         vmin, vmax: colour scale (``vmax=None``: the maximum of ``weights``).
         annotate: write the values into the cells (default: when there are at most 100 cells).
         colorbar: add a colour bar (one more axes in the figure).
         active_rows: optional (R,) bool, e.g. the active modules; their labels are drawn in bold blue.
-        figsize: size of a new figure.
-
-    Returns:
-        The Figure.
     """
     w = _to_numpy("weights", weights).astype(np.float64)
     _check_ndim("weights", w, 2, "(R, C)")
@@ -249,12 +245,10 @@ def plot_activity(
             example: ``trace.masks[b]``.
         inputs: optional (T,) or (T, d) input sequence, drawn as a grey strip above the raster so you can see
             what the modules were reacting to (adds one axes).
-        title: title of the figure.
         module_labels: n labels (default ``M0, M1, ...``).
         input_label: label of the input strip.
         t_marker: optional time step to outline.
         ax: draw into this axes (the input strip is appended above it); a new figure when None.
-        figsize: size of a new figure.
 
     Returns:
         The Figure (1 axes, or 2 with ``inputs``).
@@ -377,7 +371,6 @@ def show_step(
         t: which time step, in [0, T).
         inputs: optional (B, T) or (B, T, d) inputs, drawn as a strip above the raster (one more axes).
         slot_labels: 1+m labels for the input slots (default ``null, x`` or ``null, x1, ...``).
-        figsize: figure size.
 
     Returns:
         The Figure (3 axes, 4 with ``inputs``).
@@ -448,7 +441,6 @@ def step_explorer(
         inputs: optional (B, T) or (B, T, d) inputs shown above the raster.
         slot_labels: 1+m input slot labels.
         example, t: where to start.
-        figsize: figure size.
 
     Returns:
         An ``ipywidgets.VBox`` (display it, or leave it as the last expression of a cell). Its ``children``
@@ -517,7 +509,6 @@ def plot_competition(
         k: how many modules win (1 <= k <= n).
         slot_labels: 1+m labels (default ``null, x`` or ``null, x1, ...``).
         title: a title over the three panels.
-        figsize: figure size.
 
     Returns:
         The Figure: the scores (null column outlined), the attention (winners' rows in bold blue) and a bar
@@ -600,11 +591,6 @@ def plot_communication(
         mask: (n,) bool, the active modules. Only they read (their arrows are drawn, in blue); the inactive
             modules keep their state (a grey dashed line straight down), but every module can be read.
         gate: optional (n,) mean gate sigma(g(a)) per module, written under the readers.
-        title: axes title.
-        figsize: figure size.
-
-    Returns:
-        The Figure.
     """
     w = _to_numpy("attn", attn).astype(np.float64)
     _check_ndim("attn", w, 2, "(n, n)")
@@ -688,10 +674,6 @@ def plot_rim_step(
     Args:
         n: number of modules (2 to 8).
         active: the indices of the active modules.
-        figsize: figure size.
-
-    Returns:
-        The Figure.
     """
     n = _check_int("n", n, 2, 8)
     mask = _check_active(active, n)
