@@ -171,8 +171,8 @@ PROFILES: dict[str, Settings] = {
         channels=(8, 16, 32),
         d_embed=256,
         note="32x32 frames and a narrower encoder/decoder (8-16-32), 4k videos of 30 frames (15 read, 15 "
-        "rolled out), 1,500 steps of batch 16 for every model at the best peak rate of every model in the "
-        "sweep (commit aeba678, results/README.md); one seed of the three models in ~19 min on 2 cores",
+        "rolled out), 1,500 steps of batch 16 for every model, each at its best peak rate in the sweep "
+        "(commit aeba678, results/README.md)",
     ),
     "full": Settings(
         profile="full",

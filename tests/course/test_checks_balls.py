@@ -7,7 +7,7 @@ import torch
 from helpers import load_fixture
 
 from minirims.course.checks import check_last_frame_guess
-from minirims.experiments.bouncing_balls import last_frame_guess
+from minirims.experiments.baselines import last_frame_guess
 
 fails = load_fixture("check_answers").fails
 

@@ -15,7 +15,7 @@ from minirims.course.checks._core import (
     _require_callable,
     passed,
 )
-from minirims.experiments.bouncing_balls import last_frame_guess
+from minirims.experiments.baselines import last_frame_guess
 from minirims.experiments.data.balls import make_balls
 
 __all__ = ["check_last_frame_guess"]
