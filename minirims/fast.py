@@ -5,7 +5,7 @@
 matmuls, each checking its inputs. ``fast=True``, the default, calls :func:`run_fast`, which computes *the
 same function* with fewer, larger ops. Both use the same parameters; the tests run every behaviour of the
 RIM on both paths and check that they agree (float64, 1e-6) with each other and with the loop oracle
-(:mod:`minirims.naive`). Every change is exact algebra:
+(:mod:`minirims.naive`). Every change is exact (algebra or layout):
 
 1. **Hoist what does not depend on the state.** The input slots' keys (and values) are computed for the
    whole sequence in one matmul before the loop, as cuDNN does with ``W_ih x``.
@@ -50,6 +50,7 @@ from torch import Tensor
 
 from minirims.cell import RIMCell, RIMState
 from minirims.competition import select_topk
+from minirims.group import gru_update, lstm_update
 
 __all__ = ["FastWeights", "fast_weights", "should_fold", "run_fast"]
 
@@ -206,18 +207,11 @@ def _step(
     else:
         read = torch.einsum("nbhm,mbhd->nbhd", read_w, feed_t).reshape(n, b, -1)  # (n, B, H_in*d_v)
         gi = torch.baddbmm(w.b_ih, read, w.w_ih)
-    # Independent dynamics.
+    # Independent dynamics: the group cells' equations on the fused gates.
     if cfg.lstm:
-        i_g, f_g, g_g, o_g = (gi + gh).chunk(4, dim=-1)
-        c_tilde = torch.sigmoid(f_g) * c + torch.sigmoid(i_g) * torch.tanh(g_g)
-        h_tilde = torch.sigmoid(o_g) * torch.tanh(c_tilde)
+        h_tilde, c_tilde = lstm_update(gi + gh, c)
     else:
-        i_r, i_z, i_n = gi.chunk(3, dim=-1)
-        h_r, h_z, h_n = gh.chunk(3, dim=-1)
-        r = torch.sigmoid(i_r + h_r)
-        z = torch.sigmoid(i_z + h_z)
-        h_tilde = (1 - z) * torch.tanh(i_n + r * h_n) + z * h
-        c_tilde = c
+        h_tilde, c_tilde = gru_update(gi, gh, h), c
     active = mask.unsqueeze(-1)  # (n, B, 1)
     h_tilde = torch.where(active, h_tilde, h_tilde.detach())  # inactive candidates get no gradient
     # Communication: q, k, v in one matmul, f and g in one.

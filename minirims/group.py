@@ -20,12 +20,29 @@ from torch import Tensor, nn
 
 from minirims._validate import check_finite_float, check_like, check_positive_int, check_shape
 
-__all__ = ["GroupLinear", "GroupLSTMCell", "GroupGRUCell"]
+__all__ = ["GroupLinear", "GroupLSTMCell", "GroupGRUCell", "lstm_update", "gru_update"]
 
 
 def _uniform_(t: Tensor, bound: float) -> None:
     with torch.no_grad():
         t.uniform_(-bound, bound)
+
+
+def lstm_update(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+    """The LSTM update: pre-activation gates (..., 4*d_h), order i, f, g, o, and c -> (h', c') (..., d_h)."""
+    i, f, g, o = gates.chunk(4, dim=-1)
+    c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c_new), c_new
+
+
+def gru_update(gi: Tensor, gh: Tensor, h: Tensor) -> Tensor:
+    """The GRU update: input, hidden pre-activations (..., 3*d_h), order r, z, n, and h -> h' (..., d_h)."""
+    i_r, i_z, i_n = gi.chunk(3, dim=-1)
+    h_r, h_z, h_n = gh.chunk(3, dim=-1)
+    r = torch.sigmoid(i_r + h_r)
+    z = torch.sigmoid(i_z + h_z)
+    n = torch.tanh(i_n + r * h_n)
+    return (1 - z) * n + z * h
 
 
 class GroupLinear(nn.Module):
@@ -130,10 +147,7 @@ class GroupLSTMCell(nn.Module):
             + torch.einsum("bnh,nho->bno", h, self.weight_hh)
             + self.bias
         )
-        i, f, g, o = gates.chunk(4, dim=-1)
-        c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        h_new = torch.sigmoid(o) * torch.tanh(c_new)
-        return h_new, c_new
+        return lstm_update(gates, c)
 
     def extra_repr(self) -> str:
         return f"n={self.n}, d_in={self.d_in}, d_h={self.d_h}, forget_bias={self.forget_bias}"
@@ -180,12 +194,7 @@ class GroupGRUCell(nn.Module):
         check_like("h", h, self.weight_hh, "the cell's weights")
         gi = torch.einsum("bni,nio->bno", x, self.weight_ih) + self.bias_ih
         gh = torch.einsum("bnh,nho->bno", h, self.weight_hh) + self.bias_hh
-        i_r, i_z, i_n = gi.chunk(3, dim=-1)
-        h_r, h_z, h_n = gh.chunk(3, dim=-1)
-        r = torch.sigmoid(i_r + h_r)
-        z = torch.sigmoid(i_z + h_z)
-        n = torch.tanh(i_n + r * h_n)
-        return (1 - z) * n + z * h
+        return gru_update(gi, gh, h)
 
     def extra_repr(self) -> str:
         return f"n={self.n}, d_in={self.d_in}, d_h={self.d_h}"
