@@ -19,7 +19,7 @@ SMALL = dict(
 )
 
 
-def make_rim(path: str, rnn: str = "lstm") -> RIM:
+def boundary_rim(path: str, rnn: str = "lstm") -> RIM:
     torch.manual_seed(0)
     return RIM(5, rnn=rnn, fast=path == "fused", dropout=0.0, **SMALL).eval()
 
@@ -36,7 +36,7 @@ def make_lstm() -> LSTMBaseline:
 
 MODELS = {
     **{
-        f"rim-{rnn}-{path}": (lambda rnn=rnn, path=path: make_rim(path, rnn), (2, 3, 5))
+        f"rim-{rnn}-{path}": (lambda rnn=rnn, path=path: boundary_rim(path, rnn), (2, 3, 5))
         for rnn in ("lstm", "gru")
         for path in ("plain", "fused")
     },
@@ -234,7 +234,7 @@ def test_check_finite_does_not_sync_while_a_cuda_graph_is_captured(monkeypatch):
 
 
 def test_finiteness_is_checked_once_per_call_not_per_step(path, monkeypatch):
-    model = make_rim(path)
+    model = boundary_rim(path)
     calls = []
     real = torch.isfinite
 
