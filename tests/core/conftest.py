@@ -13,7 +13,7 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from minirims.cell import RIMState
+from minirims.cell import RIMCell, RIMState
 from minirims.model import RIM
 
 #: a small RIM: 6 modules, 4 active. With d_in = 5 one input slot folds W_v into W_ih (5 <= d_v = 6) and
@@ -44,18 +44,29 @@ def make_rim(path: str) -> Callable[..., RIM]:
     return build
 
 
-def random_state(model, b: int, seed: int = 1) -> RIMState:
-    """A random RIMState for ``model`` (a RIM or a RIMCell), in its parameters' dtype: h, c (B, n, d_h)."""
-    cell = getattr(model, "cell", model)
-    g = torch.Generator().manual_seed(seed)
-    dtype = cell.rnn.weight_hh.dtype
-    shape = (b, cell.n_modules, cell.d_hidden)
-    h = torch.randn(*shape, generator=g, dtype=dtype)
-    c = torch.randn(*shape, generator=g, dtype=dtype) if cell.rnn_type == "lstm" else None
-    return RIMState(h, c)
+@pytest.fixture
+def make_cell() -> Callable[..., RIMCell]:
+    """``make_cell(rnn="lstm")``: a seeded float64 :class:`RIMCell` of :data:`SMALL` sizes on 5 features, no
+    dropout, in evaluation mode (the cell has one path: it is what the plain path steps)."""
+
+    def build(rnn: str = "lstm") -> RIMCell:
+        torch.manual_seed(0)
+        return RIMCell(5, rnn=rnn, dropout=0.0, **SMALL).to(torch.float64).eval()
+
+    return build
 
 
-@pytest.fixture(name="random_state")
-def random_state_fixture() -> Callable[..., RIMState]:
-    """:func:`random_state`: ``random_state(rim_or_cell, b, seed=1)``."""
-    return random_state
+@pytest.fixture
+def random_state() -> Callable[..., RIMState]:
+    """``random_state(rim_or_cell, b, seed=1)``: a random RIMState, h and c (B, n, d_h), in its dtype."""
+
+    def build(model: RIM | RIMCell, b: int, seed: int = 1) -> RIMState:
+        cell = getattr(model, "cell", model)
+        g = torch.Generator().manual_seed(seed)
+        dtype = cell.rnn.weight_hh.dtype
+        shape = (b, cell.n_modules, cell.d_hidden)
+        h = torch.randn(*shape, generator=g, dtype=dtype)
+        c = torch.randn(*shape, generator=g, dtype=dtype) if cell.rnn_type == "lstm" else None
+        return RIMState(h, c)
+
+    return build

@@ -16,10 +16,6 @@ from minirims.group import GroupGRUCell, GroupLinear, GroupLSTMCell
 from minirims.naive import LoopRIMCell
 
 F64 = torch.float64
-#: the cell's sizes, as conftest.SMALL (the messages below name them)
-SMALL = dict(
-    n_modules=6, k_active=4, d_hidden=8, input_d_k=4, input_d_v=6, comm_heads=2, comm_d_k=3, comm_d_v=5
-)
 #: five modules, three active, d_v = 400: the sizes the tie tests were written for (their seeds give ties)
 TIES = dict(
     n_modules=5, k_active=3, d_hidden=7, input_d_k=6, input_d_v=400, comm_heads=2, comm_d_k=3, comm_d_v=4
@@ -223,18 +219,13 @@ def test_a_partial_tie_is_broken_by_the_lower_index_as_the_oracle_does(make_rim,
 # The cell's own interface: one step, StepInfo, validation.
 
 
-def make_cell(rnn="lstm"):
-    torch.manual_seed(0)
-    return RIMCell(5, rnn=rnn, dropout=0.0, **SMALL).to(F64).eval()
-
-
 def _z(*shape):
     """Zeros in the test cells' dtype (float64)."""
     return torch.zeros(*shape, dtype=F64)
 
 
 @pytest.mark.parametrize("m", [1, 3])
-def test_the_cell_steps_once_like_the_oracle_and_reports_step_info(m, random_state):
+def test_the_cell_steps_once_like_the_oracle_and_reports_step_info(make_cell, m, random_state):
     cell = make_cell()
     state = random_state(cell, 7)
     x = torch.randn(7, m, 5, dtype=F64)
@@ -256,33 +247,35 @@ def test_the_cell_steps_once_like_the_oracle_and_reports_step_info(m, random_sta
     ("call", "match"),
     [
         (
-            lambda: RIMCell(5, n_modules=4, k_active=5),
+            lambda _: RIMCell(5, n_modules=4, k_active=5),
             r"k_active: expected an int in \[1, n_modules=4\], got 5",
         ),
-        (lambda: RIMCell(5, rnn="rnn"), r"rnn: expected 'lstm' or 'gru', got 'rnn'"),
-        (lambda: RIMCell(0), r"d_in: expected a positive int, got 0"),
+        (lambda _: RIMCell(5, rnn="rnn"), r"rnn: expected 'lstm' or 'gru', got 'rnn'"),
+        (lambda _: RIMCell(0), r"d_in: expected a positive int, got 0"),
         (
-            lambda: make_cell()(torch.randn(2, 6, dtype=F64)),
+            lambda make_cell: make_cell()(torch.randn(2, 6, dtype=F64)),
             r"x: expected shape \(B, 5\) or \(B, m, 5\), got \(2, 6\)",
         ),
         (
-            lambda: make_cell()(torch.randn(2, 5, dtype=F64), (_z(2, 6, 8),)),
+            lambda make_cell: make_cell()(torch.randn(2, 5, dtype=F64), (_z(2, 6, 8),)),
             r"state: expected a RIMState",
         ),
         (
-            lambda: make_cell()(torch.randn(2, 5, dtype=F64), RIMState(_z(2, 6, 9), _z(2, 6, 8))),
+            lambda make_cell: make_cell()(torch.randn(2, 5, dtype=F64), RIMState(_z(2, 6, 9), _z(2, 6, 8))),
             r"state.h: expected shape \(2, 6, 8\), got \(2, 6, 9\)",
         ),
         (
-            lambda: make_cell()(torch.randn(2, 5, dtype=F64), RIMState(_z(2, 6, 8), None)),
+            lambda make_cell: make_cell()(torch.randn(2, 5, dtype=F64), RIMState(_z(2, 6, 8), None)),
             r"state.c: expected a tensor .* got None",
         ),
         (
-            lambda: make_cell("gru")(torch.randn(2, 5, dtype=F64), RIMState(_z(2, 6, 8), _z(2, 6, 8))),
+            lambda make_cell: make_cell("gru")(
+                torch.randn(2, 5, dtype=F64), RIMState(_z(2, 6, 8), _z(2, 6, 8))
+            ),
             r"state.c: expected None for rnn='gru'",
         ),
     ],
 )
-def test_cell_validation(call, match):
+def test_cell_validation(make_cell, call, match):
     with pytest.raises(ValueError, match=match):
-        call()
+        call(make_cell)
