@@ -49,7 +49,6 @@ import os
 import re
 import secrets
 import shutil
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -60,16 +59,6 @@ from pathlib import Path
 import nbformat
 
 from minirims.course.grade_kernel import CellRun, Kernel, positive_seconds
-from minirims.course.notebook_report import (  # _RAISE_TEXT: the blanked stub's message, one pattern for both
-    _RAISE_TEXT,
-    ExerciseResult,
-    _check_ids,
-    _exercise_id,
-    _key,
-    _one_line,
-    kernel_environment,
-    read_notebook,
-)
 
 __all__ = [
     "STATUSES",
@@ -93,6 +82,61 @@ COPY_LIMIT = (500 * 2**20, 5000)  #: a notebook's folder is copied only below th
 _NOTEBOOK_NAME = re.compile(r"^(\d\d)(?:\D.*)?\.ipynb$")
 _CHECK_CALL = re.compile(r"\bchecks\.(check_\w+)\s*\(\s*([A-Za-z_]\w*)")
 _MENTION = re.compile(r"\bExercise (\d+)\.\d+\b")
+_RAISE_TEXT = re.compile(r"NotImplementedError\(\s*[\"']Exercise (\d+\.\d+)\b")  # the blanked exercise's stub
+
+
+@dataclass(frozen=True)
+class ExerciseResult:
+    """The grade of one exercise: ``status`` is one of :data:`STATUSES`, ``message`` says why."""
+
+    exercise: str
+    status: str
+    message: str = ""
+
+
+def _key(exercise: str) -> tuple[int, ...]:
+    """Exercise ids in course order: "1.2" < "1.10"."""
+    return tuple(int(part) if part.isdigit() else 0 for part in exercise.split("."))
+
+
+def _one_line(text: object, limit: int | None = None) -> str:
+    text = " ".join(str(text).split())
+    return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _meta(cell: nbformat.NotebookNode) -> Mapping:
+    """The cell's ``{"minirims": {...}}`` metadata (written by ``tools/make_exercises.py``; empty if none)."""
+    meta = cell.get("metadata", {}).get("minirims", {})
+    return meta if isinstance(meta, Mapping) else {}
+
+
+def _exercise_id(cell: nbformat.NotebookNode) -> str | None:
+    """The exercise a cell is marked as (``{"minirims": {"exercise": "N.M"}}``), if any."""
+    value = _meta(cell).get("exercise")
+    return value if isinstance(value, str) else None
+
+
+def _check_ids(cell: nbformat.NotebookNode) -> list[str]:
+    """The exercises a cell checks (``{"minirims": {"check": "N.M" | ["N.M", ...]}}``)."""
+    checks = _meta(cell).get("check", [])
+    if isinstance(checks, str):
+        return [checks]
+    return [str(c) for c in checks] if isinstance(checks, list) else []
+
+
+def read_notebook(path: str | os.PathLike[str]) -> nbformat.NotebookNode:
+    """Read a notebook; FileNotFoundError / ValueError with a clear message if it is missing or not one."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    if not path.is_file():
+        raise ValueError(f"{path}: not a file")
+    if path.suffix != ".ipynb":
+        raise ValueError(f"{path}: not a Jupyter notebook (expected a .ipynb file)")
+    try:
+        return nbformat.read(path, as_version=4)
+    except Exception as err:  # nbformat raises several kinds (JSON, validation, reader errors)
+        raise ValueError(f"{path}: not a readable Jupyter notebook ({type(err).__name__}: {err})") from None
 
 
 # ------------------------------------------------------------------------------------------- the course
@@ -397,8 +441,9 @@ def _check_copy_size(folder: Path) -> None:
 
 
 def _environment(course: Course, env: Mapping[str, str] | None) -> dict[str, str]:
-    kernel_env = kernel_environment(env)
-    # The learner's `import minirims` finds the package the grader trusts (also when it is not installed).
+    """``os.environ`` updated by ``env``, ``MINIRIMS_PROFILE=smoke`` unless set, and ``course.root`` first on
+    ``PYTHONPATH``: the learner's ``import minirims`` finds the package the grader trusts."""
+    kernel_env = {"MINIRIMS_PROFILE": "smoke", **os.environ, **(env or {})}
     paths = [str(course.root), *[p for p in kernel_env.get("PYTHONPATH", "").split(os.pathsep) if p]]
     kernel_env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     return kernel_env
@@ -624,9 +669,3 @@ def main(args: argparse.Namespace) -> int:
     from minirims.course import grade_class
 
     return grade_class.main(args)
-
-
-if __name__ == "__main__":
-    _parser = argparse.ArgumentParser(prog="python -m minirims.course.grade")
-    add_arguments(_parser)
-    sys.exit(main(_parser.parse_args()))

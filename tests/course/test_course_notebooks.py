@@ -3,13 +3,15 @@
 The executing test runs every ``notebooks/NN_*.ipynb`` top to bottom (``MINIRIMS_PROFILE=smoke``) and
 requires that every cell that fails raises its exercise's ``NotImplementedError("Exercise N.M: ...")`` and
 nothing else, that such cells carry the nbval tag ``raises-exception``, and that every exercise's stub is
-reached (its check calls the learner's function). It is stricter than nbval on ``notebooks/`` (nbval accepts
-any error, or none, in a tagged cell).
+reached (its check calls the learner's function), and that each exercise's cells (marked by
+``tools/make_exercises.py``) report it "not attempted". It is stricter than nbval on ``notebooks/`` (nbval
+accepts any error, or none, in a tagged cell).
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import os
 import re
 from pathlib import Path
@@ -19,8 +21,6 @@ import pytest
 from helpers import load_fixture
 from nbformat.v4 import new_code_cell, new_output
 
-from minirims.course import notebook_report
-
 REPO = Path(__file__).resolve().parents[2]
 SOLUTIONS = REPO / "solutions"
 NOTEBOOKS = REPO / "notebooks"
@@ -28,6 +28,7 @@ NO_COURSE = (
     "no course notebooks yet: solutions/ and notebooks/ hold no NN_*.ipynb (runs once the course exists)"
 )
 CELL_TIMEOUT = 900  # seconds per cell; the smoke profile keeps every cell far below this
+STUB = re.compile(r"\bExercise (\d+\.\d+)")
 
 
 mx = load_fixture("demo_course").load_tool()  # tools/make_exercises.py
@@ -64,9 +65,71 @@ def _checked(nb: nbformat.NotebookNode) -> set[str]:
     return out
 
 
-def blank_notebook_problems(
-    nb: nbformat.NotebookNode, name: str = "", stopped: str | None = None
-) -> list[str]:
+def execute_notebook(
+    path: Path, timeout: float, env: dict[str, str]
+) -> tuple[nbformat.NotebookNode, str | None]:
+    """Execute a copy of the notebook in its folder; return it and why it stopped early, if it did."""
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        nb,
+        timeout=math.ceil(timeout),
+        kernel_name="python3",
+        allow_errors=True,
+        interrupt_on_timeout=True,
+        startup_timeout=120,
+        extra_arguments=["--log-level=ERROR"],  # no kernel start-up warnings (e.g. about TCP transport)
+        resources={"metadata": {"path": str(path.resolve().parent)}},
+    )
+    try:
+        client.execute(env={**os.environ, **env})
+    except Exception as err:  # dead kernel, kernel that does not start, ...
+        return nb, f"{type(err).__name__}: {err}".strip()
+    return nb, None
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def evaluate(nb: nbformat.NotebookNode, stopped: str | None = None) -> list[tuple[str, str, str]]:
+    """(exercise, status, message) from an executed notebook's own outputs, trusting its check cells:
+    "not attempted" if one of the exercise's cells raised its ``NotImplementedError("Exercise N.M: ...")``,
+    "fail" if one raised anything else or never ran (``stopped``), else "pass" with the check's ✔ line."""
+    cells: dict[str, list[int]] = {}
+    for index, cell in enumerate(nb.cells):
+        meta = cell.metadata.get("minirims", {})
+        marked = [meta["exercise"]] if "exercise" in meta else []
+        marked += [meta["check"]] if isinstance(meta.get("check"), str) else meta.get("check", [])
+        for exercise in marked:
+            cells.setdefault(exercise, []).append(index)
+    results = []
+    for exercise, own in sorted(cells.items(), key=lambda item: [int(n) for n in item[0].split(".")]):
+        errors = [
+            (out.get("ename", ""), out.get("evalue", ""))
+            for index in own
+            for out in nb.cells[index].get("outputs", [])
+            if out.get("output_type") == "error"
+        ]
+        stub = [v for e, v in errors if e == "NotImplementedError" and exercise in STUB.findall(v)]
+        if stub:
+            results.append((exercise, "not attempted", _one_line(stub[0])))
+        elif errors:
+            ename, evalue = errors[0]
+            if ename == "KeyboardInterrupt":
+                evalue = "the cell timed out and was interrupted"
+            results.append((exercise, "fail", _one_line(f"{ename}: {evalue}" if evalue else ename)))
+        elif stopped and any(nb.cells[i].get("execution_count") is None for i in own):
+            results.append((exercise, "fail", f"not run: the notebook stopped early ({_one_line(stopped)})"))
+        else:
+            out = "".join(o.get("text", "") for o in nb.cells[own[-1]].outputs if o.get("name") == "stdout")
+            passed = [line.strip() for line in out.splitlines() if line.startswith("✔")]
+            results.append((exercise, "pass", passed[-1] if passed else "ran without error"))
+    return results
+
+
+def blank_notebook_problems(nb: nbformat.NotebookNode, stopped: str | None = None) -> list[str]:
     """What is wrong with an executed blank notebook (empty when every failure is an exercise's stub)."""
     problems = [f"the run stopped early: {stopped}"] if stopped else []
     exercises = _exercises(nb)
@@ -97,9 +160,9 @@ def blank_notebook_problems(
                 "learner's function"
             )
     if not stopped and not problems:
-        for result in notebook_report.evaluate(nb, name):
-            if result.status != "not attempted":
-                problems.append(f"grade: Exercise {result.exercise} is {result.status!r} ({result.message})")
+        for exercise, status, message in evaluate(nb):
+            if status != "not attempted":
+                problems.append(f"grade: Exercise {exercise} is {status!r} ({message})")
     return problems
 
 
@@ -131,10 +194,10 @@ def test_solution_notebook_has_checked_exercises(name):
 def run_blank_notebook(path: Path) -> list[str]:
     """Execute a blank notebook as CI does (smoke profile, this checkout importable); return its problems."""
     pythonpath = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
-    nb, stopped = notebook_report.execute_notebook(
+    nb, stopped = execute_notebook(
         path, timeout=CELL_TIMEOUT, env={"MINIRIMS_PROFILE": "smoke", "PYTHONPATH": pythonpath}
     )
-    return blank_notebook_problems(nb, path.name, stopped)
+    return blank_notebook_problems(nb, stopped)
 
 
 @pytest.mark.slow
@@ -184,6 +247,36 @@ def test_checker_reports_other_errors_missing_tags_and_unreached_exercises():
         p.startswith("cell 4 ('print(y)') raised NameError: name 'y' is not defined") for p in problems
     )
     assert problems[-1].startswith("Exercise 1.2: no cell raised its NotImplementedError")
+
+
+def test_evaluate_pass_fail_not_attempted_timeouts_and_early_stops():
+    nb = _executed(
+        ("def f(): ...", {"exercise": "1.1"}, False, None),
+        ("check_f(f)", {"check": "1.1"}, False, None),
+        ("def g(): ...", {"exercise": "1.2"}, False, None),
+        ("check_g(g)", {"check": "1.2"}, False, ("ExerciseFailure", "g: expected shape (2,), got (3,)")),
+        ("def h(): ...", {"exercise": "1.3"}, False, None),
+        ("check_h(h)", {"check": "1.3"}, False, ("NotImplementedError", "Exercise 1.3: write h")),
+        ("x = 1", {"exercise": "1.4"}, False, ("NotImplementedError", "Exercise 1.4: set x")),
+        ("check_x(x)", {"check": ["1.4"]}, False, ("NameError", "name 'x' is not defined")),
+        ("def k(): ...", {"exercise": "1.10"}, False, ("SyntaxError", "invalid syntax (1, 2)")),
+        ("check_k(k, x)", {"check": "1.10"}, False, ("NotImplementedError", "Exercise 1.1: elsewhere")),
+        ("def m(): ...", {"exercise": "1.11"}, False, None),
+        ("check_m(m)", {"check": "1.11"}, False, ("KeyboardInterrupt", "")),
+        ("def n(): ...", {"exercise": "1.12"}, False, None),
+        ("check_n(n)", {"check": "1.12"}, False, None),
+    )
+    nb.cells[1].outputs = [new_output("stream", name="stdout", text="✔ f passed: 3 cases\n")]
+    nb.cells[-1].execution_count = None  # never ran
+    assert evaluate(nb, stopped="DeadKernelError: Kernel died") == [
+        ("1.1", "pass", "✔ f passed: 3 cases"),
+        ("1.2", "fail", "ExerciseFailure: g: expected shape (2,), got (3,)"),
+        ("1.3", "not attempted", "Exercise 1.3: write h"),
+        ("1.4", "not attempted", "Exercise 1.4: set x"),
+        ("1.10", "fail", "SyntaxError: invalid syntax (1, 2)"),
+        ("1.11", "fail", "KeyboardInterrupt: the cell timed out and was interrupted"),
+        ("1.12", "fail", "not run: the notebook stopped early (DeadKernelError: Kernel died)"),
+    ]
 
 
 @pytest.mark.slow

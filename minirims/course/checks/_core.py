@@ -17,19 +17,15 @@ In a notebook a failed check shows only what the learner needs: IPython lets an 
 learner's function raised, the learner's own frames -- not a traceback through the checks' internals (whose
 source would also reveal the other hints). Outside IPython it is an ordinary exception with the same message,
 and a kernel still reports it as an error (``ename`` ``ExerciseFailure``), so nbval and the grader see it.
-
-:func:`compare` compares torch tensors, numpy arrays, Python numbers, strings, None, and tuples / lists /
-NamedTuples / dicts of these.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import traceback
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,15 +33,7 @@ from torch import Tensor
 
 from minirims.competition import topk_mask
 
-__all__ = [
-    "Case",
-    "CheckUsageError",
-    "ExerciseFailure",
-    "compare",
-    "mark_not_attempted",
-    "passed",
-    "run_check",
-]
+__all__ = ["CheckUsageError", "ExerciseFailure", "compare", "mark_not_attempted", "passed"]
 
 ATOL = 1e-5
 RTOL = 1e-4
@@ -137,16 +125,10 @@ def _require_callable(fn: object, argument: str = "fn") -> None:
         )
 
 
-def _call(
-    name: str,
-    fn: Callable[..., Any],
-    args: Sequence[Any],
-    label: str,
-    kwargs: Mapping[str, Any] | None = None,
-) -> Any:
+def _call(name: str, fn: Callable[..., Any], args: Sequence[Any], label: str) -> Any:
     """Call the learner's function; NotImplementedError passes through, anything else becomes a failure."""
     try:
-        return fn(*args, **(kwargs or {}))
+        return fn(*args)
     except NotImplementedError as err:
         mark_not_attempted(err)
         raise
@@ -160,7 +142,8 @@ def _expect_tuple(
 ) -> tuple[Any, ...]:
     """``got`` as ``len(fields)`` items, or a failure naming them: "expected a pair (out, weights)"."""
     if not isinstance(got, (tuple, list)) or len(got) != len(fields):
-        what = _describe_container(got) if isinstance(got, (tuple, list)) else type(got).__name__
+        what = type(got).__name__
+        what = f"a {what} of {len(got)} items" if isinstance(got, (tuple, list)) else what
         raise ExerciseFailure(f"{name} ({label}): expected a {noun} ({', '.join(fields)}), got {what}")
     return tuple(got)
 
@@ -211,21 +194,7 @@ def _random_mask(gen: torch.Generator, b: int, n: int, k: int) -> Tensor:
     return topk_mask(torch.rand(b, n, generator=gen), k)
 
 
-# --------------------------------------------------------------------------------------- comparing any values
-
-
-def _type_name(x: object) -> str:
-    if isinstance(x, Tensor):
-        return "torch.Tensor"
-    if isinstance(x, np.ndarray):
-        return "numpy.ndarray"
-    return type(x).__name__
-
-
-def _describe_container(x: Any) -> str:
-    if isinstance(x, (tuple, list)):
-        return f"a {type(x).__name__} of {len(x)} items"
-    return _type_name(x)
+# ----------------------------------------------------------------------------------------- comparing tensors
 
 
 def _fmt_shape(shape: Sequence[int]) -> str:
@@ -234,174 +203,61 @@ def _fmt_shape(shape: Sequence[int]) -> str:
 
 
 def _fmt_value(value: Any) -> str:
-    if isinstance(value, (bool, np.bool_)):
+    """A numpy scalar as the message shows it: ``True``, ``3``, ``0.5``."""
+    if isinstance(value, np.bool_):
         return str(bool(value))
-    if isinstance(value, (float, np.floating)):
-        return f"{float(value):.6g}"
-    return str(value)
+    return f"{float(value):.6g}" if isinstance(value, np.floating) else str(value)
 
 
-def _to_numpy(x: Any) -> np.ndarray:
-    """A tensor or array as a numpy array (low-precision floats widened to float32)."""
-    if isinstance(x, Tensor):
-        x = x.detach().cpu()
-        if x.is_floating_point() and x.dtype not in (torch.float32, torch.float64):
-            x = x.float()
-        return x.resolve_conj().numpy() if x.is_complex() else x.numpy()
-    return np.asarray(x)
+def _to_numpy(x: Tensor) -> np.ndarray:
+    """A tensor (any device) as a numpy array, half-precision floats widened to float32."""
+    x = x.detach().cpu()
+    return (x.float() if x.dtype in (torch.float16, torch.bfloat16) else x).numpy()
 
 
-def _compare_arrays(label: str, got: np.ndarray, expected: np.ndarray, atol: float, rtol: float) -> None:
-    """Compare two same-shape arrays; raise ExerciseFailure naming the max difference and first mismatch."""
-    if expected.size == 0:
+def compare(
+    name: str, got: Any, expected: Tensor, *, atol: float = 1e-5, rtol: float = 1e-5, what: str = "output"
+) -> None:
+    """Raise :class:`ExerciseFailure` unless ``got`` is a tensor of ``expected``'s shape, dtype and device
+    with close values (``|got - expected| <= atol + rtol * |expected|``; bool and integer values equal).
+
+    The message names the first mismatch: type, shape (``attention output: expected shape (2, 3, 4), got
+    (2, 4, 3)``), dtype, device, or how many values differ, the first differing index and the largest
+    difference.
+    """
+    label = f"{name} {what}".strip()
+    if not isinstance(got, Tensor):
+        raise ExerciseFailure(f"{label}: expected a torch.Tensor, got {type(got).__name__}")
+    if got.shape != expected.shape:
+        shapes = f"expected shape {_fmt_shape(expected.shape)}, got {_fmt_shape(got.shape)}"
+        raise ExerciseFailure(f"{label}: {shapes}")
+    if got.dtype != expected.dtype:
+        raise ExerciseFailure(f"{label}: expected dtype {expected.dtype}, got {got.dtype}")
+    if got.device != expected.device:
+        raise ExerciseFailure(f"{label}: expected a tensor on device {expected.device}, got {got.device}")
+    got_np, exp_np = _to_numpy(got), _to_numpy(expected)
+    if exp_np.size == 0:
         return
-    inexact = np.issubdtype(expected.dtype, np.inexact) or np.issubdtype(got.dtype, np.inexact)
-    close = np.isclose(got, expected, atol=atol, rtol=rtol, equal_nan=True) if inexact else got == expected
+    inexact = np.issubdtype(exp_np.dtype, np.inexact)
+    close = np.isclose(got_np, exp_np, atol=atol, rtol=rtol, equal_nan=True) if inexact else got_np == exp_np
     if bool(np.all(close)):
         return
     bad = ~close
     first = tuple(int(i) for i in np.argwhere(bad)[0])
     detail = (
-        f"{label}: values differ in {int(bad.sum())} of {expected.size} entries; first differing index "
-        f"{_fmt_shape(first)}: expected {_fmt_value(expected[first])}, got {_fmt_value(got[first])}"
+        f"{label}: values differ in {int(bad.sum())} of {exp_np.size} entries; first differing index "
+        f"{_fmt_shape(first)}: expected {_fmt_value(exp_np[first])}, got {_fmt_value(got_np[first])}"
     )
     if inexact:
-        diff = np.abs(got.astype(np.float64) - expected.astype(np.float64))
-        finite = np.isfinite(diff)
-        if np.any(finite & bad):
-            masked = np.where(finite & bad, diff, -np.inf)
-            worst = tuple(int(i) for i in np.unravel_index(int(np.argmax(masked)), diff.shape))
+        diff = np.abs(got_np.astype(np.float64) - exp_np.astype(np.float64))
+        finite = np.isfinite(diff) & bad
+        if np.any(finite):
+            worst = np.unravel_index(int(np.argmax(np.where(finite, diff, -np.inf))), diff.shape)
             detail += f"; max abs difference {float(diff[worst]):.3g} at index {_fmt_shape(worst)}"
-        if not np.all(np.isfinite(got)) and np.all(np.isfinite(expected)):
+        if not np.all(np.isfinite(got_np)) and np.all(np.isfinite(exp_np)):
             detail += "; your output contains NaN or inf"
         detail += f" (atol={atol:g}, rtol={rtol:g})"
     raise ExerciseFailure(detail)
-
-
-def _compare_any(label: str, got: Any, expected: Any, atol: float, rtol: float) -> None:
-    if isinstance(expected, (Tensor, np.ndarray)):
-        want_tensor = isinstance(expected, Tensor)
-        if want_tensor != isinstance(got, Tensor) or (not want_tensor and not isinstance(got, np.ndarray)):
-            raise ExerciseFailure(f"{label}: expected a {_type_name(expected)}, got {_type_name(got)}")
-        if tuple(got.shape) != tuple(expected.shape):
-            raise ExerciseFailure(
-                f"{label}: expected shape {_fmt_shape(expected.shape)}, got {_fmt_shape(got.shape)}"
-            )
-        if got.dtype != expected.dtype:
-            raise ExerciseFailure(f"{label}: expected dtype {expected.dtype}, got {got.dtype}")
-        if want_tensor and got.device != expected.device:
-            raise ExerciseFailure(f"{label}: expected a tensor on device {expected.device}, got {got.device}")
-        _compare_arrays(label, _to_numpy(got), _to_numpy(expected), atol, rtol)
-    elif isinstance(expected, tuple) and hasattr(expected, "_fields"):  # NamedTuple: name the fields
-        if not isinstance(got, tuple) or len(got) != len(expected):
-            raise ExerciseFailure(
-                f"{label}: expected a {type(expected).__name__} of {len(expected)} fields "
-                f"({', '.join(expected._fields)}), got {_describe_container(got)}"
-            )
-        for field, g, e in zip(expected._fields, got, expected, strict=True):
-            _compare_any(f"{label}.{field}", g, e, atol, rtol)
-    elif isinstance(expected, (tuple, list)):
-        if not isinstance(got, (tuple, list)) or len(got) != len(expected):
-            what = f"{len(got)} items" if isinstance(got, (tuple, list)) else _type_name(got)
-            raise ExerciseFailure(
-                f"{label}: expected a {type(expected).__name__} of {len(expected)} items, got {what}"
-            )
-        for i, (g, e) in enumerate(zip(got, expected, strict=True)):
-            _compare_any(f"{label}[{i}]", g, e, atol, rtol)
-    elif isinstance(expected, Mapping):
-        if not isinstance(got, Mapping):
-            raise ExerciseFailure(f"{label}: expected a dict, got {_type_name(got)}")
-        if set(got) != set(expected):
-            missing = sorted(map(repr, set(expected) - set(got)))
-            extra = sorted(map(repr, set(got) - set(expected)))
-            parts = [
-                f"missing keys {', '.join(missing)}" if missing else "",
-                f"extra keys {', '.join(extra)}" if extra else "",
-            ]
-            raise ExerciseFailure(f"{label}: {'; '.join(p for p in parts if p)}")
-        for key in expected:
-            _compare_any(f"{label}[{key!r}]", got[key], expected[key], atol, rtol)
-    elif expected is None:
-        if got is not None:
-            raise ExerciseFailure(f"{label}: expected None, got {_type_name(got)}")
-    elif isinstance(expected, (bool, np.bool_)):
-        if not isinstance(got, (bool, np.bool_)) and not (isinstance(got, Tensor) and got.ndim == 0):
-            raise ExerciseFailure(f"{label}: expected a bool, got {_type_name(got)}")
-        if bool(got) != bool(expected):
-            raise ExerciseFailure(f"{label}: expected {bool(expected)}, got {bool(got)}")
-    elif isinstance(expected, (int, float, np.integer, np.floating)):
-        if isinstance(got, (bool, np.bool_)) or not isinstance(got, (int, float, np.integer, np.floating)):
-            raise ExerciseFailure(f"{label}: expected a number, got {_type_name(got)}")
-        if isinstance(expected, (int, np.integer)) and isinstance(got, (int, np.integer)):
-            ok = int(got) == int(expected)
-        else:
-            ok = math.isclose(float(got), float(expected), rel_tol=rtol, abs_tol=atol) or (
-                math.isnan(float(got)) and math.isnan(float(expected))
-            )
-        if not ok:
-            raise ExerciseFailure(
-                f"{label}: expected {_fmt_value(expected)}, got {_fmt_value(got)} "
-                f"(abs difference {abs(float(got) - float(expected)):.3g})"
-            )
-    elif not isinstance(got, type(expected)):
-        raise ExerciseFailure(f"{label}: expected a {_type_name(expected)}, got {_type_name(got)}")
-    elif got != expected:
-        raise ExerciseFailure(f"{label}: expected {expected!r}, got {got!r}")
-
-
-def compare(
-    name: str, got: Any, expected: Any, *, atol: float = 1e-5, rtol: float = 1e-5, what: str = "output"
-) -> None:
-    """Raise :class:`ExerciseFailure` unless ``got`` matches ``expected``.
-
-    Tensors and arrays must agree in type, shape, dtype (and device) and be close
-    (``|got - expected| <= atol + rtol * |expected|``; bool and integer values must be equal). Tuples, lists,
-    NamedTuples and dicts are compared item by item, and the message names the item, e.g.
-    ``attention output[1]: expected shape (2, 3, 4), got (2, 4, 3)``.
-    """
-    _compare_any(f"{name} {what}".strip(), got, expected, atol, rtol)
-
-
-class Case(NamedTuple):
-    """One seeded check case: ``fn(*args, **kwargs)`` must match ``expected``; ``label`` names the case."""
-
-    args: tuple
-    expected: Any
-    label: str = ""
-    kwargs: Mapping[str, Any] | None = None
-
-
-def run_check(
-    name: str,
-    fn: Callable[..., Any],
-    cases: Iterable[Case | tuple],
-    *,
-    atol: float = 1e-5,
-    rtol: float = 1e-5,
-    what: str = "output",
-    detail: str | None = None,
-) -> None:
-    """Call ``fn(*case.args, **case.kwargs)`` for each case, compare with ``case.expected``, print one line.
-
-    ``cases`` holds :class:`Case` or ``(args, expected[, label[, kwargs]])`` tuples. ``NotImplementedError``
-    from ``fn`` propagates unchanged (the exercise is not attempted yet); any other exception becomes an
-    :class:`ExerciseFailure` ("your function raised TypeError: ...") chained to the original, so a notebook
-    still shows where in the learner's code it was raised.
-    """
-    if not callable(fn):
-        raise ExerciseFailure(f"{name}: expected a function, got {_type_name(fn)}")
-    cases = list(cases)
-    for i, case in enumerate(cases):
-        if not isinstance(case, Case) and not (isinstance(case, tuple) and 2 <= len(case) <= 4):
-            raise TypeError(
-                f"cases[{i}]: expected a Case or an (args, expected) tuple, got {type(case).__name__}"
-            )
-    cases = [Case(*case) for case in cases]
-    for i, case in enumerate(cases):
-        label = case.label or (f"case {i + 1}" if len(cases) > 1 else "")
-        got = _call(name, fn, case.args, label, case.kwargs)
-        compare(name, got, case.expected, atol=atol, rtol=rtol, what=f"{what} ({label})" if label else what)
-    passed(name, f"{len(cases)} case{'s' if len(cases) != 1 else ''}" if detail is None else detail)
 
 
 # ---------------------------------------------------------------- comparing tensors, naming what and why
