@@ -68,7 +68,6 @@ __all__ = [
     "NotebookReport",
     "course_from_notebooks",
     "default_course",
-    "grade_notebook",
     "plan",
     "read_notebook",
     "run_notebook",
@@ -500,8 +499,9 @@ def run_notebook(
         else:
             work.mkdir()
         nbformat.write(nb, work / path.name)
+        kernel = Kernel(work, _environment(course, env), grace=grace)
         try:
-            kernel = Kernel(work, _environment(course, env), grace=grace).__enter__()
+            kernel.start()
         except Exception as err:
             report.stopped = f"the kernel did not start ({type(err).__name__}: {_one_line(err, 200)})"
         else:
@@ -598,17 +598,6 @@ def _judge(
     if kind == "nie":
         message = f"NotImplementedError: {message}"
     return ExerciseResult(exercise, "fail", _one_line(message, 500))
-
-
-def grade_notebook(
-    path: str | os.PathLike[str],
-    timeout: float = 600,
-    course: Course | None = None,
-    env: Mapping[str, str] | None = None,
-    grace: float = GRACE,
-) -> list[ExerciseResult]:
-    """Run a fresh copy of the notebook at ``path`` and grade its exercises (see :func:`run_notebook`)."""
-    return run_notebook(path, timeout=timeout, course=course, env=env, grace=grace).results
 
 
 # ---------------------------------------------------------------------------------------- command line

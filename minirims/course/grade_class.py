@@ -19,6 +19,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from minirims.course.grade import (
     STATUSES,
@@ -153,9 +154,7 @@ def grade_submissions(
                     entry.update(status="skipped", note="no exercises (run it with --all)")
                     grade.notes.append(f"{path.name} skipped: no exercises")
                     if show:
-                        _write(
-                            bar, f"{submission.learner}: {path}  skipped: no exercises (run it with --all)"
-                        )
+                        bar.write(f"{submission.learner}: {path}  skipped: no exercises (run it with --all)")
                 else:
                     try:
                         report = run_notebook(
@@ -165,7 +164,7 @@ def grade_submissions(
                         entry.update(status="error", note=str(err))
                         grade.notes.append(str(err))
                         if show:
-                            _write(bar, f"{submission.learner}: {path}  not graded: {err}")
+                            bar.write(f"{submission.learner}: {path}  not graded: {err}")
                     else:
                         _record(grade, entry, report)
                         if show:
@@ -194,14 +193,9 @@ def _record(grade: LearnerGrade, entry: dict[str, object], report: NotebookRepor
         grade.sources[result.exercise] = str(report.path)
 
 
-def _write(bar: object, line: str) -> None:
-    getattr(type(bar), "write", print)(line)
-
-
-def _show(bar: object, learner: str, report: NotebookReport, profile: str) -> None:
-    def write(line: str) -> None:
-        _write(bar, line)
-
+def _show(bar: Any, learner: str, report: NotebookReport, profile: str) -> None:
+    """One notebook's report, a line per exercise, printed above the progress bar."""
+    write = bar.write
     write(f"{learner}: {report.path}  (MINIRIMS_PROFILE={profile})")
     if not report.results:
         write(f"  no exercises; {report.stopped or 'it ran to the end'}")

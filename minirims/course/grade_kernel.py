@@ -19,23 +19,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from queue import Empty
 from time import monotonic
-from types import TracebackType
 
-#: how a cell ended: it finished (with or without an error), timed out and was interrupted, was killed after
-#: ignoring the interrupt, or the kernel died under it
-OUTCOMES = ("ok", "error", "interrupted", "killed", "dead")
 _POLL = 0.1  # seconds between checks that the kernel is alive and the deadline not passed
 
 
 @dataclass
 class CellRun:
-    """What one cell did: ``outcome`` (one of :data:`OUTCOMES`), its error (if any) and its stdout."""
+    """What one cell did: its error (if any), its stdout and its ``outcome``: "ok" or "error" (it finished),
+    "interrupted" (it timed out), "killed" (it ignored the interrupt) or "dead" (the kernel died under it)."""
 
     outcome: str
     ename: str = ""
     evalue: str = ""
     stdout: str = ""
-    seconds: float = 0.0
 
 
 def positive_seconds(name: str, value: float) -> float:
@@ -46,11 +42,10 @@ def positive_seconds(name: str, value: float) -> float:
 
 
 class Kernel:
-    """A ``python3`` kernel running in ``cwd`` with environment ``env``; use it as a context manager.
+    """A ``python3`` kernel running in ``cwd`` with environment ``env``: :meth:`start` it, :meth:`close` it.
 
     ``startup`` bounds the kernel's start (seconds); ``grace`` is how long an interrupted cell may take to
-    stop before the kernel is killed. After a kill or a death the kernel is gone: :attr:`alive` is False and
-    :meth:`run` refuses to run more cells.
+    stop before the kernel is killed. After a kill or a death the kernel is gone: :attr:`alive` is False.
     """
 
     def __init__(
@@ -70,7 +65,7 @@ class Kernel:
         self._km = None
         self._kc = None
 
-    def __enter__(self) -> Kernel:
+    def start(self) -> None:
         from jupyter_client.manager import KernelManager
 
         self._km = KernelManager(kernel_name="python3")
@@ -84,12 +79,6 @@ class Kernel:
             self.close()
             raise
         self.alive = True
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         """Stop the channels and kill the kernel (it is not asked to save anything)."""
@@ -104,22 +93,12 @@ class Kernel:
                     self._km.shutdown_kernel(now=True)
             self._km = None
 
-    def _kill(self) -> None:
-        assert self._km is not None
-        with suppress(Exception):  # it died on its own meanwhile
-            self._km.shutdown_kernel(now=True)
-        self.alive = False
-
     def run(self, code: str, timeout: float, store_history: bool = True) -> CellRun:
         """Run ``code`` as one cell, for at most ``timeout`` seconds (plus the grace if it must be killed)."""
-        timeout = positive_seconds("timeout", timeout)
-        if not isinstance(code, str):
-            raise ValueError(f"code: expected a str, got {type(code).__name__}")
         if not self.alive or self._kc is None or self._km is None:
             raise RuntimeError("the kernel is not running (it died or was killed); start a new Kernel")
-        start = monotonic()
+        deadline = monotonic() + positive_seconds("timeout", timeout)
         msg_id = self._kc.execute(code, store_history=store_history, allow_stdin=False, stop_on_error=False)
-        deadline = start + timeout
         interrupted = False
         stdout: list[str] = []
         ename = evalue = ""
@@ -127,8 +106,8 @@ class Kernel:
             now = monotonic()
             if now >= deadline:
                 if interrupted:  # it ignored the interrupt for `grace` seconds
-                    self._kill()
-                    return CellRun("killed", ename, evalue, "".join(stdout), monotonic() - start)
+                    self.close()
+                    return CellRun("killed", ename, evalue, "".join(stdout))
                 self._km.interrupt_kernel()
                 interrupted = True
                 deadline = now + self.grace
@@ -137,7 +116,7 @@ class Kernel:
             except Empty:
                 if not self._km.is_alive():
                     self.alive = False
-                    return CellRun("dead", ename, evalue, "".join(stdout), monotonic() - start)
+                    return CellRun("dead", ename, evalue, "".join(stdout))
                 continue
             if msg.get("parent_header", {}).get("msg_id") != msg_id:
                 continue
@@ -148,4 +127,4 @@ class Kernel:
                 ename, evalue = content.get("ename", ""), content.get("evalue", "")
             elif kind == "status" and content.get("execution_state") == "idle":
                 outcome = "interrupted" if interrupted else "error" if ename else "ok"
-                return CellRun(outcome, ename, evalue, "".join(stdout), monotonic() - start)
+                return CellRun(outcome, ename, evalue, "".join(stdout))

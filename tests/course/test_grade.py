@@ -130,7 +130,7 @@ def test_user_errors_end_in_one_line_with_status_2(tmp_path, capsys):
     assert grade.main(_args(str(twice / "ann.ipynb"), "--course", str(tmp_path / "nowhere"))) == 2
     assert "course: expected the course's notebooks folder" in _one_line_error(capsys)
     with pytest.raises(FileNotFoundError, match="no such file"):
-        grade.grade_notebook(tmp_path / "missing.ipynb")
+        grade.run_notebook(tmp_path / "missing.ipynb")
 
 
 @pytest.mark.parametrize("bad", ["0", "-1", "nan", "inf", "abc", ""])
