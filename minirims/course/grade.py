@@ -162,10 +162,6 @@ class Course:
     checks_module: str = "minirims.course.checks"
     root: Path = PACKAGE_ROOT
 
-    def exercise_ids(self) -> list[str]:
-        """Every exercise id of the course, in course order."""
-        return [exercise.id for key in sorted(self.notebooks) for exercise in self.notebooks[key]]
-
 
 def course_from_notebooks(
     folder: str | os.PathLike[str],
@@ -455,16 +451,15 @@ def run_notebook(
     env: Mapping[str, str] | None = None,
     copy_folder: bool = True,
     grace: float = GRACE,
-    run_without_exercises: bool = True,
 ) -> NotebookReport:
     """Run a fresh copy of the notebook at ``path`` and grade its exercises (see the module docstring).
 
     ``timeout``: seconds per cell; ``course``: what the grader trusts (default: :func:`default_course`);
     ``env``: variables set in the kernel on top of ``os.environ``; ``copy_folder``: run in a temporary copy of
     the notebook's folder (else in a temporary folder holding only the notebook); ``grace``: seconds an
-    interrupted cell has to stop before its kernel is killed; ``run_without_exercises``: run a notebook with
-    no exercises anyway (else it is returned unrun, ``key=None``). Nothing under ``path``'s folder is written.
-    ValueError if the folder is too big to copy (:data:`COPY_LIMIT`).
+    interrupted cell has to stop before its kernel is killed. A notebook without exercises is run too (``key``
+    None). Nothing under ``path``'s folder is written. ValueError if the folder is too big to copy
+    (:data:`COPY_LIMIT`).
     """
     path = Path(path)
     positive_seconds("timeout", timeout)
@@ -474,8 +469,6 @@ def run_notebook(
     course = course or default_course()
     key, slots = plan(nb, path.name, course)
     report = NotebookReport(path, key)
-    if key is None and not run_without_exercises:
-        return report
     for cell in nb.cells:  # saved outputs never count
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None

@@ -214,7 +214,7 @@ def write_table(
 ) -> list[Path]:
     """Write ``grades.csv`` and ``grades.json`` into ``out`` (created if needed); return their paths."""
     seen = {exercise for grade in grades for exercise in grade.results}
-    order = course.exercise_ids()
+    order = [exercise.id for key in sorted(course.notebooks) for exercise in course.notebooks[key]]
     exercises = [e for e in order if e in seen] + sorted(seen - set(order))
     out.mkdir(parents=True, exist_ok=True)
     csv_path, json_path = (out / name for name in TABLE_NAMES)

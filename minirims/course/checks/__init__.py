@@ -1,13 +1,8 @@
 """Exercise checks called from the course notebooks: ``checks.check_<thing>(learner_fn)``.
 
-Each check runs the learner's function and the package's reference on fixed, seeded inputs and prints one pass
-line, or raises :class:`ExerciseFailure` saying precisely what differs (shape, values, which heads or modules)
-and, when the answer matches a common mistake, which one. A learner function that still raises the exercise's
-``NotImplementedError`` lets it through unchanged, so the grader reports "not attempted".
-
 One module per notebook: :mod:`.attention` (01), :mod:`.dynamics` (02), :mod:`.competition` (03),
 :mod:`.communication` (04), :mod:`.cell` (05), :mod:`.copying` (06), :mod:`.mnist` (07), :mod:`.balls` (08);
-:mod:`._core` holds what they are made of (the failure, the call of the learner's function, comparisons).
+:mod:`._core` holds what they are made of and says what a check prints or raises.
 """
 
 from minirims.course.checks import (
