@@ -117,24 +117,24 @@ def passed(name: str, detail: str = "") -> None:
 # ---------------------------------------------------------------------------- calling the learner's function
 
 
-def _require_callable(fn: object, argument: str = "fn") -> None:
+def _require_callable(fn: object) -> None:
     if not callable(fn):
         raise CheckUsageError(
-            f"{argument}: expected your function (a callable), got {type(fn).__name__}; "
+            f"fn: expected your function (a callable), got {type(fn).__name__}; "
             "pass the function itself, e.g. check(my_function), not my_function(...)"
         )
 
 
 def _call(name: str, fn: Callable[..., Any], args: Sequence[Any], label: str) -> Any:
-    """Call the learner's function; NotImplementedError passes through, anything else becomes a failure."""
+    """Call the learner's function on case ``label``; NotImplementedError passes through, any other error
+    becomes a failure naming the case."""
     try:
         return fn(*args)
     except NotImplementedError as err:
         mark_not_attempted(err)
         raise
     except Exception as err:
-        where = f" on {label}" if label else ""
-        raise ExerciseFailure(f"{name}: your function raised {type(err).__name__}{where}: {err}") from err
+        raise ExerciseFailure(f"{name}: your function raised {type(err).__name__} on {label}: {err}") from err
 
 
 def _expect_tuple(
