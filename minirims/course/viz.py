@@ -74,14 +74,6 @@ def _check_int(name: str, value: Any, low: int, high: int, what: str = "") -> in
     return int(value)
 
 
-def _check_bools(name: str, value: Any, n: int) -> np.ndarray:
-    """``value`` as an (n,) bool array; ValueError naming ``name`` unless it is (n,) bool or 0/1."""
-    arr = _to_numpy(name, value)
-    if arr.shape != (n,) or not np.isin(arr, (0, 1)).all():
-        raise ValueError(f"{name}: expected a bool array of shape ({n},), got shape {arr.shape}")
-    return arr.astype(bool)
-
-
 def _labels(name: str, labels: Sequence[str] | None, size: int, default: list[str]) -> list[str]:
     """``labels`` as ``size`` strings (``default`` when None); ValueError naming ``name`` otherwise."""
     if labels is None:
@@ -503,7 +495,10 @@ def plot_communication(
         raise ValueError(f"attn: expected a square (n, n) array, got shape {w.shape}")
     if np.any(w < -1e-6) or not np.all(np.isfinite(w)):
         raise ValueError("attn: expected finite, non-negative attention weights")
-    active = _check_bools("mask", mask, n)
+    active = _to_numpy("mask", mask)
+    if active.shape != (n,) or not np.isin(active, (0, 1)).all():
+        raise ValueError(f"mask: expected a bool array of shape ({n},), got shape {active.shape}")
+    active = active.astype(bool)
     gates = None if gate is None else _to_numpy("gate", gate).astype(np.float64)
     if gates is not None and gates.shape != (n,):
         raise ValueError(f"gate: expected an array of shape ({n},), got shape {gates.shape}")
