@@ -114,32 +114,55 @@ def test_forcing_the_fold_on_or_off_changes_nothing_but_speed(rnn, random_state)
     assert torch.equal(trace_a[0], trace_b[0])
 
 
-def test_compiled_step_equals_eager(one_thread):
-    """torch.compile (inductor, CPU) of the fused loop: same outputs and gradients as eager (float32).
+def _eager_and_compiled(rim: RIM, x: torch.Tensor, trace: bool) -> list:
+    """Outputs, masks and gradients of ``rim`` on ``x``, eager then compiled."""
+    results = []
+    for compiled in (False, True):
+        rim.compile_step = compiled
+        rim.zero_grad(set_to_none=True)
+        out, state, tr = rim(x, trace=trace)
+        (out.square().sum() + state.c.sum()).backward()
+        results.append(
+            (out.detach(), tr.masks if trace else None, [p.grad.clone() for p in rim.parameters()])
+        )
+    return results
 
-    Traced, it steps one compiled step at a time; untraced, in compiled chunks of COMPILE_UNROLL steps with
-    the rest (T = 5: one chunk of 4, one step) through the single compiled step.
-    """
+
+def _assert_same(results: list) -> None:
+    (o1, m1, g1), (o2, m2, g2) = results
+    if m1 is not None:
+        assert torch.equal(m1, m2)
+    torch.testing.assert_close(o2, o1, atol=1e-5, rtol=1e-4)
+    for a, b in zip(g2, g1, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def _small_rim() -> RIM:
+    torch.manual_seed(0)
+    return RIM(
+        4, n_modules=4, k_active=2, d_hidden=6, input_d_k=4, comm_heads=2, comm_d_k=3, comm_d_v=3, dropout=0.0
+    )
+
+
+def test_compiled_chunk_equals_eager(one_thread):
+    """torch.compile (inductor, CPU) of a chunk of COMPILE_UNROLL untraced steps, as training runs it: the
+    same outputs and gradients as eager (float32). One graph: inductor's compile is the slow part."""
     from minirims.fast import COMPILE_UNROLL
 
     assert COMPILE_UNROLL == 4
-    torch.manual_seed(0)
-    rim = RIM(
-        4, n_modules=4, k_active=2, d_hidden=6, input_d_k=4, comm_heads=2, comm_d_k=3, comm_d_v=3, dropout=0.0
-    )
-    x = torch.randn(2, 5, 4)
+    _assert_same(_eager_and_compiled(_small_rim(), torch.randn(2, 4, 4), trace=False))
+
+
+def test_every_compiled_path_equals_eager(one_thread, monkeypatch):
+    """Traced, the loop steps one compiled step at a time; untraced, in chunks of COMPILE_UNROLL steps with
+    the rest (T = 5: one chunk of 4, then one step) through the single step. Each path is captured by
+    torch.compile (dynamo and AOT autograd: the ``aot_eager`` backend, without inductor's code generation)
+    and computes what eager does."""
+    from minirims import fast
+
+    pairs = (("step", fast._step), ("steps", fast._steps))
+    compiled = {name: torch.compile(fn, backend="aot_eager", dynamic=False) for name, fn in pairs}
+    monkeypatch.setattr(fast, "_COMPILED", compiled)
+    rim, x = _small_rim(), torch.randn(2, 5, 4)
     for trace in (True, False):
-        results = []
-        for compiled in (False, True):
-            rim.compile_step = compiled
-            rim.zero_grad(set_to_none=True)
-            out, state, tr = rim(x, trace=trace)
-            (out.square().sum() + state.c.sum()).backward()
-            masks = tr.masks if trace else None
-            results.append((out.detach(), masks, [p.grad.clone() for p in rim.parameters()]))
-        (o1, m1, g1), (o2, m2, g2) = results
-        if trace:
-            assert torch.equal(m1, m2)
-        torch.testing.assert_close(o2, o1, atol=1e-5, rtol=1e-4)
-        for a, b in zip(g2, g1, strict=True):
-            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+        _assert_same(_eager_and_compiled(rim, x, trace))
