@@ -21,7 +21,8 @@ Conventions for authors of ``solutions/NN_name.ipynb``
   region), so that the learner's cell still defines the name and only calling it raises; the check
   (``checks.check_attention(attention)``) then fails with the exercise's own NotImplementedError. A region at
   top level is allowed, but the blank cell stops there, so every later use of the names it binds fails with
-  a NameError, which tests/course/test_course_notebooks.py rejects: keep such an exercise's check in the same cell.
+  a NameError, which tests/course/test_course_notebooks.py rejects: keep such an exercise's check in the same
+  cell.
 * Markers outside code cells, malformed markers (``# BEGIN SOLUTION``, ``### BEGIN SOLUTION # x``), unclosed,
   unopened or nested markers, two regions in a cell, a region without an ``# Exercise:`` line before it, an
   ``# Exercise:`` line without a region, and code cells that are not valid Python (after removing ``%magic``
