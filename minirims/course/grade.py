@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import json
 import math
 import os
 import re
@@ -73,7 +72,7 @@ __all__ = [
     "run_notebook",
 ]
 
-STATUSES = ("pass", "fail", "not attempted", "not run")
+STATUSES = ("pass", "uses reference", "fail", "not attempted", "not run")
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  #: the folder that holds the ``minirims`` package
 DEFAULT_COURSE = PACKAGE_ROOT / "notebooks"  #: the course's own notebooks in a source checkout
 GRACE = 5.0  #: seconds an interrupted cell may take to stop before its kernel is killed
@@ -310,68 +309,215 @@ def plan(nb: nbformat.NotebookNode, name: str, course: Course) -> tuple[str | No
 
 # ------------------------------------------------------------------------------------- the grader's cell
 
-_GRADER_CELL = """
-def __minirims_grade(items, module, root, expected, marker):
-    import contextlib, importlib, io, json, os, sys
+_PROLOGUE = """
+def __minirims_grade_prologue():
+    import builtins, sys, types
+    saved = types.ModuleType("__minirims_grader__")
+    saved.builtins = builtins.dict(builtins.__dict__)
+    saved.stdout = sys.stdout
+    sys.modules["__minirims_grader__"] = saved
+__minirims_grade_prologue()
+del __minirims_grade_prologue
+"""
+
+#: run by the grader in a private namespace (its own builtins, saved before the learner's first cell): nothing
+#: the learner binds, shadows or deletes in the notebook's namespace changes what it does
+_GRADER_CODE = """
+import contextlib, functools, importlib, os, sys, types
+
+_LIMIT = 2000  # characters of a message reported at most
+
+
+class _Tail:
+    # what the check prints, bounded: the last characters only (the check's pass line is its last line)
+    def __init__(self):
+        self.tail = ""
+
+    def write(self, text):
+        self.tail = (self.tail + str.__str__(text))[-4 * _LIMIT :]
+        return len(text)
+
+    def flush(self):
+        pass
+
+
+def _text(value):
+    text = str.__str__(str(value))
+    return text if len(text) <= _LIMIT else text[: _LIMIT - 1] + "…"
+
+
+def _ours(name, package):
+    return type(name) is str and (name == package or name.startswith(package + "."))
+
+
+def _codes(modules, package):
+    # id(code) -> "module.qualname" for every function and method defined in the package's modules
+    found, todo = {}, []
+    for module in modules:
+        for value in list(vars(module).values()):
+            if isinstance(value, type) and _ours(value.__dict__.get("__module__"), package):
+                todo += [(v, value) for v in list(vars(value).values())]
+            else:
+                todo.append((value, None))
+    while todo:
+        value, owner = todo.pop()
+        if isinstance(value, (staticmethod, classmethod)):
+            value = value.__func__
+        elif isinstance(value, property):
+            todo += [(f, owner) for f in (value.fget, value.fset) if f is not None]
+            continue
+        code = value if isinstance(value, types.CodeType) else None
+        if isinstance(value, types.FunctionType) and _ours(value.__module__, package):
+            code = value.__code__
+        if code is None or id(code) in found:
+            continue
+        where = code.co_qualname if value is code else f"{value.__module__}.{value.__qualname__}"
+        found[id(code)] = (code, where)
+        todo += [(c, owner) for c in code.co_consts if isinstance(c, types.CodeType)]
+    return found
+
+
+def _origin(answer, package, codes):
+    # what in the package the learner's answer is ('' if it is not the package's): by identity of its code,
+    # by the module it was defined in, through bound methods, partials and functools.wraps
+    todo, seen = [answer], set()
+    while todo and len(seen) < 64:
+        value = todo.pop()
+        if id(value) in seen:
+            continue
+        seen.add(id(value))
+        try:
+            if isinstance(value, types.MethodType):
+                todo.append(value.__func__)
+                continue
+            if isinstance(value, functools.partial):
+                todo.append(value.func)
+                continue
+            if isinstance(value, types.FunctionType):
+                if id(value.__code__) in codes:
+                    return codes[id(value.__code__)][1]
+                if _ours(value.__module__, package):
+                    return f"{value.__module__}.{value.__qualname__}"
+                wrapped = value.__dict__.get("__wrapped__")
+                if wrapped is not None:
+                    todo.append(wrapped)
+                continue
+            kind = value if isinstance(value, type) else type(value)
+            module = kind.__dict__.get("__module__")
+            if _ours(module, package):
+                return f"{module}.{kind.__qualname__}" + ("" if kind is value else " (an instance)")
+            call = getattr(kind, "__call__", None)
+            if isinstance(call, types.FunctionType) and kind is not value:
+                todo.append(call)
+        except Exception:
+            continue
+    return ""
+
+
+def _grade(items, module, root, expected, marker, learner, out):
     report = {}
+    package = module.split(".")[0]
+
+    def in_package(name):
+        return name == package or name.startswith(package + ".")
+
+    theirs = {n: m for n, m in list(sys.modules.items()) if in_package(n)}
+    for name in theirs:
+        del sys.modules[name]
+    ours = {}
+    checks, why = None, ""
     sys.path.insert(0, root)
     try:
-        for loaded in [n for n in sys.modules if n == module or n.startswith(module + ".")]:
-            del sys.modules[loaded]
         importlib.invalidate_caches()
         checks = importlib.import_module(module)
     except Exception as err:
-        checks, why = None, f"cannot import {module}: {type(err).__name__}: {err}"
+        why = _text(f"cannot import {module}: {type(err).__name__}: {err}")
     finally:
         sys.path.remove(root)
-    if checks is not None:
-        foreign = sorted(
-            str(m.__file__) for n, m in list(sys.modules.items())
-            if (n == module or n.startswith(module + ".")) and getattr(m, "__file__", None)
-            and not (os.path.realpath(m.__file__) == expected + ".py"
-                     or os.path.realpath(m.__file__).startswith(expected + os.sep))
-        )
-        if foreign:
-            checks, why = None, f"{module} was loaded from {foreign[0]}, not from the course ({expected})"
-    namespace = globals()
-    for exercise, name, check in items:
-        if checks is None:
-            report[exercise] = ("grader", why)
-            continue
-        if name not in namespace:
-            report[exercise] = ("missing", f"`{name}` is not defined")
-            continue
-        out = io.StringIO()
-        try:
-            with contextlib.redirect_stdout(out):
-                getattr(checks, check)(namespace[name])
-        except NotImplementedError as err:
-            report[exercise] = ("nie", str(err))
-        except (Exception, SystemExit) as err:
-            report[exercise] = ("fail", f"{type(err).__name__}: {err}" if str(err) else type(err).__name__)
-        else:
-            lines = [line.strip() for line in out.getvalue().splitlines() if line.strip().startswith("✔")]
-            report[exercise] = ("pass", lines[-1] if lines else f"{check} accepted `{name}`")
-    print(marker + json.dumps(report))
+    try:
+        ours = {n: m for n, m in list(sys.modules.items()) if in_package(n)}
+        if checks is not None:
+            foreign = sorted(
+                str(m.__file__) for m in ours.values() if getattr(m, "__file__", None)
+                and not (os.path.realpath(m.__file__) == expected + ".py"
+                         or os.path.realpath(m.__file__).startswith(expected + os.sep))
+            )
+            if foreign:
+                why = f"{package} was loaded from {foreign[0]}, not from the course ({expected})"
+                checks, why = None, _text(why)
+        codes = _codes([*theirs.values(), *ours.values()], package) if checks is not None else {}
+        for exercise, name, check in items:
+            if checks is None:
+                report[exercise] = ("grader", why)
+                continue
+            if name not in learner:
+                report[exercise] = ("missing", f"`{name}` is not defined")
+                continue
+            tail = _Tail()
+            try:
+                with contextlib.redirect_stdout(tail):
+                    getattr(checks, check)(learner[name])
+            except NotImplementedError as err:
+                report[exercise] = ("nie", _text(err))
+            except (Exception, SystemExit) as err:
+                what = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+                report[exercise] = ("fail", _text(what))
+            else:
+                origin = _origin(learner[name], package, codes)
+                if origin:
+                    what = f"`{name}` is {origin}, from the package, not your own code"
+                    report[exercise] = ("reference", _text(what))
+                    continue
+                lines = [line.strip() for line in tail.tail.splitlines() if line.strip().startswith("✔")]
+                report[exercise] = ("pass", _text(lines[-1] if lines else f"{check} accepted `{name}`"))
+    finally:
+        for name in [n for n in sys.modules if in_package(n)]:
+            del sys.modules[name]
+        sys.modules.update(theirs)
+    out.write(marker + repr(report) + "\\n")
+    out.flush()
 """
 
 
 def _grader_cell(slots: Sequence[Slot], course: Course, marker: str) -> str:
+    """The cell that grades ``slots``: it runs :data:`_GRADER_CODE` in a namespace of its own, with the
+    builtins and stdout saved by :data:`_PROLOGUE`, on the learner's objects looked up by name."""
     items = [(s.exercise.id, s.exercise.name, s.exercise.check) for s in slots]
     root = os.path.realpath(course.root)
-    expected = os.path.join(root, *course.checks_module.split("."))
+    package = course.checks_module.split(".")[0]
+    expected = os.path.join(root, package)
     call = (items, course.checks_module, root, expected, marker)
-    return f"{_GRADER_CELL}\n\n__minirims_grade{call!r}\ndel __minirims_grade\n"
+    code = f"{_GRADER_CODE}\n_grade(*{call!r}, __learner__, __stdout__)\n"
+    # only imports, attribute look-ups and literals here: no name the learner could shadow
+    return (
+        "def __minirims_grade():\n"
+        "    import builtins, sys\n"
+        "    saved = sys.modules.get('__minirims_grader__')\n"
+        "    names = saved.builtins if saved is not None else builtins.__dict__\n"
+        "    out = saved.stdout if saved is not None else sys.stdout\n"
+        "    scope = {'__builtins__': names, '__name__': '__minirims_grader__', '__stdout__': out,\n"
+        "             '__learner__': sys._getframe().f_globals}\n"
+        f"    names['exec']({code!r}, scope)\n"
+        "__minirims_grade()\n"
+        "del __minirims_grade\n"
+    )
 
 
-def _report(run: CellRun, marker: str) -> dict[str, tuple[str, str]] | None:
-    for line in run.stdout.splitlines():
-        if line.startswith(marker):
-            try:
-                return {k: (str(v[0]), str(v[1])) for k, v in json.loads(line[len(marker) :]).items()}
-            except (ValueError, TypeError, IndexError, AttributeError):
-                return None
-    return None
+def _report(run: CellRun, marker: str) -> dict[str, tuple[str, str]] | str | None:
+    """The grader cell's report; None if it printed none, a reason (str) if it cannot be trusted."""
+    lines = [line for line in run.stdout.splitlines() if line.startswith(marker)]
+    if len(lines) > 1 or run.truncated:
+        return (
+            "the grader's report cannot be trusted: lines that look like it were printed (something in the "
+            "notebook forged one)"
+        )
+    if not lines:
+        return None
+    try:
+        value = ast.literal_eval(lines[0][len(marker) :])
+        return {str(k): (str(v[0]), str(v[1])) for k, v in value.items()}
+    except (ValueError, TypeError, IndexError, AttributeError, SyntaxError, MemoryError, RecursionError):
+        return None
 
 
 # ------------------------------------------------------------------------------------ grading a notebook
@@ -495,19 +641,26 @@ def run_notebook(
         kernel = Kernel(work, _environment(course, env), grace=grace)
         try:
             kernel.start()
+            prologue = kernel.run(_PROLOGUE, timeout, store_history=False, limit=0)
+            if prologue.outcome != "ok":
+                raise RuntimeError(f"the grader's set-up cell ended {prologue.outcome}: {prologue.evalue}")
         except Exception as err:
+            kernel.close()
             report.stopped = f"the kernel did not start ({type(err).__name__}: {_one_line(err, 200)})"
         else:
             try:
                 for index, cell in enumerate(nb.cells):
                     if cell.cell_type == "code" and cell.source.strip():
-                        runs[index] = kernel.run(cell.source, timeout)
+                        runs[index] = kernel.run(cell.source, timeout, limit=0)  # its output is not graded
                         if not kernel.alive:
                             stopped_at = index
                             break
                     if index in by_after:
                         grader_runs[index] = run = kernel.run(
-                            _grader_cell(by_after[index], course, marker), timeout, store_history=False
+                            _grader_cell(by_after[index], course, marker),
+                            timeout,
+                            store_history=False,
+                            keep=marker,
                         )
                         if not kernel.alive:
                             stopped_at = index
@@ -546,7 +699,7 @@ def _judge(
     slot: Slot,
     runs: Mapping[int, CellRun],
     grader: CellRun,
-    answers: Mapping[str, tuple[str, str]] | None,
+    answers: Mapping[str, tuple[str, str]] | str | None,
     timeout: float,
 ) -> ExerciseResult:
     """One exercise's result, from its cells' runs and the grader cell's report."""
@@ -564,6 +717,8 @@ def _judge(
             "not run",
             f"not run: the check of `{name}` timed out ({timeout:g} s) and was interrupted",
         )
+    if isinstance(answers, str):
+        return ExerciseResult(exercise, "fail", answers)
     if answers is None or exercise not in answers:
         why = f"{grader.ename}: {grader.evalue}" if grader.ename else "it printed no report"
         return ExerciseResult(exercise, "fail", _one_line(f"the grader's check could not run ({why})", 300))
@@ -572,6 +727,10 @@ def _judge(
     stub = f"Exercise {exercise}"
     if kind == "pass":
         return ExerciseResult(exercise, "pass", _one_line(message))
+    if kind == "reference":
+        return ExerciseResult(
+            exercise, "uses reference", _one_line(f"uses the reference implementation: {message}")
+        )
     if kind == "nie" and re.match(rf"{re.escape(stub)}\b", message):
         return ExerciseResult(exercise, "not attempted", _one_line(message))
     if kind == "missing":

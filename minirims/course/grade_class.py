@@ -16,6 +16,7 @@ import csv
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,16 +37,19 @@ from minirims.course.grade import (
 from minirims.course.grade_kernel import positive_seconds
 
 TABLE_NAMES = ("grades.csv", "grades.json")
-_MARKS = {"pass": "✔", "fail": "✘", "not attempted": "·", "not run": "-"}
+_MARKS = {"pass": "✔", "uses reference": "≡", "fail": "✘", "not attempted": "·", "not run": "-"}
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet may read as the start of a formula
 
 
 @dataclass
 class Submission:
-    """One learner's notebooks; ``alone``: run each in a folder of its own (a notebook loose in the class)."""
+    """One learner's notebooks; ``alone``: run each in a folder of its own (a notebook loose in the class);
+    ``unreadable``: why the learner's folder could not be read ('' if it could)."""
 
     learner: str
     notebooks: list[Path]
     alone: bool = False
+    unreadable: str = ""
 
 
 @dataclass
@@ -94,12 +98,7 @@ def collect(paths: Sequence[str | os.PathLike[str]]) -> tuple[list[Submission], 
             if entry.is_file() and entry.suffix == ".ipynb":
                 found.append(Submission(entry.stem, [entry], alone=True))
             elif entry.is_dir():
-                notebooks = sorted(
-                    p
-                    for p in entry.rglob("*.ipynb")
-                    if p.is_file() and not any(_hidden(Path(part)) for part in p.relative_to(entry).parts)
-                )
-                found.append(Submission(entry.name, notebooks))
+                found.append(_folder(entry))
         if not found:
             raise ValueError(
                 f"{path}: no submissions in this folder (expected .ipynb notebooks or learner folders)"
@@ -112,6 +111,22 @@ def collect(paths: Sequence[str | os.PathLike[str]]) -> tuple[list[Submission], 
             f"two submissions are both named {twice[0]!r}: rename one (learners are named by file)"
         )
     return submissions, is_class
+
+
+def _folder(folder: Path) -> Submission:
+    """A learner's folder: every notebook under it (hidden folders left out); a folder or sub-folder that
+    cannot be read makes the submission ``unreadable``, with why."""
+    notebooks: list[Path] = []
+    problems: list[str] = []
+    for parent, dirs, names in os.walk(folder, onerror=lambda err: problems.append(f"{err.filename}: {err}")):
+        dirs[:] = sorted(d for d in dirs if not _hidden(Path(d)))
+        notebooks += [
+            Path(parent) / name
+            for name in names
+            if name.endswith(".ipynb") and not _hidden(Path(name)) and (Path(parent) / name).is_file()
+        ]
+    why = f"cannot read {problems[0]}" if problems else ""
+    return Submission(folder.name, sorted(notebooks), unreadable=why)
 
 
 def grade_submissions(
@@ -128,8 +143,20 @@ def grade_submissions(
 
     jobs = [(index, path) for index, s in enumerate(submissions) for path in s.notebooks]
     grades = [LearnerGrade(s.learner) for s in submissions]
-    for grade in (g for g, s in zip(grades, submissions, strict=True) if not s.notebooks):
-        grade.notes.append("no notebooks in this folder")
+
+    def say(line: str) -> None:  # on stdout above the bar; on stderr when stdout is kept for --json
+        if show:
+            bar.write(line)
+        else:
+            bar.write(line, file=sys.stderr)
+
+    unreadable = []
+    for grade, submission in zip(grades, submissions, strict=True):
+        if submission.unreadable:
+            grade.notes.append(submission.unreadable)
+            unreadable.append(f"{submission.learner}: unreadable: {submission.unreadable}")
+        elif not submission.notebooks:
+            grade.notes.append("no notebooks in this folder")
     bar = tqdm(
         total=len(jobs),
         desc="grading",
@@ -139,6 +166,8 @@ def grade_submissions(
     )
     profile = os.environ.get("MINIRIMS_PROFILE", "smoke")
     try:
+        for line in unreadable:
+            say(line)
         for index, path in jobs:
             grade, submission = grades[index], submissions[index]
             bar.set_postfix_str(f"{submission.learner}: {path.name}", refresh=True)
@@ -148,6 +177,7 @@ def grade_submissions(
             except (OSError, ValueError) as err:
                 entry.update(status="unreadable", note=str(err))
                 grade.notes.append(str(err))
+                say(f"{submission.learner}: {path}  unreadable: {err}")
             else:
                 key, _ = plan(nb, path.name, course)
                 if key is None and not run_all:
@@ -163,8 +193,7 @@ def grade_submissions(
                     except (OSError, ValueError) as err:
                         entry.update(status="error", note=str(err))
                         grade.notes.append(str(err))
-                        if show:
-                            bar.write(f"{submission.learner}: {path}  not graded: {err}")
+                        say(f"{submission.learner}: {path}  not graded: {err}")
                     else:
                         _record(grade, entry, report)
                         if show:
@@ -202,11 +231,32 @@ def _show(bar: Any, learner: str, report: NotebookReport, profile: str) -> None:
     width = max((len(result.exercise) for result in report.results), default=0)
     for result in report.results:
         mark = _MARKS[result.status]
-        line = f"  {mark} {result.exercise:<{width}}  {result.status:<13}  {_one_line(result.message, 200)}"
+        line = f"  {mark} {result.exercise:<{width}}  {result.status:<14}  {_one_line(result.message, 200)}"
         write(line.rstrip())
     if report.results:
         count = sum(result.status == "pass" for result in report.results)
         write(f"  {count}/{len(report.results)} exercises pass ({report.seconds:.1f} s)")
+
+
+def _cell(value: object) -> object:
+    """A CSV cell a spreadsheet will not run: text starting like a formula is prefixed with ``'``."""
+    return "'" + value if isinstance(value, str) and value.startswith(_FORMULA) else value
+
+
+def check_out(out: Path) -> None:
+    """Make sure the table can be written into ``out`` before any grading: create the folder and try a file
+    there. OSError / ValueError naming ``--out`` if it cannot be."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out: expected a folder, got {str(out)!r} (a file)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name in TABLE_NAMES:
+            if (out / name).exists() and not (out / name).is_file():
+                raise ValueError(f"--out: {out / name} exists and is not a file")
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as err:
+        raise OSError(f"--out: cannot write the table into {out} ({err.strerror or err})") from None
 
 
 def write_table(
@@ -220,18 +270,17 @@ def write_table(
     csv_path, json_path = (out / name for name in TABLE_NAMES)
     with csv_path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["learner", *exercises, *STATUSES, "exercises", "notes"])
+        writer.writerow([_cell(c) for c in ("learner", *exercises, *STATUSES, "exercises", "notes")])
         for grade in grades:
             totals = grade.totals()
-            writer.writerow(
-                [
-                    grade.learner,
-                    *[grade.results[e].status if e in grade.results else "" for e in exercises],
-                    *[totals[s] for s in STATUSES],
-                    totals["exercises"],
-                    "; ".join(grade.notes),
-                ]
-            )
+            row = [
+                grade.learner,
+                *[grade.results[e].status if e in grade.results else "" for e in exercises],
+                *[totals[s] for s in STATUSES],
+                totals["exercises"],
+                "; ".join(grade.notes),
+            ]
+            writer.writerow([_cell(c) for c in row])
     table = {
         "settings": settings,
         "exercises": exercises,
@@ -260,17 +309,28 @@ def main(args: argparse.Namespace) -> int:
         submissions, is_class = collect(list(args.paths))
         course = course_from_notebooks(args.course) if args.course else default_course()
         out = Path(args.out) if args.out else Path.cwd() if is_class else None
-        if out is not None and out.exists() and not out.is_dir():
-            raise ValueError(f"--out: expected a folder, got {str(out)!r} (a file)")
+        if out is not None:
+            check_out(out)
     except (OSError, ValueError) as err:
         print(f"grade: {err}", file=sys.stderr)
         return 2
     grades = grade_submissions(
         submissions, course, timeout=float(timeout), run_all=bool(args.all), show=not args.json
     )
-    ok = all(result.status == "pass" for grade in grades for result in grade.results.values()) and not any(
-        entry.get("status") in ("unreadable", "error") for grade in grades for entry in grade.notebooks
+    not_graded = [
+        f"{entry['path']} ({entry['status']})"
+        for grade in grades
+        for entry in grade.notebooks
+        if entry.get("status") in ("unreadable", "error")
+    ] + [f"{s.learner} (unreadable folder)" for s in submissions if s.unreadable]
+    ok = not not_graded and all(
+        result.status == "pass" for grade in grades for result in grade.results.values()
     )
+    if not_graded:
+        print(
+            f"grade: {len(not_graded)} submission(s) not graded: {'; '.join(not_graded)}",
+            file=sys.stderr,
+        )
     if args.json:
         records = [
             {

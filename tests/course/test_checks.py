@@ -98,3 +98,84 @@ def test_global_random_state_untouched(name):
     before = torch.random.get_rng_state()
     getattr(checks, name)(answers.REFERENCE[name][0])
     assert torch.equal(torch.random.get_rng_state(), before)
+
+
+def _tensors(value, depth=0):
+    """Every tensor in ``value``: through tuples, lists, dicts and plain objects' attributes (not modules)."""
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif depth > 3 or isinstance(value, (torch.nn.Module, type)) or callable(value):
+        return
+    elif isinstance(value, (tuple, list)):
+        for item in value:
+            yield from _tensors(item, depth + 1)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _tensors(item, depth + 1)
+    elif hasattr(value, "__dict__") and not isinstance(value, type(re)):
+        for item in vars(value).values():
+            yield from _tensors(item, depth + 1)
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.shape == b.shape and a.dtype == b.dtype and bool(torch.equal(a.detach(), b.detach()))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_expected_values_are_in_no_frame_while_the_learners_function_runs(name):
+    import inspect
+    import sys
+
+    right = answers.REFERENCE[name][0]
+    found = []
+
+    def thief(*args):
+        answer = list(_tensors(right(*args)))
+        given = list(_tensors(args))
+        for frame in [info.frame for info in inspect.stack()[1:]] + [sys._getframe(1)]:
+            for local, value in frame.f_locals.items():
+                for tensor in _tensors(value):
+                    if any(_same(tensor, a) for a in answer) and not any(_same(tensor, g) for g in given):
+                        found.append(f"{frame.f_code.co_name}: {local}")
+        return right(*args)
+
+    getattr(checks, name)(thief)
+    assert found == []
+
+
+class _Sneaky(torch.Tensor):
+    pass
+
+
+def test_a_tensor_subclass_or_an_unknown_object_runs_no_code_once_the_expected_values_exist():
+    answers.fails(
+        checks.check_split_heads,
+        lambda x, h: answers.REFERENCE["check_split_heads"][0](x, h).as_subclass(_Sneaky),
+        r"^split_heads \(case 1: x \(2, 5, 12\), n_heads=3\): expected a torch\.Tensor, got a _Sneaky \(a "
+        r"subclass of torch\.Tensor\); return a plain tensor$",
+    )
+
+    import inspect
+
+    late = []
+
+    class Lazy:  # records any of its code that runs after the result was sealed (expected values exist)
+        def __getattr__(self, name):
+            if not any(frame.function == "_sealed" for frame in inspect.stack()):
+                late.append(name)
+            raise AttributeError(name)
+
+        @property
+        def __class__(self):
+            if not any(frame.function == "_sealed" for frame in inspect.stack()):
+                late.append("__class__")
+            return Lazy
+
+    answers.fails(checks.check_merge_heads, lambda x: Lazy(), r"expected a torch\.Tensor, got Lazy")
+    answers.fails(
+        checks.check_attention, lambda *args: (Lazy(), Lazy()), r"expected a torch\.Tensor, got Lazy"
+    )
+    assert late == []
+    # a named tuple of the learner's is read as its fields, not through its methods
+    h_c = answers.REFERENCE["check_rim_step"][0]
+    checks.check_rim_step(h_c)

@@ -120,10 +120,11 @@ def test_grading_a_class_writes_the_table(course, tmp_path, monkeypatch, capsys)
     with (out / "grades.csv").open(newline="") as handle:
         rows = list(csv.reader(handle))
     assert rows == [
-        ["learner", "5.1", "5.2", "pass", "fail", "not attempted", "not run", "exercises", "notes"],
-        ["alice", "pass", "pass", "2", "0", "0", "0", "2", ""],
-        ["bob", "not attempted", "fail", "0", "1", "1", "0", "2", ""],
-        ["carol", "", "", "0", "0", "0", "0", "0", "no notebooks in this folder"],
+        ["learner", "5.1", "5.2", "pass", "uses reference", "fail", "not attempted", "not run", "exercises"]
+        + ["notes"],
+        ["alice", "pass", "pass", "2", "0", "0", "0", "0", "2", ""],
+        ["bob", "not attempted", "fail", "0", "0", "1", "1", "0", "2", ""],
+        ["carol", "", "", "0", "0", "0", "0", "0", "0", "no notebooks in this folder"],
     ]
     table = json.loads((out / "grades.json").read_text())
     assert table["exercises"] == ["5.1", "5.2"]
@@ -134,7 +135,14 @@ def test_grading_a_class_writes_the_table(course, tmp_path, monkeypatch, capsys)
         "message": "ExerciseFailure: triple output: expected 9, got 3 for x=3",
         "notebook": str(bob / "05.ipynb"),
     }
-    assert bob_row["totals"] == {"pass": 0, "fail": 1, "not attempted": 1, "not run": 0, "exercises": 2}
+    assert bob_row["totals"] == {
+        "pass": 0,
+        "uses reference": 0,
+        "fail": 1,
+        "not attempted": 1,
+        "not run": 0,
+        "exercises": 2,
+    }
     tour = next(entry for entry in bob_row["notebooks"] if entry["path"].endswith("00_tour.ipynb"))
     assert tour["status"] == "ran" and tour["note"] == "no exercises; it ran to the end"
     assert carol["notebooks"] == [] and alice["totals"]["pass"] == 2

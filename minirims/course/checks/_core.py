@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import os
 import traceback
+from collections import namedtuple
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import numpy as np
@@ -125,16 +126,63 @@ def _require_callable(fn: object) -> None:
         )
 
 
+class _Opaque:
+    """Stands for an object of the learner's that a check does not know (its class only gives the name), so
+    that no method of it runs once the expected values exist."""
+
+    __slots__ = ()
+
+
+_PLAIN = (bool, int, float, complex, str, bytes, type(None))
+
+
+def _sealed(got: Any, depth: int = 0) -> Any:
+    """The learner's result as plain data, made before any expected value is computed (so the learner's code
+    that may run here finds none): tensors of exactly ``torch.Tensor`` (or ``nn.Parameter``), numpy arrays
+    and scalars, numbers, strings, and tuples, lists and named tuples of them. A tensor subclass is refused
+    (its ``__torch_function__`` would run the learner's code while the check compares); any other object
+    becomes a stand-in of the same class name, on which no code of the learner's runs."""
+    kind = type(got)
+    if kind in (Tensor, torch.nn.Parameter, np.ndarray) or kind in _PLAIN or isinstance(got, np.generic):
+        return got
+    if isinstance(got, Tensor):
+        raise ExerciseFailure(
+            f"expected a torch.Tensor, got a {kind.__name__} (a subclass of torch.Tensor); return a plain "
+            "tensor"
+        )
+    if isinstance(got, (tuple, list)) and depth < 4:
+        base = tuple if isinstance(got, tuple) else list
+        items = [_sealed(item, depth + 1) for item in base.__iter__(got)]
+        if isinstance(got, list):
+            return items
+        fields = getattr(kind, "_fields", None)
+        if kind is tuple or not isinstance(fields, tuple) or len(fields) != len(items):
+            return tuple(items)
+        with suppress(ValueError, TypeError):  # a named tuple: one like it, of sealed items
+            return namedtuple(kind.__name__, fields)(*items)
+        return tuple(items)
+    return type(kind.__name__, (_Opaque,), {"__slots__": ()})()
+
+
 def _call(name: str, fn: Callable[..., Any], args: Sequence[Any], label: str) -> Any:
-    """Call the learner's function on case ``label``; NotImplementedError passes through, any other error
-    becomes a failure naming the case."""
+    """Call the learner's function on case ``label``; return its result :func:`_sealed`. NotImplementedError
+    passes through, any other error becomes a failure naming the case.
+
+    A check calls this *before* it computes the case's expected values, so they are in no frame while the
+    learner's code runs: a function that walks up the stack (``sys._getframe``, ``inspect.stack()``) finds
+    only the case's inputs.
+    """
     try:
-        return fn(*args)
+        got = fn(*args)
     except NotImplementedError as err:
         mark_not_attempted(err)
         raise
     except Exception as err:
         raise ExerciseFailure(f"{name}: your function raised {type(err).__name__} on {label}: {err}") from err
+    try:
+        return _sealed(got)
+    except ExerciseFailure as err:
+        raise ExerciseFailure(f"{name} ({label}): {err}") from None
 
 
 def _expect_tuple(

@@ -138,8 +138,8 @@ def check_attention(fn: Callable[..., Any]) -> None:
     for label, args in cases:
         q, k, v = args[:3]
         mask = args[3] if len(args) == 4 else None
-        exp_out, exp_w = scaled_dot_product_attention(q, k, v, mask)
         got = _call(name, fn, tuple(t.clone() for t in args), label)
+        exp_out, exp_w = scaled_dot_product_attention(q, k, v, mask)
         got_out, got_w = _expect_tuple(name, got, label, ("out", "weights"), "pair")
         if _close(got_out, exp_w) and _close(got_w, exp_out) and exp_w.shape != exp_out.shape:
             raise ExerciseFailure(f"{name} ({label}): you returned (weights, out); return (out, weights)")
@@ -286,10 +286,11 @@ def check_multi_head_attention(fn: Callable[..., Any]) -> None:
     _require_callable(fn)
     name = "multi_head_attention"
     cases = _mha_cases()
-    for label, mha, args in cases:
+    for index, (label, learners, args) in enumerate(cases):
         with torch.no_grad():
+            got = _call(name, fn, (learners, *(t.clone() for t in args)), label)
+            mha = _mha_cases()[index][1]  # built anew: the learner's function may have changed its copy
             exp_out, exp_w = mha(*args)
-            got = _call(name, fn, (mha, *(t.clone() for t in args)), label)
             got_out, got_w = _expect_tuple(name, got, label, ("out", "weights"), "pair")
             what = f"weights (B, H, Lq, Lk) ({label})"
             _compare(name, got_w, exp_w, what, _mha_hint, (got_w, mha, *args), per=(1, "head"))

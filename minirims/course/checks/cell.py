@@ -82,16 +82,20 @@ def check_rim_step(fn: Callable[..., Any]) -> None:
     d_in, d_h = 5, 6
     for index, (b, m, n, k) in enumerate(cases):
         label = f"case {index + 1}: B={b}, m={m} input slot{'s' if m > 1 else ''}, n={n}, k={k}"
-        with _seeded(SEED + 40 + index) as gen:
-            cell = RIMCell(d_in, n_modules=n, k_active=k, d_hidden=d_h, rnn="lstm", **_SMALL_CELL).eval()
-            x = _randn(gen, b, m, d_in, scale=2.0)
-            state = RIMState(_randn(gen, b, n, d_h, scale=0.5), _randn(gen, b, n, d_h, scale=0.5))
-            with torch.no_grad():
-                _, ref, info = cell(x, state)
-                comp = cell.input_attention(x, state.h)
-                h_tilde, _ = cell.rnn(comp.read, (state.h, state.c))
-                h_comm_first, _ = _comm_first(cell, x, state)
-            got = _call(name, fn, (cell, x.clone(), RIMState(state.h.clone(), state.c.clone())), label)
+
+        def make(index=index, b=b, m=m, n=n, k=k):
+            with _seeded(SEED + 40 + index) as gen:
+                cell = RIMCell(d_in, n_modules=n, k_active=k, d_hidden=d_h, rnn="lstm", **_SMALL_CELL).eval()
+                x = _randn(gen, b, m, d_in, scale=2.0)
+                return cell, x, RIMState(_randn(gen, b, n, d_h, scale=0.5), _randn(gen, b, n, d_h, scale=0.5))
+
+        got = _call(name, fn, make(), label)
+        cell, x, state = make()  # built anew: the learner's function may have changed its copy
+        with torch.no_grad():
+            _, ref, info = cell(x, state)
+            comp = cell.input_attention(x, state.h)
+            h_tilde, _ = cell.rnn(comp.read, (state.h, state.c))
+            h_comm_first, _ = _comm_first(cell, x, state)
         new_state, mask = _expect_tuple(name, got, label, ("RIMState(h, c)", "mask (B, n)"))
         if not isinstance(new_state, (tuple, list)) or len(new_state) != 2:
             raise ExerciseFailure(
@@ -160,13 +164,18 @@ def check_run_rim(fn: Callable[..., Any]) -> None:
     d_in, d_h = 3, 6
     for index, (b, t_len, m, n, k) in enumerate(cases):
         label = f"case {index + 1}: B={b}, T={t_len}, m={m}, n={n}, k={k}"
-        with _seeded(SEED + 50 + index) as gen:
-            rim = RIM(d_in, n_modules=n, k_active=k, d_hidden=d_h, rnn="lstm", **_SMALL_CELL).eval()
-            x = _randn(gen, b, t_len, m, d_in, scale=2.0)
-            with torch.no_grad():
-                out, _, trace = rim(x, trace=True)
-            hs_ref = out.reshape(b, t_len, n, d_h)
-            got = _call(name, fn, (rim.cell, x.clone()), label)
+
+        def make(index=index, b=b, t_len=t_len, m=m, n=n, k=k):
+            with _seeded(SEED + 50 + index) as gen:
+                rim = RIM(d_in, n_modules=n, k_active=k, d_hidden=d_h, rnn="lstm", **_SMALL_CELL).eval()
+                return rim, _randn(gen, b, t_len, m, d_in, scale=2.0)
+
+        theirs, x = make()
+        got = _call(name, fn, (theirs.cell, x), label)
+        rim, x = make()  # built anew: the learner's function may have changed its copy
+        with torch.no_grad():
+            out, _, trace = rim(x, trace=True)
+        hs_ref = out.reshape(b, t_len, n, d_h)
         hs, masks = _expect_tuple(name, got, label, ("hs (B, T, n, d_h)", "masks (B, T, n)"))
         _compare(name, hs, hs_ref, f"hs ({label})", _run_rim_hint, (hs, hs_ref, rim, x))
         if isinstance(masks, Tensor) and masks.shape == trace.masks.shape:

@@ -72,15 +72,20 @@ def check_module_attention(fn: Callable[..., Any]) -> None:
     cases = [(2, 4, 6, 1, 4, 3), (3, 5, 8, 2, 4, 5), (2, 3, 8, 4, 2, 2)]
     for index, (b, n, d_h, heads, d_k, d_v) in enumerate(cases):
         label = f"case {index + 1}: B={b}, n={n} modules, H={heads} head{'s' if heads > 1 else ''}"
-        with _seeded(SEED + 20 + index) as gen:
-            comm = CommunicationAttention(n, d_h, n_heads=heads, d_k=d_k, d_v=d_v, dropout=0.0).eval()
-            h = _randn(gen, b, n, d_h, scale=2.0)
-            with torch.no_grad():
-                _, attn_ref = comm(h, torch.ones(b, n, dtype=torch.bool))
-                a_ref = merge_heads(attn_ref @ split_heads(comm.value(h), heads))
-                q, k = split_heads(comm.query(h), heads), split_heads(comm.key(h), heads)
-                scores = q @ k.transpose(-2, -1)
-            got = _call(name, fn, (h.clone(), comm.query, comm.key, comm.value, heads), label)
+
+        def make(index=index, b=b, n=n, d_h=d_h, heads=heads, d_k=d_k, d_v=d_v):
+            with _seeded(SEED + 20 + index) as gen:
+                comm = CommunicationAttention(n, d_h, n_heads=heads, d_k=d_k, d_v=d_v, dropout=0.0).eval()
+                return comm, _randn(gen, b, n, d_h, scale=2.0)
+
+        theirs, h = make()
+        got = _call(name, fn, (h, theirs.query, theirs.key, theirs.value, heads), label)
+        comm, h = make()  # built anew: the learner's function may have changed its copy
+        with torch.no_grad():
+            _, attn_ref = comm(h, torch.ones(b, n, dtype=torch.bool))
+            a_ref = merge_heads(attn_ref @ split_heads(comm.value(h), heads))
+            q, k = split_heads(comm.query(h), heads), split_heads(comm.key(h), heads)
+            scores = q @ k.transpose(-2, -1)
         a, attn = _expect_tuple(name, got, label, ("a (B, n, H*d_v)", "attn (B, H, n, n)"))
         _compare(name, attn, attn_ref, f"attn ({label})", _module_attention_hint, (attn, scores, d_k, heads))
         _compare(name, a, a_ref, f"a ({label})", _read_hint, (a,))
@@ -124,14 +129,19 @@ def check_gated_update(fn: Callable[..., Any]) -> None:
     cases = [(3, 4, 6, 5, 1), (2, 5, 4, 8, 5), (4, 6, 6, 4, 3)]
     for index, (b, n, d_h, d_a, k) in enumerate(cases):
         label = f"case {index + 1}: B={b}, n={n} modules, k={k} active"
-        with _seeded(SEED + 30 + index) as gen:
-            f, g = GroupLinear(n, d_a, d_h), GroupLinear(n, d_a, d_h)
-            h, a = _randn(gen, b, n, d_h), _randn(gen, b, n, d_a, scale=2.0)
-            mask = _random_mask(gen, b, n, k)
-            with torch.no_grad():
-                fa, ga = f(a), g(a)
-            expected = torch.where(mask.unsqueeze(-1), h + torch.sigmoid(ga) * torch.tanh(fa), h)
-            got = _call(name, fn, (h.clone(), a.clone(), mask.clone(), f, g), label)
+
+        def make(index=index, b=b, n=n, d_h=d_h, d_a=d_a, k=k):
+            with _seeded(SEED + 30 + index) as gen:
+                f, g = GroupLinear(n, d_a, d_h), GroupLinear(n, d_a, d_h)
+                h, a = _randn(gen, b, n, d_h), _randn(gen, b, n, d_a, scale=2.0)
+                return f, g, h, a, _random_mask(gen, b, n, k)
+
+        f, g, h, a, mask = make()
+        got = _call(name, fn, (h, a, mask, f, g), label)
+        f, g, h, a, mask = make()  # built anew: the learner's function may have changed its copy
+        with torch.no_grad():
+            fa, ga = f(a), g(a)
+        expected = torch.where(mask.unsqueeze(-1), h + torch.sigmoid(ga) * torch.tanh(fa), h)
         _compare_states(
             name, got, expected, h, mask, f"h_out ({label})", _gated_update_hint, (got, h, mask, fa, ga)
         )

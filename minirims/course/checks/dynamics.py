@@ -90,8 +90,8 @@ def check_group_linear(fn: Callable[..., Any]) -> None:
         bias = _randn(g, n, d_out) if with_bias else None
         label = f"case {i + 1}: x (B={b}, n={n}, d_in={d_in}), weight ({n}, {d_in}, {d_out})"
         label += ", bias" if with_bias else ", bias=None"
-        expected = _reference(partial(GroupLinear, n, d_in, d_out, bias=with_bias), (weight, bias), x)
         got = _call(name, fn, (x.clone(), weight.clone(), None if bias is None else bias.clone()), label)
+        expected = _reference(partial(GroupLinear, n, d_in, d_out, bias=with_bias), (weight, bias), x)
         what = f"output (B, n, d_out) ({label})"
         _compare(name, got, expected, what, _group_linear_hint, (got, x, weight, bias), per=(1, "module"))
     passed(name, f"{len(settings)} cases (with and without bias, 1 to 4 modules)")
@@ -151,10 +151,10 @@ def check_group_lstm_step(fn: Callable[..., Any]) -> None:
     )
     for label, args in cases:
         x, h, c, w_ih = args[:4]
+        got = _call(name, fn, tuple(t.clone() for t in args), label)
         exp_h, exp_c = _reference(
             partial(GroupLSTMCell, *w_ih.shape[:2], w_ih.shape[2] // 4), args[3:], x, (h, c)
         )
-        got = _call(name, fn, tuple(t.clone() for t in args), label)
         got_h, got_c = _expect_tuple(name, got, label, ("h_new", "c_new"), "pair")
         what = f"c_new (B, n, d_h) ({label})"
         _compare(name, got_c, exp_c, what, _lstm_order_hint, (got_c, args), per=(1, "module"))
@@ -257,8 +257,8 @@ def check_group_gru_step(fn: Callable[..., Any]) -> None:
     )
     for label, args in cases:
         x, h, w_ih = args[:3]
-        expected = _reference(partial(GroupGRUCell, *w_ih.shape[:2], w_ih.shape[2] // 3), args[2:], x, h)
         got = _call(name, fn, tuple(t.clone() for t in args), label)
+        expected = _reference(partial(GroupGRUCell, *w_ih.shape[:2], w_ih.shape[2] // 3), args[2:], x, h)
         _compare(
             name, got, expected, f"h_new (B, n, d_h) ({label})", _gru_hint, (got, args), per=(1, "module")
         )
