@@ -414,7 +414,21 @@ def _origin(answer, package, codes):
     return ""
 
 
-def _grade(items, module, root, expected, marker, learner, out):
+def _grade(items, module, root, expected, marker, learner, out, saved):
+    # the builtins module as it was before the learner's first cell, while grading (the check and its
+    # messages see no patched print, len or isinstance); the learner's own changes come back afterwards
+    import builtins
+    current = dict(builtins.__dict__)
+    builtins.__dict__.update(saved)
+    try:
+        _grade_checks(items, module, root, expected, marker, learner, out)
+    finally:
+        for name in [n for n in builtins.__dict__ if n not in current]:
+            del builtins.__dict__[name]
+        builtins.__dict__.update(current)
+
+
+def _grade_checks(items, module, root, expected, marker, learner, out):
     report = {}
     package = module.split(".")[0]
 
@@ -474,6 +488,14 @@ def _grade(items, module, root, expected, marker, learner, out):
         for name in [n for n in sys.modules if in_package(n)]:
             del sys.modules[name]
         sys.modules.update(theirs)
+    try:  # the saved stream may still be tied to an older cell, if the learner replaced sys.stdout since
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        if shell is not None and hasattr(out, "set_parent"):
+            out.set_parent(shell.parent_header)
+    except Exception:
+        pass
     out.write(marker + repr(report) + "\\n")
     out.flush()
 """
@@ -487,7 +509,7 @@ def _grader_cell(slots: Sequence[Slot], course: Course, marker: str) -> str:
     package = course.checks_module.split(".")[0]
     expected = os.path.join(root, package)
     call = (items, course.checks_module, root, expected, marker)
-    code = f"{_GRADER_CODE}\n_grade(*{call!r}, __learner__, __stdout__)\n"
+    code = f"{_GRADER_CODE}\n_grade(*{call!r}, __learner__, __stdout__, __builtins__)\n"
     # only imports, attribute look-ups and literals here: no name the learner could shadow
     return (
         "def __minirims_grade():\n"

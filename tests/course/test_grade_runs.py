@@ -147,3 +147,88 @@ def test_grading_a_class_writes_the_table(course, tmp_path, monkeypatch, capsys)
     assert tour["status"] == "ran" and tour["note"] == "no exercises; it ran to the end"
     assert carol["notebooks"] == [] and alice["totals"]["pass"] == 2
     assert _snapshot(submissions) == before
+
+
+@pytest.mark.slow
+def test_an_honest_learner_who_shadows_builtins_and_names_is_graded_right(course, tmp_path):
+    path = demo.write(demo.honest(), tmp_path / "06_honest.ipynb")
+    report = grade.run_notebook(path, timeout=30, course=course)
+    assert report.results == [
+        R("6.1", "pass", "✔ double passed: 3 cases"),
+        R("6.2", "pass", "✔ triple passed: 3 cases"),  # printed 6 MB while checked
+        R("6.3", "fail", "ExerciseFailure: square output: expected 9, got 6 for x=3"),
+    ]
+
+
+@pytest.mark.slow
+def test_answers_taken_from_the_package_are_reported_as_such(course, tmp_path):
+    path = demo.write(demo.reference(), tmp_path / "07_reference.ipynb")
+    report = grade.run_notebook(path, timeout=30, course=course)
+    why = "uses the reference implementation: `{}` is {}, from the package, not your own code"
+    assert report.results == [
+        R("7.1", "uses reference", why.format("double", "demo_checks.reference_double")),  # imported
+        R("7.2", "uses reference", why.format("triple", "demo_checks.reference_triple")),  # partial
+        R("7.3", "uses reference", why.format("square", "demo_checks.reference_square")),  # its __code__
+        R("7.4", "uses reference", why.format("negate", "demo_checks.reference_negate")),  # functools.wraps
+        R("7.5", "uses reference", why.format("half", "demo_checks.Halver (an instance)")),
+        R("7.6", "pass", "✔ cube passed: 3 cases"),
+    ]
+
+
+@pytest.mark.slow
+def test_every_process_the_kernel_started_ends_with_grading(course, tmp_path):
+    psutil = pytest.importorskip("psutil")
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    path = demo.write(demo.processes(pids), tmp_path / "learner" / "08_processes.ipynb")
+    report = grade.run_notebook(path, timeout=60, course=course)
+    assert report.results == [R("8.1", "pass", "✔ double passed: 3 cases")]
+    started = {p.name: int(p.read_text()) for p in pids.iterdir()}
+    assert sorted(started) == ["bare", "child", "orphan", "session"]
+
+    def running(pid: int) -> bool:
+        try:
+            return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    deadline = time.monotonic() + 5
+    while any(running(pid) for pid in started.values()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert {name: running(pid) for name, pid in started.items()} == dict.fromkeys(started, False)
+
+
+@pytest.mark.slow
+def test_a_forged_report_or_a_patched_print_changes_nothing(course, tmp_path):
+    path = demo.write(demo.forgers(), tmp_path / "09_forgers.ipynb")
+    report = grade.run_notebook(path, timeout=30, course=course)
+    forged = (
+        "the grader's report cannot be trusted: lines that look like it were printed (something in the "
+        "notebook forged one)"
+    )
+    assert report.results == [
+        R("9.1", "pass", "✔ double passed: 3 cases"),
+        R("9.2", "fail", forged),
+        R("9.3", "fail", "ExerciseFailure: square output: expected 9, got 3 for x=3"),
+    ]
+
+
+@pytest.mark.slow
+def test_the_grader_keeps_a_bounded_part_of_each_cells_output(tmp_path):
+    from minirims.course.grade_kernel import STREAM_LIMIT, TEXT_LIMIT, Kernel
+
+    kernel = Kernel(tmp_path)
+    kernel.start()
+    try:
+        run = kernel.run("for _ in range(20):\n    print('x' * 1_000_000)", 30)
+        assert run.outcome == "ok" and run.truncated and run.stdout == "x" * STREAM_LIMIT
+        run = kernel.run("raise ValueError('y' * 10_000_000)", 30)
+        assert run.ename == "ValueError" and len(run.evalue) == TEXT_LIMIT and run.evalue.endswith("…")
+        cell = (
+            "print('z' * 3_000_000)\nprint('KEEP', end='')\nprint(' this')\nprint('no KEEP')\nprint('KEEP 2')"
+        )
+        run = kernel.run(cell, 30, keep="KEEP")
+        assert run.stdout == "KEEP this\nKEEP 2\n" and not run.truncated
+        assert kernel.run("print('a' * 100)", 30, limit=0).stdout == ""
+    finally:
+        kernel.close()
