@@ -132,7 +132,7 @@ def test_user_errors_end_in_one_line_with_status_2(command, extra, message, caps
 
 def test_an_unknown_profile_is_one_line_too(capsys):
     assert main(["copying", "--profile", "huge"]) == 2
-    assert _one_error_line(capsys, "copying") == "profile: expected one of smoke, cpu, full, got 'huge'"
+    assert _one_error_line(capsys, "copying") == "profile: expected one of smoke, cpu, full, long, got 'huge'"
 
 
 def test_a_damaged_checkpoint_on_the_command_line_says_what_to_do(tmp_path, capsys, one_thread):

@@ -4,7 +4,7 @@ Every experiment module (:mod:`~minirims.experiments.copying`, :mod:`~minirims.e
 :mod:`~minirims.experiments.bouncing_balls`) has the same shape::
 
     Settings                                 # frozen dataclass (a subclass of Settings below), validated
-    PROFILES: {"smoke" | "cpu" | "full": Settings}
+    PROFILES: {"smoke" | "cpu" | "full" (| "long"): Settings}
     settings(profile=None, **overrides) -> Settings        # profile None: env MINIRIMS_PROFILE
     make_model(name, settings) -> nn.Module                # names say their size: rim-6x48-k4, lstm-288
     run(settings=None, seeds=1, *, results=None, runs_dir=None, save=True, device=None, progress=True,
@@ -394,7 +394,13 @@ def settings_of(
     profiles: Mapping[str, SettingsT], profile: str | SettingsT | None, overrides: Mapping[str, Any]
 ) -> SettingsT:
     """``profile``'s settings (a name, None for env ``MINIRIMS_PROFILE``, or Settings) with ``overrides``."""
-    base = profile if isinstance(profile, Settings) else profiles[resolve_profile(profile)]
+    if isinstance(profile, Settings):
+        base = profile
+    else:
+        name = resolve_profile(profile)
+        if name not in profiles:  # e.g. a ``long`` profile that only some experiments have
+            raise ValueError(f"profile: expected one of {', '.join(profiles)}, got {name!r}")
+        base = profiles[name]
     return base.replace(**overrides) if overrides else base  # type: ignore[return-value]
 
 
@@ -600,7 +606,7 @@ def add_arguments(parser: Any, extra: Callable[[Any], None] | None = None) -> No
     parser.add_argument(
         "--profile",
         default=None,
-        help="smoke | cpu | full (default: env MINIRIMS_PROFILE, else full on a GPU, cpu otherwise)",
+        help="smoke | cpu | full | long (default: env MINIRIMS_PROFILE, else full on a GPU, cpu otherwise)",
     )
     parser.add_argument(
         "--models",

@@ -82,7 +82,9 @@ __all__ = [
     "seed_everything",
 ]
 
-PROFILES = ("smoke", "cpu", "full")
+#: experiment sizes: ``smoke`` (CI), ``cpu`` (a learner's laptop), ``full`` (one GPU), ``long`` (a reference
+#: trained on a CPU for hours; never a default)
+PROFILES = ("smoke", "cpu", "full", "long")
 CHECKPOINT_FORMAT = "minirims.fit"
 CHECKPOINT_VERSION = 2
 #: the learning-rate schedules :class:`TrainConfig` knows
@@ -121,7 +123,7 @@ def resolve_profile(profile: str | None = None) -> str:
     """The experiment size: ``profile``, else env ``MINIRIMS_PROFILE``, else ``full`` on CUDA, else ``cpu``.
 
     Raises:
-        ValueError: for anything other than ``smoke``, ``cpu`` or ``full``.
+        ValueError: for anything other than ``smoke``, ``cpu``, ``full`` or ``long``.
     """
     source = "profile"
     if profile is None:

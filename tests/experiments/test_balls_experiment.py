@@ -131,7 +131,8 @@ def test_cli_parses_profile_and_seeds(capsys) -> None:
     assert main(["bouncing-balls", "--profile", "huge"]) == 2
     captured = capsys.readouterr()
     assert captured.err.strip().splitlines() == [
-        "python -m minirims bouncing-balls: error: profile: expected one of smoke, cpu, full, got 'huge'"
+        "python -m minirims bouncing-balls: error: profile: "
+        "expected one of smoke, cpu, full, long, got 'huge'"
     ]
     assert captured.out == ""
 

@@ -56,7 +56,7 @@ def test_every_experiment_exposes_the_same_names(module):
         assert hasattr(module, name), name
     assert set(SHAPE) <= set(module.__all__) and "EXPERIMENT" in module.__all__
     assert issubclass(module.Settings, common.Settings) and module.Settings is not common.Settings
-    assert set(module.PROFILES) == {"smoke", "cpu", "full"}
+    assert {"smoke", "cpu", "full"} <= set(module.PROFILES) <= {"smoke", "cpu", "full", "long"}
     assert all(type(s) is module.Settings for s in module.PROFILES.values())
     assert list(inspect.signature(module.run).parameters)[:2] == ["settings", "seeds"]
     assert inspect.signature(module.run).parameters["seeds"].default == 1
@@ -271,7 +271,7 @@ def test_the_shared_settings_validate_every_kind_of_value():
         ("note", 3, r"note: expected a string, got 3"),
         ("grad_clip", float("nan"), r"grad_clip: expected a finite number > 0 or None, got nan"),
         ("lr_schedule", "linear", r"lr_schedule: expected one of constant, cosine, got 'linear'"),
-        ("profile", "huge", r"profile: expected one of smoke, cpu, full, got 'huge'"),
+        ("profile", "huge", r"profile: expected one of smoke, cpu, full, long, got 'huge'"),
         ("input_d_v", 0, r"input_d_v: expected a positive int, got 0"),
         ("comm_heads", 2.0, r"comm_heads: expected a positive int, got 2.0"),
     ]:

@@ -86,7 +86,7 @@ def test_unknown_names_raise() -> None:
     for bad in ("rim-6-4", "lstm-0", "transformer-0x16", "rim-6x0-k4", "lstm"):  # old names, zero sizes
         with pytest.raises(ValueError, match=rf"^name: expected a model name like .*, got '{bad}'$"):
             mr.make_model(bad, SMOKE)
-    with pytest.raises(ValueError, match="profile: expected one of smoke, cpu, full, got 'huge'"):
+    with pytest.raises(ValueError, match="profile: expected one of smoke, cpu, full, long, got 'huge'"):
         mr.settings("huge")
     with pytest.raises(ValueError, match="overrides: expected keys"):
         mr.settings("smoke", n_trian=3)

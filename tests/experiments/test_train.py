@@ -67,10 +67,12 @@ def test_resolve_profile(monkeypatch):
     monkeypatch.setenv("MINIRIMS_PROFILE", "smoke")
     assert resolve_profile(None) == "smoke"
     assert resolve_profile("cpu") == "cpu"  # an explicit argument beats the environment
-    with pytest.raises(ValueError, match=r"profile: expected one of smoke, cpu, full, got 'huge'"):
+    with pytest.raises(ValueError, match=r"profile: expected one of smoke, cpu, full, long, got 'huge'"):
         resolve_profile("huge")
     monkeypatch.setenv("MINIRIMS_PROFILE", "tiny")
-    with pytest.raises(ValueError, match=r"MINIRIMS_PROFILE: expected one of smoke, cpu, full, got 'tiny'"):
+    with pytest.raises(
+        ValueError, match=r"MINIRIMS_PROFILE: expected one of smoke, cpu, full, long, got 'tiny'"
+    ):
         resolve_profile(None)
 
 
