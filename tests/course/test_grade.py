@@ -220,3 +220,94 @@ def test_a_folder_too_big_to_copy_is_refused_before_any_kernel_starts(tmp_path, 
     monkeypatch.setattr(grade_class, "default_course", lambda: course)
     assert grade.main(_args(str(path), "--json")) == 1
     assert json.loads(capsys.readouterr().out) == []
+
+
+def test_csv_cells_that_look_like_formulas_are_quoted(tmp_path):
+    import csv
+
+    from minirims.course import grade_class
+    from minirims.course.grade import ExerciseResult
+
+    course = gdemo.install(tmp_path / "t")
+    names = ["=HYPERLINK(1)", "+1", "-2", "@SUM(A1)", "\tTAB", "\rCR", "plain", "a=b"]
+    grades = [grade_class.LearnerGrade(name) for name in names]
+    for grade_row in grades:
+        grade_row.results["5.1"] = ExerciseResult("5.1", "pass")
+        grade_row.sources["5.1"] = "x.ipynb"
+    grades[0].notes.append("=cmd|' /C calc'!A0")
+    grade_class.write_table(grades, course, tmp_path / "out", {})
+    with (tmp_path / "out" / "grades.csv").open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    assert [row[0] for row in rows[1:]] == ["'" + n for n in names[:6]] + ["plain", "a=b"]
+    assert rows[1][-1] == "'=cmd|' /C calc'!A0"
+    table = json.loads((tmp_path / "out" / "grades.json").read_text(encoding="utf-8"))
+    assert [row["learner"] for row in table["learners"]] == names  # the JSON keeps the names as they are
+
+
+def test_every_unreadable_submission_is_named_on_the_console(tmp_path, monkeypatch, capsys):
+    import os
+
+    from minirims.course import grade_class
+
+    course = gdemo.install(tmp_path / "t")
+    monkeypatch.setattr(grade_class, "default_course", lambda: course)
+    folder = tmp_path / "class"
+    folder.mkdir()
+    (folder / "ann.ipynb").write_text("{not json")
+    (folder / "ben").mkdir()
+    (folder / "ben" / "05_week.ipynb").write_text('{"cells": 3}')
+    (folder / "cat").mkdir()
+    (folder / "cat" / "notes.ipynb").mkdir()  # a folder named like a notebook: not a submission
+    locked = folder / "dan"
+    (locked / "week1").mkdir(parents=True)
+    gdemo.write(gdemo.tour(), locked / "week1" / "00_tour.ipynb")
+    scandir = os.scandir
+
+    def refuse(path="."):  # as a folder without read permission does (a test run as root reads them all)
+        if os.fspath(path) == str(locked / "week1"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refuse)
+    assert grade.main(_args(str(folder), "--out", str(tmp_path / "out"), "--json")) == 1
+    monkeypatch.undo()
+    printed = capsys.readouterr()
+    assert json.loads(printed.out) == []
+    err = printed.err
+    assert (
+        f"ann: {folder / 'ann.ipynb'}  unreadable: {folder / 'ann.ipynb'}: not a readable Jupyter notebook"
+        in err
+    )
+    assert f"ben: {folder / 'ben' / '05_week.ipynb'}  unreadable:" in err
+    assert f"dan: unreadable: cannot read {locked / 'week1'}: [Errno 13] Permission denied" in err
+    assert "grade: 3 submission(s) not graded:" in err and "dan (unreadable folder)" in err
+    table = json.loads((tmp_path / "out" / "grades.json").read_text())
+    notes = {row["learner"]: row["notes"] for row in table["learners"]}
+    assert notes["cat"] == ["no notebooks in this folder"]
+
+
+def test_an_impossible_out_fails_in_one_line_before_any_grading(tmp_path, monkeypatch, capsys):
+    import os
+
+    from minirims.course import grade_class
+
+    def never(*args, **kwargs):
+        raise AssertionError("graded before --out was checked")
+
+    monkeypatch.setattr(grade_class, "grade_submissions", never)
+    path = gdemo.write(gdemo.tour(), tmp_path / "class" / "ann.ipynb")
+    (tmp_path / "file.txt").write_text("x")
+    cases = [
+        (tmp_path / "file.txt" / "sub", "--out: cannot write the table into"),  # under a file
+        (tmp_path / "file.txt", "--out: expected a folder, got"),
+    ]
+    (tmp_path / "taken" / "grades.csv").mkdir(parents=True)
+    cases.append((tmp_path / "taken", "grades.csv exists and is not a file"))
+    if os.geteuid() != 0:
+        (tmp_path / "readonly").mkdir(mode=0o555)
+        cases.append((tmp_path / "readonly", "--out: cannot write the table into"))
+        cases.append((tmp_path / "readonly" / "sub", "--out: cannot write the table into"))
+    for out, message in cases:
+        assert grade.main(_args(str(path.parent), "--out", str(out))) == 2, out
+        err = _one_line_error(capsys)
+        assert err.startswith("grade: ") and message in err, err

@@ -232,3 +232,46 @@ def test_the_grader_keeps_a_bounded_part_of_each_cells_output(tmp_path):
         assert kernel.run("print('a' * 100)", 30, limit=0).stdout == ""
     finally:
         kernel.close()
+
+
+ATTENTION = """def attention(q, k, v, mask=None):
+    scores = q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = scores.softmax(dim=-1)
+    return weights @ v, weights"""
+
+
+@pytest.mark.slow
+def test_the_course_checks_grade_in_a_fresh_copy_of_the_package(tmp_path):
+    """On the real course (notebook 01): shadowed builtins change nothing, an answer imported from the package
+    is named as such, and patching the package's reference in the learner's kernel does not fool the check."""
+    nb = demo._nb(
+        [
+            "import torch\nfrom minirims.course import checks\nimport minirims.attention as package",
+            "list = [1, 2, 3]\nsorted = print = len = isinstance = getattr = repr = None",
+            (ATTENTION, demo.ex("1.1")),
+            ("checks.check_attention(attention)", demo.chk("1.1")),
+            ("from minirims.attention import split_heads", demo.ex("1.2")),
+            ("checks.check_split_heads(split_heads)", demo.chk("1.2")),
+            ("package.merge_heads = lambda x: x\n\n\ndef merge_heads(x):\n    return x", demo.ex("1.3")),
+            ("checks.check_merge_heads(merge_heads)", demo.chk("1.3")),
+        ]
+    )
+    path = demo.write(nb, tmp_path / "01_attention.ipynb")
+    report = grade.run_notebook(path, timeout=120)
+    assert [(r.exercise, r.status) for r in report.results] == [
+        ("1.1", "pass"),
+        ("1.2", "uses reference"),
+        ("1.3", "fail"),
+        ("1.4", "fail"),
+    ]
+    assert report.results[0].message.startswith("✔ attention passed: 4 cases")
+    assert report.results[1].message == (
+        "uses the reference implementation: `split_heads` is minirims.attention.split_heads, from the "
+        "package, not your own code"
+    )
+    assert report.results[2].message.startswith("ExerciseFailure: merge_heads output (B, L, H*d) (case 1")
+    assert (
+        report.results[3].message == "no cell defines `multi_head_attention` (the exercise cell is missing)"
+    )
