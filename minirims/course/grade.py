@@ -6,26 +6,41 @@ Command line (wired in ``minirims/__main__.py``)::
     python -m minirims grade alice/01_attention.ipynb [more notebooks]
 
 **Grading runs the learner's code, with your permissions, on your machine. It is not a sandbox**: a notebook
-can read, write or delete any file you can, and a learner who sets out to attack the grader's kernel (patch
-the package's reference code, ``importlib`` or ``print``) can fool it. Grade only what you would run yourself.
+can read, write or delete any file you can. Grade only what you would run yourself. The README's teacher
+section lists exactly what grading guards against and what it does not.
 
 What the grader trusts and what it does not:
 
 * Saved outputs never count. The notebook's cells are run top to bottom from a copy with every output
   cleared, in a fresh ``python3`` kernel, inside a temporary copy of the notebook's folder (the learner's
   folder is never written to), with ``MINIRIMS_PROFILE=smoke`` unless that variable is set. Errors do not stop
-  the run.
+  the run. Of each cell the grader keeps only its error and (for its own cells) its report line, bounded
+  (:mod:`minirims.course.grade_kernel`); when grading ends, every process the kernel started is killed.
 * The learner's check cells decide nothing. Which exercises a notebook holds, which name each exercise defines
   and which check grades it come from the course's own notebooks (``--course``, default: this checkout's
   ``notebooks/``), never from the learner's copy. Where the learner's notebook runs an exercise's check (after
   its exercise cell and check cells, before the next exercise or any cell that re-imports that name), the
-  grader runs a cell of its own that imports the checks module anew (from the course's folder, refusing a
-  shadowing copy) and calls the right check on the learner's object, looked up by name. Editing or deleting a
-  check cell, replacing it by ``print("✔ ...")`` or rebinding the check functions changes nothing.
+  grader runs a cell of its own that calls the right check on the learner's object, looked up by name.
+  Editing or deleting a check cell, replacing it by ``print("✔ ...")`` or rebinding the check functions
+  changes nothing.
+* The grader's cell runs in a namespace of its own, with the builtins and ``sys.stdout`` as they were before
+  the learner's first cell (saved by :data:`_PROLOGUE`; the builtins module is put back that way while it
+  grades, and the learner's changes return afterwards): names the learner binds (``list = [1, 2, 3]``,
+  ``print = ...``), a replaced ``builtins.print`` or ``sys.stdout`` change nothing.
+* The checks run on a fresh import of the whole package (the first part of ``Course.checks_module``) from the
+  course's folder, refusing a copy loaded from anywhere else; the learner's own modules of that package are
+  put back afterwards. So a reference function the learner patched in the kernel is not the one the check
+  compares with.
+* An answer that passes but is the package's own (the learner's object is, wraps, is a partial or a bound
+  method of, or shares its code object with a function or class of the package) is reported as **uses
+  reference**, not **pass**.
+* A report line printed with the grader's marker by anything but the grader (more than one report) is not
+  trusted: every exercise of that cell fails, saying so.
 
 Each exercise ends in one of :data:`STATUSES`, with its reason:
 
 * **pass**: the grader's check accepted the learner's answer (the message is the check's ``✔`` line);
+* **uses reference**: the check accepted it, but the answer is the package's reference implementation;
 * **fail**: the check refused it (the message says why), the answer's name is not defined, or no cell of the
   notebook defines it;
 * **not attempted**: the exercise still raises its ``NotImplementedError("Exercise N.M: ...")``, or is blank;

@@ -179,3 +179,24 @@ def test_a_tensor_subclass_or_an_unknown_object_runs_no_code_once_the_expected_v
     # a named tuple of the learner's is read as its fields, not through its methods
     h_c = answers.REFERENCE["check_rim_step"][0]
     checks.check_rim_step(h_c)
+
+
+def test_the_learners_function_cannot_change_what_its_answer_is_compared_with():
+    right = answers.REFERENCE["check_multi_head_attention"][0]
+
+    def vandal(mha, query, key_value, mask=None):
+        with torch.no_grad():
+            for p in mha.parameters():
+                p.zero_()
+        return right(mha, query, key_value, mask)  # right for the module it broke
+
+    answers.fails(checks.check_multi_head_attention, vandal, r"multi_head_attention weights .*case 1")
+    rim_step = answers.REFERENCE["check_rim_step"][0]
+
+    def reset(cell, x, state):
+        with torch.no_grad():
+            for p in cell.parameters():
+                p.fill_(0.1)
+        return rim_step(cell, x, state)
+
+    answers.fails(checks.check_rim_step, reset, r"^RIM step")

@@ -172,6 +172,7 @@ def test_answers_taken_from_the_package_are_reported_as_such(course, tmp_path):
         R("7.4", "uses reference", why.format("negate", "demo_checks.reference_negate")),  # functools.wraps
         R("7.5", "uses reference", why.format("half", "demo_checks.Halver (an instance)")),
         R("7.6", "pass", "✔ cube passed: 3 cases"),
+        R("7.7", "uses reference", why.format("increment", "demo_checks.Counter.increment")),  # bound method
     ]
 
 

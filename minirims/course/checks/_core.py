@@ -1,7 +1,9 @@
 """What every exercise check is made of: its failure, the call of the learner's function, comparisons.
 
 A check calls the learner's function on fixed, seeded inputs, compares each result with the reference and
-prints exactly one line when everything matches::
+prints exactly one line when everything matches. It calls the learner's function first and computes the
+case's expected values only afterwards (from inputs and modules built anew, which the learner's function never
+saw), so they are in no frame of the stack while the learner's code runs::
 
     ✔ attention passed: 3 cases
 
