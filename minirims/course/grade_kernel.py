@@ -85,9 +85,9 @@ class _Stdout:
         for line in lines:
             if line.startswith(self.prefix):
                 self._keep(line + "\n")
-        if len(self._line) > len(self.prefix) + self.limit:  # a line too long to keep whole
+        if len(self._line) > len(self.prefix) + self.limit:  # a long line: kept whole only up to the limit
+            self.truncated = self.truncated or self._line.startswith(self.prefix)
             self._line = self._line[: len(self.prefix) + self.limit]
-            self.truncated = True
 
     def text(self) -> str:
         if self.prefix is not None and self._line.startswith(self.prefix):

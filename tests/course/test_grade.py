@@ -311,3 +311,19 @@ def test_an_impossible_out_fails_in_one_line_before_any_grading(tmp_path, monkey
         assert grade.main(_args(str(path.parent), "--out", str(out))) == 2, out
         err = _one_line_error(capsys)
         assert err.startswith("grade: ") and message in err, err
+
+
+def test_the_kept_stdout_is_bounded_and_finds_lines_split_across_messages():
+    from minirims.course.grade_kernel import _Stdout
+
+    kept = _Stdout(10, None)
+    for chunk in ("abc", "defghij", "klmnop"):
+        kept.write(chunk)
+    assert kept.text() == "abcdefghij" and kept.truncated
+    lines = _Stdout(100, "MARK ")
+    for chunk in ("noise MARK no\nMA", "RK one\n", "x" * 10_000, "\nMARK two"):
+        lines.write(chunk)
+    assert lines.text() == "MARK one\nMARK two" and not lines.truncated
+    long = _Stdout(8, "M")
+    long.write("M" + "y" * 1_000 + "\nM ok\n")
+    assert long.truncated and len(long.text()) <= 8
