@@ -6,7 +6,10 @@ only that notebook, so that it sees no other learner's work) and each sub-folder
 folder) with every notebook under it (each run in a temporary copy of its own folder). Notebooks given by path
 are graded one by one, as learners named by their path. The table, one row per learner, one column per
 exercise (its status; empty when the learner handed in no notebook with that exercise), plus the totals, is
-written as ``grades.csv`` and ``grades.json`` (which also holds every message and note).
+written as ``grades.csv`` and ``grades.json`` (which also holds every message and note). ``--out`` is checked
+before any grading (the folder is created and a file written there); in the CSV a cell that starts like a
+spreadsheet formula (``=``, ``+``, ``-``, ``@``, tab, CR) is prefixed with ``'``. Every notebook or learner
+folder that cannot be read is named on the console as it is met, and counted in one line on stderr at the end.
 """
 
 from __future__ import annotations
