@@ -33,7 +33,7 @@ from pathlib import Path
 from queue import Empty
 from time import monotonic
 
-try:  # ipykernel depends on psutil, so it is there wherever a kernel can run; without it: the group only
+try:  # IPython (so ipykernel) requires psutil on Linux, macOS and Windows; without it: the group only
     import psutil
 except ImportError:  # pragma: no cover
     psutil = None
