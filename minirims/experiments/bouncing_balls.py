@@ -27,6 +27,7 @@ The figures are in :mod:`minirims.experiments.figures`.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -388,6 +389,7 @@ def run(settings: str | Settings | None = None, seeds: int | Sequence[int] = 1, 
             summarize=lambda per_seed: {name: _per_frame([r[name] for r in per_seed]) for name in TEST_SETS},
             select="val_bce",
             log_every=10,
+            chance_loss=math.log(2),  # per-pixel BCE of a know-nothing guess (0.5 everywhere)
         )
 
     def baselines(task: Task) -> dict[str, Any]:

@@ -11,6 +11,7 @@ Every experiment module (:mod:`~minirims.experiments.copying`, :mod:`~minirims.e
         fresh=False, trained=None) -> Record                # train_and_test() with the experiment's Task
     format_table(record) -> str
     add_arguments(parser) / main(args) -> int              # python -m minirims <experiment> ...
+    check_environment(settings) -> None                    # optional: what the run needs, checked first
 
 Reference records live in the tracked ``results/`` folder and change only on purpose: a run writes its
 record to the ignored ``runs/`` folder (env ``MINIRIMS_RUNS``, or the run's ``runs_dir``) unless it is given
@@ -35,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -58,6 +60,7 @@ from minirims.experiments.train import (
     TrainConfig,
     fit,
     pick_device,
+    remove_stale_temp_files,
     resolve_profile,
     seed_everything,
 )
@@ -69,6 +72,8 @@ __all__ = [
     "Settings",
     "Task",
     "add_arguments",
+    "check_output_dir",
+    "check_runs_dir",
     "count_parameters",
     "default_runs_dir",
     "describe_record",
@@ -86,6 +91,7 @@ __all__ = [
     "results_dir",
     "run_command",
     "save_record",
+    "save_record_or_keep",
     "seed_list",
     "settings_key",
     "settings_of",
@@ -94,6 +100,14 @@ __all__ = [
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+#: bounds of what a run may ask for: seeds per run, a seed's value, epochs, a peak learning rate
+MAX_SEEDS = 100
+MAX_SEED = 2**32 - 1
+MAX_EPOCHS = 10_000
+MAX_LR = 1.0
+#: a model whose last training loss is above this many times the trivial predictor's learned nothing (or
+#: diverged to finite values): its record entry gets a "warning"
+ABSURD_LOSS_FACTOR = 2.0
 
 
 def results_dir() -> Path:
@@ -137,6 +151,15 @@ def output_record_path(
     if results is not None:
         return record_path(experiment, profile, results)
     return record_path(experiment, profile, runs_dir if runs_dir is not None else default_runs_dir())
+
+
+def check_runs_dir(runs_dir: str | os.PathLike[str] | None, name: str = "runs_dir") -> Path:
+    """The runs folder of a run, checked (:func:`check_output_dir`): ``runs_dir`` (called ``name`` in the
+    message), else :func:`default_runs_dir` (called ``MINIRIMS_RUNS`` when that is set)."""
+    if runs_dir is not None:
+        return check_output_dir(name, runs_dir)
+    env = os.environ.get("MINIRIMS_RUNS", "").strip()
+    return check_output_dir("MINIRIMS_RUNS" if env else "the runs folder", default_runs_dir())
 
 
 def _git(*args: str) -> str | None:
@@ -205,15 +228,42 @@ def check_int(name: str, value: object, lo: int = 1, hi: int | None = None) -> i
     return value  # type: ignore[return-value]
 
 
-def check_rate(name: str, value: object, none_ok: bool = False) -> float | None:
-    """A finite number > 0 (a learning rate, a clipping norm), or None when ``none_ok``."""
+def check_rate(name: str, value: object, none_ok: bool = False, hi: float | None = None) -> float | None:
+    """A finite number > 0 (and <= ``hi`` when given: a learning rate, a clipping norm), or None when
+    ``none_ok``."""
     if value is None and none_ok:
         return None
-    if not (
+    ok = (
         isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-    ):
-        raise _fail(name, "a finite number > 0" + (" or None" if none_ok else ""), value)
-    return float(value)
+    )
+    if not ok or (hi is not None and value > hi):  # type: ignore[operator]
+        want = "a finite number > 0" if hi is None else f"a number in (0, {hi:g}]"
+        raise _fail(name, want + (" or None" if none_ok else ""), value)
+    return float(value)  # type: ignore[arg-type]
+
+
+def check_output_dir(name: str, value: object) -> Path:
+    """A folder a run can write into (it may not exist yet): a non-empty path that is not a file, whose
+    nearest existing parent is a writable folder. ``name`` is what the message calls it (``--runs-dir``).
+
+    Checked before any work, so that a run never trains for hours and then cannot save.
+    """
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str) or not value.strip():
+        raise _fail(name, "a folder path (use . for the current folder)", value)
+    path = Path(value).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{name}: expected a folder, got {str(path)!r}, which is a file")
+    parent = path
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"{name}: expected a folder, got {str(path)!r}, but {str(parent)!r} is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        shown = "" if parent == path else f" (its parent {str(parent)!r} is not writable)"
+        raise ValueError(f"{name}: expected a folder you can write to, got {str(path)!r}{shown}")
+    return path
 
 
 def check_choice(name: str, value: object, choices: Sequence[Any]) -> Any:
@@ -319,8 +369,10 @@ class Settings:
             "comm_d_v",
         ):
             check_int(key, getattr(self, key))
+        if self.epochs > MAX_EPOCHS:
+            raise _fail("epochs", f"a positive int of at most {MAX_EPOCHS}", self.epochs)
         check_int("warmup_steps", self.warmup_steps, lo=0)
-        check_rate("lr", self.lr)
+        check_rate("lr", self.lr, hi=MAX_LR)
         check_rate("grad_clip", self.grad_clip, none_ok=True)
         check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         check_choice("compile", self.compile, (True, False))
@@ -336,7 +388,7 @@ class Settings:
             raise _fail("lr_by_model", "a dict from model names to learning rates", self.lr_by_model)
         for name, lr in self.lr_by_model.items():
             parse_model_name(name, self.MODEL_KINDS, f"lr_by_model[{name!r}]")
-            check_rate(f"lr_by_model[{name!r}]", lr)
+            check_rate(f"lr_by_model[{name!r}]", lr, hi=MAX_LR)
         object.__setattr__(self, "lr_by_model", dict(self.lr_by_model))
 
     def replace(self, **overrides: Any) -> Settings:
@@ -426,6 +478,8 @@ class Task:
         summarize: ``[result per seed] -> the record's entry of one model``.
         select, mode: the validation key that picks the best epoch, and "min" or "max".
         log_every: steps between progress-bar refreshes.
+        chance_loss: the training loss of the trivial predictor (a uniform guess: ln 8 for the copied digits),
+            or None; a model that ends far above it (:data:`ABSURD_LOSS_FACTOR`) is flagged in the record.
     """
 
     batches: Callable[[int, int], Iterable[Any]]
@@ -436,6 +490,7 @@ class Task:
     select: str = "val_loss"
     mode: str = "min"
     log_every: int = 25
+    chance_loss: float | None = None
 
 
 class Record(TypedDict, total=False):
@@ -482,15 +537,23 @@ def train_and_test(
 
     Each model's entry is ``task.summarize`` of its per-seed test results, plus ``train_seconds`` (summed
     over seeds from the epochs' history, so right for resumed runs) and ``best_epoch`` (per seed); the
-    trivial predictors of ``baselines(task)`` are added as entries of their own.
+    trivial predictors of ``baselines(task)`` are added as entries of their own. A model whose last training
+    loss is far above ``task.chance_loss`` (it learned nothing, or diverged to large finite values) gets a
+    ``"warning"`` in its entry, also printed on stderr.
+
+    The runs folder (and ``results``, when saving) must be folders one can write to: checked before any
+    work. A record that cannot be written after all (the folder became read-only during the run) is written
+    to a new temporary folder instead, and the ValueError raised says where.
     """
     seeds_used = seed_list(seeds)
     dev = pick_device(device)
+    folder = check_runs_dir(runs_dir)
+    if save and results is not None:
+        check_output_dir("results", results)
     for name in settings.models:
         make_model(name, settings)
     started, start = provenance(dev), time.perf_counter()
     task = make_task(settings, dev)
-    folder = Path(runs_dir) if runs_dir is not None else default_runs_dir()
     ckpt_dir = folder / f"{experiment}_{settings.profile}_{settings_key(settings.training_dict())}"
     metrics: dict[str, Any] = {}
     curves: dict[str, Any] = {}
@@ -521,6 +584,10 @@ def train_and_test(
             if trained is not None:
                 trained[name] = model.cpu().eval()
         metrics[name] = {**task.summarize(tested), "best_epoch": best, "train_seconds": round(seconds, 3)}
+        warning = _absurd_loss(name, curves[name], task.chance_loss)
+        if warning is not None:
+            metrics[name]["warning"] = warning
+            print(f"warning: {warning}", file=sys.stderr, flush=True)
     if baselines is not None:
         metrics.update(baselines(task))
     record = make_record(
@@ -537,8 +604,39 @@ def train_and_test(
         extra=extra,
     )
     if save:
-        save_record(record, output_record_path(experiment, settings.profile, results, runs_dir))
+        save_record_or_keep(record, output_record_path(experiment, settings.profile, results, runs_dir))
     return record  # type: ignore[return-value]
+
+
+def _absurd_loss(name: str, curves: Mapping[str, Any], chance: float | None) -> str | None:
+    """A warning when a model's last training loss (of any seed) is far above the trivial predictor's."""
+    if chance is None:
+        return None
+    last = {seed: rows[-1].get("train_loss") for seed, rows in curves.items() if rows}
+    bad = {s: v for s, v in last.items() if isinstance(v, (int, float)) and v > ABSURD_LOSS_FACTOR * chance}
+    if not bad:
+        return None
+    shown = ", ".join(f"{v:.4g} (seed {s})" for s, v in bad.items())
+    return (
+        f"{name} ended with a training loss of {shown}, far above the trivial predictor's {chance:.3g}: "
+        "it learned nothing (the learning rate is probably too high: try a lower --lr)"
+    )
+
+
+def save_record_or_keep(record: Mapping[str, Any], path: Path) -> Path:
+    """:func:`save_record` to ``path``; when that fails (a folder made read-only or removed during the run),
+    save it in a new temporary folder and raise a ValueError that says where: finished work is never lost."""
+    try:
+        return save_record(record, path)
+    except OSError as err:
+        import tempfile
+
+        kept = Path(tempfile.mkdtemp(prefix="minirims-record-")) / path.name
+        save_record(record, kept)
+        raise ValueError(
+            f"record: could not write {path} ({type(err).__name__}: {err.strerror or err}); the finished "
+            f"run's record was saved to {kept} instead"
+        ) from None
 
 
 @torch.no_grad()
@@ -560,19 +658,26 @@ def traced_masks(model: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
 def seed_list(seeds: int | Sequence[int]) -> list[int]:
     """``seeds`` as a list: a count n >= 1 gives 0..n-1; a non-empty list of distinct ints >= 0 is kept as is.
 
-    A repeated seed would count one run twice in a mean over seeds, so it is refused.
+    At most :data:`MAX_SEEDS` seeds, each at most :data:`MAX_SEED` (checked before any list is built). A
+    repeated seed would count one run twice in a mean over seeds, so it is refused.
     """
     if isinstance(seeds, bool):
         raise ValueError(f"seeds: expected a count >= 1 or a list of seeds, got {seeds!r}")
     if isinstance(seeds, int):
         if seeds < 1:
             raise ValueError(f"seeds: expected a count >= 1 or a list of seeds, got {seeds!r}")
+        if seeds > MAX_SEEDS:
+            raise ValueError(f"seeds: expected a count of at most {MAX_SEEDS} seeds, got {seeds}")
         return list(range(seeds))
     if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Iterable):
         raise ValueError(f"seeds: expected a count >= 1 or a list of non-negative ints, got {seeds!r}")
-    out = list(seeds)
+    out = list(itertools.islice(seeds, MAX_SEEDS + 1))  # never more than that, whatever seeds is
+    if len(out) > MAX_SEEDS:
+        raise ValueError(f"seeds: expected at most {MAX_SEEDS} seeds, got more")
     if not out or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in out):
         raise ValueError(f"seeds: expected a count >= 1 or a list of non-negative ints, got {seeds!r}")
+    if max(out) > MAX_SEED:
+        raise ValueError(f"seeds: expected seeds in 0..{MAX_SEED}, got {max(out)}")
     twice = sorted({s for s in out if out.count(s) > 1})
     if twice:
         raise ValueError(
@@ -589,6 +694,10 @@ def seeds_argument(text: str) -> int | list[int]:
     import argparse
 
     try:
+        if text.count(",") >= MAX_SEEDS:  # refused before any list of that length is built
+            raise ValueError(
+                f"seeds: expected at most {MAX_SEEDS} seeds, got a list of {text.count(',') + 1}"
+            )
         value: int | list[int] = [int(p) for p in text.split(",")] if "," in text else int(text)
         seed_list(value)
     except ValueError as err:
@@ -643,13 +752,21 @@ def add_arguments(parser: Any, extra: Callable[[Any], None] | None = None) -> No
 def run_command(module: Any, args: Any, overrides: Mapping[str, Any] | None = None) -> int:
     """``python -m minirims <experiment>``: check everything, print the settings, run, print the table.
 
-    A user error (a bad setting, seed, model, device; a checkpoint written with other settings) raises a
-    ValueError before any work where it can: ``python -m minirims`` prints it as one line (status 2). The
-    record and its figure go to ``--results`` or the runs folder.
+    A user error (a bad setting, seed, model, device, output folder; a checkpoint written with other
+    settings) raises a ValueError before any work where it can: ``python -m minirims`` prints it as one line
+    (status 2). The record and its figure go to ``--results`` or the runs folder; when they cannot be written
+    after the run (the folder became read-only meanwhile) they go to a temporary folder, and the error says
+    where.
     """
     changes = dict(overrides or {})
     if args.models is not None:
-        changes["models"] = [m for arg in args.models for m in arg.split(",") if m]
+        names = [m.strip() for arg in args.models for m in arg.split(",")]
+        if not names or not all(names):
+            raise ValueError(
+                "--models: expected model names such as rim-6x48-k4 lstm-288 (separated by spaces or "
+                f"commas), got {' '.join(args.models)!r}"
+            )
+        changes["models"] = names
     if args.epochs is not None:
         changes["epochs"] = args.epochs
     if args.lr is not None:  # one learning rate for every model, as asked
@@ -657,6 +774,12 @@ def run_command(module: Any, args: Any, overrides: Mapping[str, Any] | None = No
     settings = module.settings(args.profile, **changes)
     seeds = seed_list(args.seeds)
     pick_device(args.device)
+    check_runs_dir(args.runs_dir, "--runs-dir")
+    if args.results is not None and not args.no_save:
+        check_output_dir("--results", args.results)
+    check = getattr(module, "check_environment", None)
+    if check is not None:  # e.g. the data an experiment needs: before any work too
+        check(settings)
     print(f"{module.EXPERIMENT}, profile {settings.profile}:\n{format_settings(settings)}", flush=True)
     record = module.run(
         settings,
@@ -678,7 +801,17 @@ def run_command(module: Any, args: Any, overrides: Mapping[str, Any] | None = No
         from minirims.experiments import figures
 
         fig = figures.plot_record(record)
-        fig.savefig(path.with_suffix(".png"), dpi=100)
+        try:
+            fig.savefig(path.with_suffix(".png"), dpi=100)
+        except OSError as err:  # the record is saved (or kept, see train_and_test): keep the figure too
+            import tempfile
+
+            kept = Path(tempfile.mkdtemp(prefix="minirims-figure-")) / path.with_suffix(".png").name
+            fig.savefig(kept, dpi=100)
+            raise ValueError(
+                f"figure: could not write {path.with_suffix('.png')} ({type(err).__name__}: "
+                f"{err.strerror or err}); the record is {path}, the figure was saved to {kept} instead"
+            ) from None
         print(f"record: {path}")
     return 0
 
@@ -763,13 +896,16 @@ def save_record(record: Mapping[str, Any], path: str | os.PathLike[str] | None =
         raise ValueError("record: expected a mapping with 'experiment' and 'profile' keys (see make_record)")
     target = Path(path) if path is not None else record_path(record["experiment"], record["profile"])
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(target)  # left by a save that was killed
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     try:
-        tmp.write_text(json.dumps(_jsonable(record), indent=2) + "\n")
+        with open(tmp, "w") as f:
+            f.write(json.dumps(_jsonable(record), indent=2) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, target)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        tmp.unlink(missing_ok=True)
     return target
 
 

@@ -302,7 +302,7 @@ def run(
                 for key in ("acc", "ce")
             }
 
-        return Task(batches, loss, validate, test, summarize, select="val_ce")
+        return Task(batches, loss, validate, test, summarize, select="val_ce", chance_loss=CHANCE_CE)
 
     return train_and_test(
         EXPERIMENT,

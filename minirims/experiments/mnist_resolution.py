@@ -21,6 +21,7 @@ mean/std/values over seeds; the trivial predictor is a uniform guess (``CHANCE_A
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from tqdm.auto import tqdm
 
 from minirims.experiments import common
 from minirims.experiments.common import LAPTOP_ATTENTION, TINY_ATTENTION, Record, Task, check_int
-from minirims.experiments.data.mnist import SPLIT_SIZES, load_mnist, pixel_sequences
+from minirims.experiments.data.mnist import SPLIT_SIZES, check_data_dir, load_mnist, pixel_sequences
 from minirims.experiments.figures import PAPER_TABLE1
 from minirims.experiments.train import batch_indices
 from minirims.experiments.transformer import CausalTransformer
@@ -41,6 +42,7 @@ from minirims.model import RIM
 
 __all__ = [
     "CHANCE_ACC",
+    "CHANCE_CE",
     "EXPERIMENT",
     "PAPER_TABLE1",
     "PROFILES",
@@ -48,6 +50,7 @@ __all__ = [
     "Settings",
     "activity_masks",
     "add_arguments",
+    "check_environment",
     "evaluate_accuracy",
     "format_table",
     "main",
@@ -59,8 +62,9 @@ __all__ = [
 EXPERIMENT = "mnist_resolution"
 #: the largest side a 28x28 digit is resized to (twice the native side)
 MAX_SIZE = 56
-#: a uniform guess among the 10 digits (the trivial predictor every model must beat)
+#: a uniform guess among the 10 digits (the trivial predictor every model must beat), and its cross-entropy
 CHANCE_ACC = 1 / 10
+CHANCE_CE = math.log(10)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -271,7 +275,9 @@ def run(settings: str | Settings | None = None, seeds: int | list[int] = 1, **op
         def summarize(per_seed: list[dict[int, float]]) -> dict[str, Any]:
             return {"acc": {str(size): common.mean_std([r[size] for r in per_seed]) for size in s.test_sizes}}
 
-        return Task(batches, loss, validate, test, summarize, select="val_acc", mode="max")
+        return Task(
+            batches, loss, validate, test, summarize, select="val_acc", mode="max", chance_loss=CHANCE_CE
+        )
 
     return common.train_and_test(
         EXPERIMENT,
@@ -313,6 +319,11 @@ def format_table(record: Mapping[str, Any], paper: bool = True) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``python -m minirims mnist-resolution`` (shared by every experiment)."""
     common.add_arguments(parser)
+
+
+def check_environment(settings: Settings) -> None:
+    """Before any work: the MNIST folder (``MINIRIMS_DATA``) must be a folder, or one that can be made."""
+    check_data_dir()
 
 
 def main(args: argparse.Namespace) -> int:

