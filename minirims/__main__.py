@@ -65,7 +65,10 @@ def _version() -> str:
 
 
 class _Parser(argparse.ArgumentParser):
-    """An argparse parser whose usage errors are one line (``<prog>: error: <message>``) and status 2."""
+    """An argparse parser whose usage errors are one line (``<prog>: error: <message>``) and status 2;
+    ``commands`` holds the sub-parser of each command (so an unknown option is reported by its command)."""
+
+    commands: dict[str, argparse.ArgumentParser]
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {_one_line(message)} (--help lists the options)\n")
@@ -95,10 +98,12 @@ def build_parser(
     )
     parser.add_argument("--version", action="version", version=f"minirims {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="<command>", title="commands")
+    parser.commands = {}
     chosen = _chosen_command(argv)
     loaded: dict[str, ModuleType | BaseException] = {}
     for name, (module_name, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
+        parser.commands[name] = p
         if name == chosen:
             try:
                 module = importlib.import_module(module_name)
@@ -119,7 +124,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default: ``sys.argv[1:]``), run the chosen command and return its exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser, loaded = build_parser(argv)
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # reported by the command's parser: "python -m minirims <command>: error: ..."
+        where = parser.commands.get(getattr(args, "command", None) or "", parser)
+        where.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command is None:
         parser.print_help()
         return 2

