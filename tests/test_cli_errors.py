@@ -421,3 +421,16 @@ def _refused_after_settings(argv: list[str], capsys) -> str:
     prefix = f"python -m minirims {argv[0]}: error: "
     assert lines[0].startswith(prefix), lines[0]
     return lines[0].removeprefix(prefix)
+
+
+def test_the_readme_promises_what_these_tests_check():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Command line") : readme.index("## Layout")]
+    text = " ".join(section.split())
+    assert "A user error ends in one line, `python -m minirims <command>: error:" in text
+    assert "and exit status 2, for every command, and before any work wherever it can be known before" in text
+    # the bounds it states are the code's
+    assert common.MAX_SEEDS == 100 and "more than 100 seeds" in text
+    assert common.MAX_EPOCHS == 10_000 and "more than 10,000 epochs" in text
+    assert common.MAX_LR == 1.0 and "a learning rate outside (0, 1]" in text
+    assert "saved in a temporary folder, named in the line" in text and '(`"warning"`)' in text

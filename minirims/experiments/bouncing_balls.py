@@ -32,6 +32,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -408,10 +409,21 @@ def run(settings: str | Settings | None = None, seeds: int | Sequence[int] = 1, 
     record["simulate_seconds"] = simulated.get("seconds")
     if options.get("save", True):
         path = output_record_path(EXPERIMENT, s.profile, options.get("results"), options.get("runs_dir"))
-        common.save_record(record, path)
+        common.save_record_or_keep(record, path)
         models = {name: m.to(next(iter(sets.values())).positions.device) for name, m in trained.items()}
         examples = example_rollouts(models, sets, s)
-        np.savez_compressed(path.with_name(f"{EXPERIMENT}_{s.profile}_examples.npz"), **examples)
+        target = path.with_name(f"{EXPERIMENT}_{s.profile}_examples.npz")
+        try:
+            np.savez_compressed(target, **examples)
+        except OSError as err:  # the folder became read-only meanwhile: the record is saved, keep these too
+            import tempfile
+
+            kept = Path(tempfile.mkdtemp(prefix="minirims-examples-")) / target.name
+            np.savez_compressed(kept, **examples)
+            raise ValueError(
+                f"examples: could not write {target} ({type(err).__name__}: {err.strerror or err}); the "
+                f"record is {path}, the example rollouts were saved to {kept} instead"
+            ) from None
     return record
 
 

@@ -650,7 +650,8 @@ def _train_epoch(loop: _Loop, batches: Iterable[Any], epoch: int) -> dict[str, f
         out = {k: v.item() / steps for k, v in sums.items()}
         if not math.isfinite(out["loss"]):
             raise _diverged(loop, epoch, steps, recent, steps - len(recent)) or TrainingDiverged(
-                f"training diverged in epoch {epoch + 1}: the mean loss is {out['loss']}"
+                f"training diverged in epoch {epoch + 1} of {config.epochs}: the mean loss of its first "
+                f"{steps} steps is {out['loss']}; try a lower learning rate (--lr on the command line)"
             )
         recent.clear()
         return out
