@@ -252,7 +252,7 @@ def check_output_dir(name: str, value: object) -> Path:
         value = os.fspath(value)
     if not isinstance(value, str) or not value.strip():
         raise _fail(name, "a folder path (use . for the current folder)", value)
-    path = Path(value).expanduser()
+    path = Path(value)  # as given, as the run writes it
     if path.exists() and not path.is_dir():
         raise ValueError(f"{name}: expected a folder, got {str(path)!r}, which is a file")
     parent = path

@@ -665,7 +665,10 @@ def _train_epoch(loop: _Loop, batches: Iterable[Any], epoch: int) -> dict[str, f
             try:
                 step = _train_step(loop, batch)
             except Exception:  # e.g. the model refusing NaN activations: say so if the run diverged before
-                diverged = _diverged(loop, epoch, steps, recent, steps - len(recent))
+                try:
+                    diverged = _diverged(loop, epoch, steps, recent, steps - len(recent))
+                except Exception:  # cannot even look (out of memory...): the step's own error tells more
+                    diverged = None
                 if diverged is None:
                     raise
                 raise diverged from None
