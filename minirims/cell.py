@@ -103,7 +103,8 @@ class RIMCell(nn.Module):
     on the parameters' device with their dtype (under ``torch.autocast``, autocast's dtype is accepted too),
     and hold a batch of at least one example (B = 0 is refused, as in every model of the package); anything
     else is a ValueError naming the argument, what was expected and what was received. :meth:`forward` also
-    refuses NaN or infinite values (one check per call).
+    refuses NaN or infinite values (one check per call, of CPU tensors: see
+    :func:`minirims._validate.check_finite`).
     """
 
     def __init__(
@@ -215,7 +216,8 @@ class RIMCell(nn.Module):
         Args:
             x: (B, d_in) one input vector, or (B, m, d_in) a set of m input slots; B >= 1, finite, on the
                 parameters' device with their dtype (or autocast's).
-            state: RIMState (h, c) each (B, n, d_h), finite; None starts from :meth:`initial_state`.
+            state: RIMState (h, c) each (B, n, d_h), finite; None starts from :meth:`initial_state` (zeros in
+                the parameters' dtype, also under ``torch.autocast``: the state does not accumulate in bf16).
 
         Returns:
             h (B, n, d_h) new module states, the new RIMState, and :class:`StepInfo`
@@ -229,7 +231,7 @@ class RIMCell(nn.Module):
         check_batch("x", x)
         check_like("x", x, self.rnn.weight_hh)
         if state is None:
-            state = self.initial_state(x.shape[0], x.device, x.dtype)
+            state = self.initial_state(x.shape[0], x.device)  # the parameters' dtype, also under autocast
             check_finite(("x", given))
         else:
             state = self.check_state(state, x.shape[0])

@@ -28,7 +28,9 @@ RIM on both paths and check that they agree (float64, 1e-6) with each other and 
    :class:`~minirims.model.RIM` checks shapes, dtype, device and finiteness once per sequence and the step
    is unchecked.
 7. **Optionally compile** (``RIM(compile_step=True)``): ``torch.compile`` of :data:`COMPILE_UNROLL` steps
-   at a time, so that the cost of calling compiled code is paid once per chunk.
+   at a time, so that the cost of calling compiled code is paid once per chunk. Every shape compiles its own
+   version, up to :data:`RECOMPILE_LIMIT` per function; past it, or where torch cannot compile, the call runs
+   uncompiled, with a warning (once).
 
 What each of these pays, and what was tried and not kept, is measured in ``benchmarks/README.md``.
 
@@ -42,6 +44,7 @@ G gate width (4 d_h for LSTM modules, 3 d_h for GRU).
 from __future__ import annotations
 
 import math
+import warnings
 from typing import NamedTuple
 
 import torch
@@ -236,7 +239,18 @@ def _step(
 #: steps of a chunk; compile time grows with the chunk (the trade-off is measured in benchmarks/README.md).
 COMPILE_UNROLL = 4
 
+#: how many compiled versions of one function ``torch.compile`` keeps before it stops compiling it (the
+#: torch default, 8, is fewer than one process meets: every batch size (the last, partial batch too), with and
+#: without a starting state that needs its gradient, training and evaluation, for every RIM of an experiment,
+#: e.g. the three RIMs of the MNIST ``full`` profile). :func:`run_fast` raises torch's limit to this when it
+#: compiles (never lowers it).
+RECOMPILE_LIMIT = 64
+
+#: the ``torch.compile`` backend of the compiled step (tests swap in a cheaper one)
+COMPILE_BACKEND = "inductor"
+
 _COMPILED: dict[str, object] = {}
+_WARNED: set[str] = set()
 
 
 def _steps(
@@ -255,10 +269,50 @@ def _steps(
     return h, c, tuple(outs)
 
 
+def _raise_recompile_limit() -> None:
+    """torch's limit on compiled versions per function, at least :data:`RECOMPILE_LIMIT` (``recompile_limit``
+    in recent torch, ``cache_size_limit`` before)."""
+    config = torch._dynamo.config
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    if getattr(config, name) < RECOMPILE_LIMIT:
+        setattr(config, name, RECOMPILE_LIMIT)
+
+
 def _compiled(name: str):  # noqa: ANN202 (a compiled callable)
-    """:func:`_step` or :func:`_steps` through ``torch.compile`` (compiled on first use, per shape set)."""
+    """:func:`_step` or :func:`_steps` through ``torch.compile``, or the plain function where compiling fails.
+
+    Compiled on first use, one version per shape set (``dynamic=False``), as one whole graph
+    (``fullgraph=True``): where torch cannot compile a call as one graph, or has reached its limit of
+    compiled versions, the call runs the plain function instead, and a RuntimeWarning says so once (torch
+    itself would fall back to slower, partly compiled or plain code without a word).
+    """
     if name not in _COMPILED:
-        _COMPILED[name] = torch.compile(_step if name == "step" else _steps, dynamic=False)
+        _raise_recompile_limit()
+        plain = _step if name == "step" else _steps
+        compiled = torch.compile(plain, dynamic=False, fullgraph=True, backend=COMPILE_BACKEND)
+        fallback_errors = tuple(
+            getattr(torch._dynamo.exc, e)
+            for e in ("FailOnRecompileLimitHit", "FailOnCacheLimitHit", "Unsupported")
+            if hasattr(torch._dynamo.exc, e)
+        )
+
+        def call(*args):  # noqa: ANN002, ANN202
+            try:
+                return compiled(*args)
+            except fallback_errors as err:
+                if not _WARNED:  # once per process
+                    _WARNED.add(name)
+                    warnings.warn(
+                        f"minirims.fast: torch.compile could not compile the RIM's {name} for this call "
+                        f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); it runs "
+                        f"uncompiled where this happens (the same function, slower). Recompile limit: "
+                        f"{RECOMPILE_LIMIT} versions per function (minirims.fast.RECOMPILE_LIMIT).",
+                        RuntimeWarning,
+                        stacklevel=4,
+                    )
+                return plain(*args)
+
+        _COMPILED[name] = call
     return _COMPILED[name]
 
 

@@ -9,7 +9,14 @@ gives the output feature size).
 Both check their inputs the same way, once per call (never per step): the sequence and any given state must
 be on the parameters' device with their dtype (under ``torch.autocast``, autocast's dtype is accepted too),
 hold at least one example and one step (B = 0 or T = 0 is refused: there is nothing to run), and be finite
-(NaN or inf is refused). Each case is a ValueError naming the argument, what was expected and what came.
+(NaN or inf is refused; values are read on the CPU only, see :func:`minirims._validate.check_finite`). Each
+case is a ValueError naming the argument, what was expected and what came.
+
+Precision: the recurrent state both return is kept in the parameters' dtype (float32), also under
+``torch.autocast``, where the matmuls run in autocast's dtype (bf16) and the outputs come in it; so a state
+fed back (a video rollout, one frame per call) passes the same check, and the LSTM cell state accumulates in
+float32. Under autocast the LSTM runs in autocast's dtype, as the RIM's matmuls do (left to itself, autocast
+runs cuDNN's LSTM in float16 whatever dtype it was given).
 
 Shapes: B batch, T time, n modules, m input slots, H communication heads, d_h hidden size per module.
 """
@@ -20,8 +27,10 @@ from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
+from torch.func import functional_call
 
 from minirims._validate import (
+    autocast_dtype,
     check_batch,
     check_finite,
     check_finite_float,
@@ -98,11 +107,12 @@ class RIM(nn.Module):
         Args:
             x: (B, T, d_in) one input vector per step, or (B, T, m, d_in) m slots per step; B >= 1, T >= 1,
                 finite, on the parameters' device with their dtype (or autocast's, under ``torch.autocast``).
-            state: initial RIMState (h, c) each (B, n, d_h), finite; None for zeros.
+            state: initial RIMState (h, c) each (B, n, d_h), finite; None for zeros (the parameters' dtype).
             trace: also return a :class:`Trace` of masks and attention maps (costs memory).
 
         Returns:
-            outputs (B, T, n*d_h), the final RIMState, and a Trace (or None).
+            outputs (B, T, n*d_h), the final RIMState (in the parameters' dtype, also under autocast), and a
+            Trace (or None).
 
         Raises:
             ValueError: a wrong shape, an empty batch or sequence, another device or dtype, NaN or inf (once
@@ -115,10 +125,11 @@ class RIM(nn.Module):
                 f"got {tuple(x.shape)}"
             )
         check_batch("x", x)
-        check_like("x", x, self.cell.rnn.weight_hh)
+        weight = self.cell.rnn.weight_hh
+        check_like("x", x, weight)
         b = x.shape[0]
         if state is None:
-            state = self.initial_state(b, x.device, x.dtype)
+            state = self.initial_state(b, x.device)  # the parameters' dtype, also under autocast
             check_finite(("x", x))
         else:
             state = self.cell.check_state(state, b)
@@ -129,6 +140,8 @@ class RIM(nn.Module):
             out, state, record = run_fast(self.cell, x, state, trace=trace, compile=self.compile_step)
         else:
             out, state, record = self._run_plain(x, state, trace)
+        if state.h.dtype != weight.dtype:  # under autocast: the state stays in the parameters' dtype
+            state = RIMState(*(None if t is None else t.to(weight.dtype) for t in state))
         return out, state, Trace(*record) if record is not None else None
 
     def _run_plain(
@@ -191,7 +204,9 @@ class LSTMBaseline(nn.Module):
         """x (B, T, d_in), state (h, c) each (B, d_h) or None -> (outputs (B, T, d_h), (h, c), None).
 
         Checked as :meth:`RIM.forward` checks (once per call): B >= 1 and T >= 1, the parameters' device and
-        dtype (or autocast's), finite values; anything else is a ValueError naming the argument.
+        dtype (or autocast's), finite values; anything else is a ValueError naming the argument. The returned
+        state is in the parameters' dtype; under ``torch.autocast`` the LSTM and its outputs run in autocast's
+        dtype (see the module docstring).
         """
         check_shape("x", x, ("B", "T", self.d_in))
         if x.shape[1] < 1:
@@ -201,7 +216,8 @@ class LSTMBaseline(nn.Module):
         check_like("x", x, weight)
         if state is None:
             check_finite(("x", x))
-            out, (h, c) = self.lstm(x)
+            h0 = torch.zeros(1, x.shape[0], self.d_hidden, device=weight.device, dtype=weight.dtype)
+            hx = (h0, h0)
         else:
             if not isinstance(state, tuple) or len(state) != 2:
                 raise ValueError(f"state: expected a tuple (h, c), got {type(state).__name__}")
@@ -210,5 +226,23 @@ class LSTMBaseline(nn.Module):
             check_like("state h", state[0], weight)
             check_like("state c", state[1], weight)
             check_finite(("x", x), ("state h", state[0]), ("state c", state[1]))
-            out, (h, c) = self.lstm(x, (state[0].unsqueeze(0), state[1].unsqueeze(0)))
-        return out, (h.squeeze(0), c.squeeze(0)), None
+            hx = (state[0].unsqueeze(0), state[1].unsqueeze(0))
+        amp = autocast_dtype(weight.device.type)
+        if amp is None or amp == weight.dtype:
+            out, (h, c) = self.lstm(x, hx)
+        else:
+            out, (h, c) = self._run_in(amp, x, hx)
+        return out, (h.squeeze(0).to(weight.dtype), c.squeeze(0).to(weight.dtype)), None
+
+    def _run_in(self, dtype: torch.dtype, x: Tensor, hx: tuple[Tensor, Tensor]) -> tuple[Tensor, Any]:
+        """The LSTM in ``dtype`` with autocast off: inputs, state and weights cast here, inside autograd.
+
+        Autocast would run cuDNN's LSTM in float16 (its rule for cuDNN RNNs ignores autocast's dtype), which
+        trains without the loss scaling float16 needs, and the CPU's oneDNN LSTM refuses the mixed dtypes that
+        CPU autocast hands it. Cast explicitly, the LSTM runs in autocast's dtype on both, and the gradients
+        reach the float32 parameters through the casts.
+        """
+        with torch.autocast(x.device.type, enabled=False):
+            params = {name: p.to(dtype) for name, p in self.lstm.named_parameters()}
+            state = (hx[0].to(dtype), hx[1].to(dtype))
+            return functional_call(self.lstm, params, (x.to(dtype), state))

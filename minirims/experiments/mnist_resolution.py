@@ -181,8 +181,10 @@ class MNISTClassifier(nn.Module):
             raise ValueError(
                 f"tokens: expected shape (B, T) of integer tokens, got {tuple(tokens.shape)} {tokens.dtype}"
             )
-        if tokens.numel():
-            lo, hi = torch.stack(torch.aminmax(tokens)).tolist()  # one host sync per batch
+        # Values are read on the CPU only: on a GPU the read is a host sync that would stall every training
+        # batch; there the embedding refuses a token outside {0, 1} itself (a device-side index error).
+        if tokens.numel() and tokens.device.type == "cpu":
+            lo, hi = torch.stack(torch.aminmax(tokens)).tolist()
             if lo < 0 or hi > 1:
                 raise ValueError(f"tokens: expected pixel tokens in {{0, 1}}, got values in [{lo}, {hi}]")
         out, _, tr = self.core(self.embed(tokens.long()), trace=trace)
