@@ -18,6 +18,9 @@ pixel embedded by ``nn.Embedding(2, d_in)``, a linear head to 10 classes on the 
   times the recurrent weights (and Adam state).
 - ``graphed`` (CUDA only): the fused RIM's whole training step captured once as a CUDA graph and replayed.
 
+A contender that fails (a compile or a capture that this PyTorch build refuses) is reported as failed, with
+its error, and the others are timed as usual.
+
 Timing: ``--warmup`` untimed steps, then ``--iters`` interleaved rounds; the median per contender
 (``torch.cuda.synchronize`` around each step on CUDA). Ratios are between contenders timed in one run on one
 machine; never compare absolute numbers across machines or loads. Results: ``benchmarks/README.md``.
@@ -322,8 +325,6 @@ def _saved_activation_mib(model: nn.Module, tokens: Tensor) -> float:
 
 
 def _prepare(impl: str, config: BenchConfig, device: torch.device, seed: int) -> _Contender:
-    if impl in CUDA_ONLY and device.type != "cuda":
-        raise ValueError(f"impls: {impl!r} needs a CUDA device, got {device}")
     torch.manual_seed(seed)
     model = build_model(impl, config).to(device).train()
     graphed = impl == "graphed"
@@ -402,7 +403,11 @@ def run_benchmark(
     peak_mem_mib (CUDA only, measured during the warm-up: what one step allocates beyond what the process
     already holds; else None), loss (last step, finite: the step really ran), and
     ``time_vs_<ref>`` for each reference in :data:`REFERENCES` that ran: this contender's ms per step divided
-    by the reference's, > 1 means slower).
+    by the reference's, > 1 means slower), and failed: ``{impl: "ErrorType: message"}`` for each contender
+    that raised while it was built, warmed up (a compile, a CUDA-graph capture) or timed.
+
+    A contender that raises is recorded in ``failed`` and left out of ``results``; the others are still
+    timed and reported. Arguments are checked before any work (a ValueError).
     """
     device = torch.device(device)
     if impls is None:
@@ -411,31 +416,30 @@ def run_benchmark(
     unknown = [i for i in impls if i not in IMPLEMENTATIONS]
     if not impls or unknown or len(set(impls)) != len(impls):
         raise ValueError(f"impls: expected distinct names from {IMPLEMENTATIONS}, got {impls!r}")
+    for impl in impls:
+        if impl in CUDA_ONLY and device.type != "cuda":
+            raise ValueError(f"impls: {impl!r} needs a CUDA device, got {device}")
     iters = _check_count("iters", iters, 1)
     warmup = _check_count("warmup", warmup, 0)
     load_before = _load()
-    contenders = []
+    contenders: list[_Contender] = []
+    failed: dict[str, str] = {}
     with tqdm(total=len(impls) * (iters + warmup + 1), desc="bench_cell", disable=not show_progress) as bar:
         for impl in impls:
             bar.set_postfix_str(f"{impl}: build")
-            contender = _prepare(impl, config, device, seed)
-            if device.type == "cuda":
-                _synchronize(device)
-                base = torch.cuda.memory_allocated(device)
-                torch.cuda.reset_peak_memory_stats(device)
-            for i in range(warmup):
-                elapsed = _timed(contender, device)
-                if i == 0:
-                    contender.first_step_s = elapsed
-                bar.update(1)
-            if device.type == "cuda" and warmup:  # what one training step adds to what is already held
-                contender.peak_mem_mib = (torch.cuda.max_memory_allocated(device) - base) / 2**20
-            contenders.append(contender)
+            try:
+                contenders.append(_build_and_warm_up(impl, config, device, seed, warmup, bar))
+            except Exception as err:  # a failed compile or capture must not cost the others
+                failed[impl] = _describe(err, "build and warm-up")
             bar.update(1)
-        for _ in range(iters):
-            for contender in contenders:
+        for round_ in range(iters):
+            for contender in list(contenders):
                 bar.set_postfix_str(contender.impl)
-                contender.times.append(_timed(contender, device))
+                try:
+                    contender.times.append(_timed(contender, device))
+                except Exception as err:
+                    failed[contender.impl] = _describe(err, f"timed step {round_ + 1}")
+                    contenders.remove(contender)
                 bar.update(1)
     results = []
     for c in contenders:
@@ -484,7 +488,33 @@ def run_benchmark(
             "load_avg_after": _load(),
         },
         "results": results,
+        "failed": failed,
     }
+
+
+def _build_and_warm_up(
+    impl: str, config: BenchConfig, device: torch.device, seed: int, warmup: int, bar: tqdm
+) -> _Contender:
+    """Build one contender and run its warm-up steps (the first timed apart: it compiles or captures)."""
+    contender = _prepare(impl, config, device, seed)
+    if device.type == "cuda":
+        _synchronize(device)
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    for i in range(warmup):
+        elapsed = _timed(contender, device)
+        if i == 0:
+            contender.first_step_s = elapsed
+        bar.update(1)
+    if device.type == "cuda" and warmup:  # what one training step adds to what is already held
+        contender.peak_mem_mib = (torch.cuda.max_memory_allocated(device) - base) / 2**20
+    return contender
+
+
+def _describe(err: BaseException, where: str) -> str:
+    """``"ErrorType: first line of the message (where)"``, at most 500 characters."""
+    first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return f"{type(err).__name__}: {first[:400]} ({where})"
 
 
 def _device_name(device: torch.device) -> str:
@@ -557,6 +587,7 @@ def format_table(report: dict[str, Any]) -> str:
 
     lines += ["", fmt(header), fmt(["-" * w for w in widths])]
     lines += [fmt(row) for row in rows]
+    lines += [f"{LABELS[impl]}: failed, {why}" for impl, why in report.get("failed", {}).items()]
     return "\n".join(lines)
 
 

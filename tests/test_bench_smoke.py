@@ -123,3 +123,47 @@ def test_bad_config_is_rejected():
         BenchConfig(k_active=7)
     with pytest.raises(ValueError, match=r"batch: expected a positive int, got 0"):
         BenchConfig(batch=0)
+
+
+def test_a_contender_that_raises_is_recorded_and_the_others_are_still_timed(monkeypatch):
+    """A compile or a CUDA-graph capture that fails must not discard the rows measured at that size."""
+    import benchmarks.bench_cell as bench_cell
+
+    real = bench_cell.build_model
+    calls = {"plain": 0}
+
+    def build(impl, config):
+        model = real(impl, config)
+        forward = model.core.forward
+        if impl == "fast":  # fails at its first step, as a refused compile or capture does
+
+            def refuse(*args, **kwargs):
+                raise RuntimeError("compile refused by this build\n(details)")
+
+            model.core.forward = refuse
+        elif impl == "plain":  # fails later, in a timed round
+
+            def late(*args, **kwargs):
+                calls["plain"] += 1
+                if calls["plain"] > 2:  # the saved-activation count and the warm-up step ran
+                    raise RuntimeError("device lost")
+                return forward(*args, **kwargs)
+
+            model.core.forward = late
+        return model
+
+    monkeypatch.setattr(bench_cell, "build_model", build)
+    report = run_benchmark(
+        BenchConfig(**TINY), ["lstm", "fast", "plain", "dense"], "cpu", iters=2, warmup=1, show_progress=False
+    )
+    assert [r["impl"] for r in report["results"]] == ["lstm", "dense"]
+    assert report["failed"] == {
+        "fast": "RuntimeError: compile refused by this build (build and warm-up)",
+        "plain": "RuntimeError: device lost (timed step 1)",
+    }
+    rows = {r["impl"]: r for r in report["results"]}
+    assert len(rows["lstm"]["times_ms"]) == 2 and rows["dense"]["time_vs_lstm"] > 0
+    assert rows["dense"]["time_vs_plain"] is None  # the reference failed: no ratio to it
+    table = format_table(report)
+    assert "RIM, fused loop (default): failed, RuntimeError: compile refused" in table
+    json.dumps(report)
