@@ -111,13 +111,17 @@ reproduce: data  ## the full-size experiments (needs a GPU; hours)
 bench: $(STAMP)  ## speed and memory of the RIM cell against the alternatives (CPU, both sizes)
 	$(PY) -m benchmarks.bench_cell
 
+# The GPU check runs offline on a machine that cannot install or download: no venv stamp (no pip), the
+# python that holds torch there (GPU_PYTHON: this venv's where it exists, else python3), MNIST from GPU_DATA
+# (prepared here by `make gpu-data`). Without CUDA it stops at once with one line. See benchmarks/README.md.
 OUT ?= results/gpu
-gpu-check: $(STAMP)  ## every GPU measurement in one go (< 8 min on one H100/H200, expected), records to OUT
-	$(PY) -m benchmarks.gpu_check --out $(OUT)
+GPU_DATA ?= .gpu/data
+GPU_PYTHON ?= $(if $(wildcard $(PY)),$(PY),python3)
+gpu-check:  ## every GPU measurement in one go, offline (~5-7 min on one H100/H200, expected), records to OUT
+	$(GPU_PYTHON) -m benchmarks.gpu_check --device cuda --data $(GPU_DATA) --out $(OUT)
 
-gpu-data: data  ## copy the MNIST cache to .gpu/data, to carry to a machine that cannot download
-	@mkdir -p .gpu/data
-	$(PY) -c "from minirims.experiments.data.mnist import data_dir; import shutil; [shutil.copy(data_dir() / f, '.gpu/data') for f in ('mnist.npz', 'mnist.json')]"
+gpu-data: data  ## MNIST (its verified 17 MB source) into GPU_DATA, to carry to a GPU machine (no network)
+	$(PY) -m benchmarks.gpu_data --out $(GPU_DATA)
 
 # --- housekeeping ------------------------------------------------------------------------------------------
 
