@@ -5,7 +5,7 @@ prepared and tested on the CPU (``--device cpu --quick``) and run once on a GPU,
 with the python that holds torch there (see ``benchmarks/README.md`` for the device tool's exact call)::
 
     make gpu-data                                                          # here: MNIST into .gpu/data
-    python3 -m benchmarks.gpu_check --device cuda --data .gpu/data --out "$OUT/gpu"   # there, ~5-7 min
+    python3 -m benchmarks.gpu_check --device cuda --data .gpu/data --out "$OUT/gpu"    # there, ~5-7 min
     python -m benchmarks.gpu_check --device cpu --quick --out /tmp/check   # here: proves it runs (seconds)
 
 ``--device`` is always explicit: ``--device cuda`` on a machine without CUDA stops at once with one line
@@ -333,6 +333,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--mnist-seconds", type=float, default=60.0, help="cap on each model's timed MNIST steps (s)"
     )
+    parser.add_argument("--skip-bench", action="store_true", help="no bench_cell (e.g. to rerun a part)")
     parser.add_argument("--skip-mnist", action="store_true")
     parser.add_argument("--skip-balls", action="store_true")
     return parser.parse_args(argv)
@@ -378,7 +379,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    for size in SIZES if impls else ():
+    for size in SIZES if impls and not args.skip_bench else ():
         config = BenchConfig.preset(size, **(QUICK if args.quick else {}))
         key = f"bench_cell_{size}"
         try:

@@ -1,8 +1,8 @@
 """The MNIST folder that travels to a GPU machine, which cannot download: ``make gpu-data``.
 
 Copies the smallest verified source of MNIST from this machine's data folder (``MINIRIMS_DATA``, default
-``~/.cache/minirims``) into ``--out`` (default ``.gpu/data``, ignored by git, so the device tool carries it
-when its ``carry`` names it)::
+``~/.cache/minirims``) into ``--out`` (default ``.gpu/data``, ignored by git, so the device tool carries the
+file when its ``carry`` names it, see ``benchmarks/README.md``)::
 
     python -m benchmarks.gpu_data --out .gpu/data
 
@@ -87,7 +87,8 @@ def main(argv: Sequence[str] | None = None) -> list[Path]:
         parser.exit(2, f"gpu_data: {err}\n")
     total = sum(p.stat().st_size for p in args.out.iterdir() if p.is_file())
     print(f"{args.out}: {', '.join(p.name for p in files)} ({total / 2**20:.1f} MiB in the folder)")
-    print(f"carry it to the GPU machine (device tool: carry=[{str(args.out)!r}]) and pass --data {args.out}")
+    names = ", ".join(repr(str(p)) for p in files)
+    print(f"carry to the GPU machine (device tool: carry=[{names}]) and pass --data {args.out}")
     return files
 
 

@@ -252,3 +252,10 @@ def test_gpu_data_copies_the_small_verified_source(tmp_path, capsys):
     assert [p.name for p in files] == ["mnist.pkl.gz"] and not (out / "mnist.npz").exists()
     assert sum(p.stat().st_size for p in out.iterdir()) < 20 * 2**20  # carried with the tree (< 64 MiB)
     assert "--data" in capsys.readouterr().out
+
+
+def test_a_part_can_be_rerun_alone(tmp_path, monkeypatch):
+    """A rerun after a timeout repeats only what is missing."""
+    monkeypatch.setattr(gpu_check, "run_benchmark", lambda *a, **k: pytest.fail("benchmarked"))
+    summary = main(["--device", "cpu", "--quick", "--out", str(tmp_path), "--skip-bench", "--skip-mnist"])
+    assert summary["ran"] == ["balls_steps"] and summary["failed"] == {}
