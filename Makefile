@@ -30,7 +30,7 @@ TEST_ENV := MINIRIMS_PROFILE=smoke OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MPLBACKEN
 	$(if $(filter yes,$(BROWSER_INSTALL)),MINIRIMS_REQUIRE_BROWSER=1)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv browser lab test lint format exercises run-solutions data reproduce bench gpu-check gpu-data clean distclean FORCE
+.PHONY: help venv browser lab work-copy refresh test lint format exercises run-solutions data reproduce bench gpu-check gpu-data clean distclean FORCE
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -69,11 +69,30 @@ browser:  ## Chromium and chromedriver for the browser test (installed with apt-
 
 # --- the course --------------------------------------------------------------------------------------------
 
-# Jupyter refuses to start as root (e.g. in a container) unless told; LAB_ARGS adds more options.
-LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
+# A learner works in WORK (git-ignored): a copy of notebooks/ made on the first `make lab`, never overwritten,
+# so JupyterLab's autosave never touches the tracked course. `make refresh NB=06_copying` replaces one notebook
+# with a fresh copy (the learner's version is kept as <name>.ipynb.bak).
+WORK ?= work
+# Jupyter refuses to start as root (e.g. in a container) unless told: added whatever LAB_ARGS says.
+LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
+# More JupyterLab options, e.g. LAB_ARGS="--port=9999 --no-browser".
+LAB_ARGS ?=
 
-lab: data  ## set everything up and open the course in JupyterLab
-	$(BIN)/jupyter lab $(LAB_ARGS) notebooks/
+lab: data work-copy  ## set everything up and open the course (your copy in work/) in JupyterLab
+	$(BIN)/jupyter lab $(LAB_ROOT) $(LAB_ARGS) $(WORK)/
+
+work-copy:  ## copy into WORK the course notebooks it does not have yet (never overwrites)
+	@mkdir -p $(WORK)
+	@for nb in notebooks/*.ipynb; do \
+		test -e "$(WORK)/$$(basename $$nb)" || { cp "$$nb" "$(WORK)/" && echo "copied $$nb to $(WORK)/"; }; \
+	done
+
+refresh:  ## NB=<name>: a fresh copy of notebooks/<name>.ipynb in WORK (yours kept as .bak)
+	@test -n "$(NB)" || { echo "make refresh: say which notebook, e.g. make refresh NB=06_copying"; exit 2; }
+	@test -f "notebooks/$(NB).ipynb" || { echo "make refresh: no notebooks/$(NB).ipynb"; exit 2; }
+	@mkdir -p $(WORK)
+	@if test -e "$(WORK)/$(NB).ipynb"; then mv "$(WORK)/$(NB).ipynb" "$(WORK)/$(NB).ipynb.bak"; fi
+	cp "notebooks/$(NB).ipynb" "$(WORK)/$(NB).ipynb"
 
 exercises: $(STAMP)  ## regenerate notebooks/ from solutions/
 	$(PY) tools/make_exercises.py

@@ -286,3 +286,33 @@ def test_core_modules_open_with_the_notebook_that_builds_them():
         assert doc.startswith(f"Notebook {number}"), (
             f"minirims/{module}.py: docstring opens 'Notebook {number}'"
         )
+
+
+def _make(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["make", "-s", *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+def test_make_lab_opens_a_working_copy_that_is_never_overwritten(tmp_path):
+    work = tmp_path / "work"
+    assert _make("work-copy", f"WORK={work}").returncode == 0
+    course = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
+    assert sorted(p.name for p in work.glob("*.ipynb")) == course
+    mine = work / course[0]
+    mine.write_text("my answers")
+    assert _make("work-copy", f"WORK={work}").returncode == 0
+    assert mine.read_text() == "my answers"  # a second launch keeps the learner's work
+    assert _make("refresh", f"NB={mine.stem}", f"WORK={work}").returncode == 0
+    assert (work / f"{mine.name}.bak").read_text() == "my answers"
+    assert mine.read_bytes() == (ROOT / "notebooks" / mine.name).read_bytes()
+    for bad in ([], ["NB=no_such_notebook"]):
+        assert _make("refresh", *bad, f"WORK={work}").returncode == 2
+    assert "work/" in (ROOT / ".gitignore").read_text().split()
+
+
+def test_lab_options_keep_allow_root(tmp_path):
+    import os
+
+    dry = _make("-n", "lab", "LAB_ARGS=--port=9999", f"WORK={tmp_path}", "VENV=/nonexistent/venv").stdout
+    line = next(x for x in dry.splitlines() if "jupyter lab" in x)
+    assert "--port=9999" in line and line.rstrip().endswith(f"{tmp_path}/")
+    assert ("--allow-root" in line) == (os.geteuid() == 0)
