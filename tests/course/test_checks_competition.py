@@ -163,3 +163,53 @@ def test_topk_wrong_dtype_and_shape_and_count():
         lambda attn, k: select_active(attn, min(k + 1, attn.shape[1])),
         r"expected exactly k=1",
     )
+
+
+def scaled_by(size):
+    """Input attention whose scores are divided by ``size(x, h, k, v)`` instead of sqrt(d_k)."""
+
+    def scaled(x, h, key, value, query):
+        slots = torch.cat([x.new_zeros(x.shape[0], 1, x.shape[-1]), x], dim=1)
+        k, v = key(slots), value(slots)
+        attn = torch.softmax(query(h) @ k.transpose(1, 2) / size(x, h, k, v), dim=-1)
+        return attn, attn @ v
+
+    return scaled
+
+
+def test_input_attention_scaled_by_the_wrong_size_names_the_size():
+    start = (
+        "input attention attn (case 1: B=2, m=1 input slot, n=4 modules): values differ in 16 of 16 entries; "
+        "first differing index (0, 0, 0): expected 0.678835, got "
+    )
+    right = "divide by sqrt(d_k) = sqrt(8), the size of the keys and queries: math.sqrt(k.shape[-1])"
+    cases = [
+        (
+            lambda x, h, k, v: math.sqrt(x.shape[-1]),
+            "0.720449; max abs difference 0.0523 at index (1, 0, 0) (atol=1e-05, rtol=0.0001). Hint: you "
+            "divided the scores by sqrt(d_in) = sqrt(5), the size of the inputs x",
+        ),
+        (
+            lambda x, h, k, v: math.sqrt(h.shape[-1]),
+            "0.703538; max abs difference 0.0322 at index (1, 0, 0) (atol=1e-05, rtol=0.0001). Hint: you "
+            "divided the scores by sqrt(d_h) = sqrt(6), the size of the states h",
+        ),
+        (
+            lambda x, h, k, v: math.sqrt(v.shape[-1]),
+            "0.689995; max abs difference 0.0149 at index (1, 0, 0) (atol=1e-05, rtol=0.0001). Hint: you "
+            "divided the scores by sqrt(d_v) = sqrt(7), the size of the values",
+        ),
+        (
+            lambda x, h, k, v: k.shape[-1],
+            "0.565769; max abs difference 0.205 at index (1, 1, 1) (atol=1e-05, rtol=0.0001). Hint: you "
+            "divided the scores by d_k = 8 itself, not its square root",
+        ),
+    ]
+    for size, rest in cases:
+        assert fails(checks.check_input_attention, scaled_by(size)) == f"{start}{rest}; {right}"
+    # any other number is named too, by fitting the softmax's temperature
+    fails(
+        checks.check_input_attention,
+        scaled_by(lambda x, h, k, v: 3.0),
+        r"Hint: your scores are divided by 3; divide by sqrt\(d_k\) = sqrt\(8\) = 2\.828, the size of the ",
+    )

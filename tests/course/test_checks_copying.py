@@ -60,3 +60,72 @@ def test_copying_sequences_check_names_the_position_shape_and_dtype():
         lambda digits, delay: tuple(t.float() for t in copying_sequences(digits, delay)),
         r"expected dtype torch\.int64 \(tokens for nn\.Embedding and cross_entropy\), got torch\.float32",
     )
+
+
+def test_copying_sequences_check_explains_wrong_targets_by_the_targets():
+    def digits_first(digits, delay):  # the targets hold the digits where they are read
+        tokens, _ = copying_sequences(digits, delay)
+        targets = torch.zeros_like(tokens)
+        targets[:, :10] = digits
+        return tokens, targets
+
+    def targets_are_tokens(digits, delay):
+        tokens, _ = copying_sequences(digits, delay)
+        return tokens, tokens.clone()
+
+    def one_step_early(digits, delay):
+        tokens, _ = copying_sequences(digits, delay)
+        targets = torch.zeros_like(tokens)
+        targets[:, -11:-1] = digits
+        return tokens, targets
+
+    start = "copying_sequences targets (delay=1): example 0, step"
+    before = "is before the last 10 steps: the targets are blank (0) there"
+    assert fails(checks.check_copying_sequences, digits_first) == (
+        f"{start} 0: expected 0, got 6 (step 0 {before}). Hint: your targets hold the digits at steps 0-9, "
+        "where the model reads them; it must repeat them at the end: targets[:, -10:] = digits"
+    )
+    assert fails(checks.check_copying_sequences, targets_are_tokens) == (
+        f"{start} 0: expected 0, got 6 (step 0 {before}). Hint: your targets are the tokens; the targets are "
+        "what the model must output at each step: blanks, then the 10 digits in the last 10 steps"
+    )
+    assert fails(checks.check_copying_sequences, one_step_early) == (
+        f"{start} 10: expected 0, got 6 (step 10 {before}). Hint: targets are blank (0) everywhere but the "
+        "last 10 steps, which hold the digits: targets[:, -10:]"
+    )
+
+    def last_digit_wrong(digits, delay):
+        tokens, targets = copying_sequences(digits, delay)
+        targets[:, -1] = 0
+        return tokens, targets
+
+    assert fails(checks.check_copying_sequences, last_digit_wrong).startswith(
+        f"{start} 20: expected 4, got 0 (step 20 is answer step 9 of the last 10: its target is digit 10 of "
+        "the 10 read)"
+    )
+
+
+def test_copy_accuracy_without_float_gets_the_hint_not_only_pytorchs_error():
+    def no_float(logits, targets):
+        return (logits[:, -10:].argmax(-1) == targets[:, -10:]).mean(0)
+
+    assert fails(checks.check_copy_accuracy, no_float) == (
+        "copy_accuracy: your function raised RuntimeError on case N=6, delay=3: mean(): could not infer "
+        "output dtype. Input dtype must be either a floating point or complex dtype. Got: Bool. Hint: "
+        "mean of a bool tensor: convert with .float() first, e.g. (a == b).float().mean(0)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("fn", "got"),
+    [
+        (lambda lg, tg: (lg[:, -10:].argmax(1) == tg[:, -10:]).float().mean(0), "0.3333"),
+        (lambda lg, tg: (lg[:, -10:].argmax(-2) == tg[:, -10:]).float().mean(0), "0.3333"),
+        (lambda lg, tg: (lg.argmax(1) == tg[:, -10:]).float().mean(0), "0.0000"),
+    ],
+)
+def test_copy_accuracy_names_an_argmax_over_the_steps(fn, got):
+    assert fails(checks.check_copy_accuracy, fn) == (
+        f"copy_accuracy (case N=6, delay=3): answer step 0: expected 0.6667, got {got}. Hint: the argmax "
+        "runs over dim 1, the steps; take it over the 10 classes, the last dim: logits[:, -10:].argmax(-1)"
+    )

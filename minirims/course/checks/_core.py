@@ -12,7 +12,8 @@ Otherwise it raises :class:`ExerciseFailure` with one precise sentence, e.g.
 ``". Hint: <the mistake>"``; comparisons say *which* head, module or example differs. A
 ``NotImplementedError`` raised by the learner's function (the blanked exercise) propagates unchanged, so the
 grader (``python -m minirims grade``) reports the exercise as "not attempted"; any other exception is
-re-raised as :class:`ExerciseFailure` saying what the learner's function raised.
+re-raised as :class:`ExerciseFailure` saying what the learner's function raised (with a hint when that error
+is the sign of a common mistake, e.g. ``.mean()`` of a bool tensor).
 
 In a notebook a failed check shows only what the learner needs: IPython lets an exception render itself
 (``_render_traceback_``), so the cell's error output is the ``✘`` line, the hint on its own line and, when the
@@ -24,6 +25,7 @@ and a kernel still reports it as an error (``ename`` ``ExerciseFailure``), so nb
 from __future__ import annotations
 
 import os
+import re
 import traceback
 from collections import namedtuple
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -166,9 +168,28 @@ def _sealed(got: Any, depth: int = 0) -> Any:
     return type(kind.__name__, (_Opaque,), {"__slots__": ()})()
 
 
+#: PyTorch errors that a common mistake causes: (what the error says, the mistake in the learner's words)
+_RAISED: list[tuple[re.Pattern[str], str]] = [
+    (
+        re.compile(r"mean\(\): could not infer output dtype.*Got: (Bool|Long|Int|Short|Byte|Char)"),
+        "mean of {kind} tensor: convert with .float() first, e.g. (a == b).float().mean(0)",
+    ),
+]
+
+
+def _raised_hint(err: BaseException) -> str:
+    """The mistake behind an error the learner's function raised ('' if none recognised)."""
+    for pattern, hint in _RAISED:
+        found = pattern.search(str(err))
+        if found:
+            return hint.format(kind="a bool" if found.group(1) == "Bool" else "an integer")
+    return ""
+
+
 def _call(name: str, fn: Callable[..., Any], args: Sequence[Any], label: str) -> Any:
     """Call the learner's function on case ``label``; return its result :func:`_sealed`. NotImplementedError
-    passes through, any other error becomes a failure naming the case.
+    passes through, any other error becomes a failure naming the case (and the likely mistake, if the error is
+    one of :data:`_RAISED`).
 
     A check calls this *before* it computes the case's expected values, so they are in no frame while the
     learner's code runs: a function that walks up the stack (``sys._getframe``, ``inspect.stack()``) finds
@@ -180,7 +201,8 @@ def _call(name: str, fn: Callable[..., Any], args: Sequence[Any], label: str) ->
         mark_not_attempted(err)
         raise
     except Exception as err:
-        raise ExerciseFailure(f"{name}: your function raised {type(err).__name__} on {label}: {err}") from err
+        message = f"{name}: your function raised {type(err).__name__} on {label}: {err}"
+        raise _failure(message, _raised_hint(err)) from err
     try:
         return _sealed(got)
     except ExerciseFailure as err:

@@ -73,7 +73,47 @@ def _input_attention_hint(attn: Any, x: Tensor, h: Tensor, inp: InputAttention) 
                 "[null, inputs]",
                 lambda: torch.softmax(scores / root, dim=1),
             ),
+            *_scale_mistakes(scores, x, h, inp),
         ],
+    ) or _fitted_scale(attn, scores, inp.d_k)
+
+
+def _scale_mistakes(scores: Tensor, x: Tensor, h: Tensor, inp: InputAttention) -> list[tuple[str, Any]]:
+    """Scores divided by the square root of another size than d_k, by d_k itself, or multiplied by sqrt(d_k):
+    (hint, the attention that mistake gives)."""
+    d_k = inp.d_k
+    right = f"divide by sqrt(d_k) = sqrt({d_k}), the size of the keys and queries: math.sqrt(k.shape[-1])"
+    divided = "you divided the scores by"
+    mistakes = [
+        (f"{divided} sqrt(d_in) = sqrt({x.shape[-1]}), the size of the inputs x", math.sqrt(x.shape[-1])),
+        (f"{divided} sqrt(d_h) = sqrt({h.shape[-1]}), the size of the states h", math.sqrt(h.shape[-1])),
+        (f"{divided} sqrt(d_v) = sqrt({inp.d_v}), the size of the values", math.sqrt(inp.d_v)),
+        (f"{divided} sqrt(1+m) = sqrt({x.shape[1] + 1}), the number of slots", math.sqrt(x.shape[1] + 1)),
+        (f"{divided} sqrt(n) = sqrt({h.shape[1]}), the number of modules", math.sqrt(h.shape[1])),
+        (f"{divided} d_k = {d_k} itself, not its square root", float(d_k)),
+        (f"you multiplied the scores by sqrt(d_k) = sqrt({d_k}) instead of dividing", 1 / math.sqrt(d_k)),
+    ]
+    return [
+        (f"{what}; {right}", lambda s=size: torch.softmax(scores / s, dim=-1))
+        for what, size in mistakes
+        if not math.isclose(size, math.sqrt(d_k)) and not math.isclose(size, 1.0)
+    ]
+
+
+def _fitted_scale(attn: Any, scores: Tensor, d_k: int) -> str:
+    """When ``attn`` is the softmax of the right scores divided by some other number, name that number."""
+    if not (isinstance(attn, Tensor) and attn.shape == scores.shape and bool((attn > 0).all())):
+        return ""
+    with torch.no_grad():
+        logs = attn.detach().double().log()
+        logs = logs - logs.mean(-1, keepdim=True)
+        centred = scores.double() - scores.double().mean(-1, keepdim=True)
+        factor = float((logs * centred).sum() / (centred * centred).sum())  # least squares: logs ~ factor * s
+        if factor <= 0 or not torch.allclose(torch.softmax(centred * factor, -1), attn.double(), atol=1e-4):
+            return ""
+    return (
+        f"your scores are divided by {1 / factor:.4g}; divide by sqrt(d_k) = sqrt({d_k}) = "
+        f"{math.sqrt(d_k):.4g}, the size of the keys and queries: math.sqrt(k.shape[-1])"
     )
 
 

@@ -26,9 +26,17 @@ SEED = 606
 
 
 def _where(got: torch.Tensor, expected: torch.Tensor, what: str, delay: int) -> str:
-    """Name the first differing position and what it should hold."""
+    """Name the first differing position and what it should hold: in the tokens (what the model reads) or
+    in the targets (what it must output)."""
     b, t = (int(v) for v in torch.nonzero(got != expected)[0])
-    if t < 10:
+    answer = 10 + delay  # the first of the last 10 steps
+    if what == "targets":
+        if t < answer:
+            part = f"step {t} is before the last 10 steps: the targets are blank (0) there"
+        else:
+            j = t - answer
+            part = f"step {t} is answer step {j} of the last 10: its target is digit {j + 1} of the 10 read"
+    elif t < 10:
         part = f"step {t} is the digit {t + 1} of 10"
     elif t < 10 + delay - 1:
         part = f"step {t} is in the stretch of {delay - 1} blanks (0) after the digits"
@@ -40,6 +48,23 @@ def _where(got: torch.Tensor, expected: torch.Tensor, what: str, delay: int) -> 
         f"copying_sequences {what} (delay={delay}): example {b}, step {t}: expected {int(expected[b, t])}, "
         f"got {int(got[b, t])} ({part})"
     )
+
+
+def _targets_hint(targets: torch.Tensor, digits: torch.Tensor, tokens: torch.Tensor) -> str:
+    """The likely mistake behind wrong targets ('' if none recognised)."""
+    at_start = torch.zeros_like(tokens)
+    at_start[:, :10] = digits
+    if torch.equal(targets, tokens):
+        return (
+            "your targets are the tokens; the targets are what the model must output at each step: blanks, "
+            "then the 10 digits in the last 10 steps"
+        )
+    if torch.equal(targets, at_start):
+        return (
+            "your targets hold the digits at steps 0-9, where the model reads them; it must repeat them at "
+            "the end: targets[:, -10:] = digits"
+        )
+    return "targets are blank (0) everywhere but the last 10 steps, which hold the digits: targets[:, -10:]"
 
 
 def check_copying_sequences(fn: Callable[..., Any]) -> None:
@@ -58,7 +83,8 @@ def check_copying_sequences(fn: Callable[..., Any]) -> None:
             note = " (tokens for nn.Embedding and cross_entropy)"
             _expect_tensor(f"{name} {what} ({label})", g, e, " (10 digits + delay + 10)", note)
             if not torch.equal(g, e):
-                raise ExerciseFailure(_where(g, e, what, delay))
+                hint = _targets_hint(g, digits, ref_tokens) if what == "targets" else ""
+                raise _failure(_where(g, e, what, delay), hint)
     passed(name, f"{len(cases)} cases")
 
 
@@ -99,6 +125,16 @@ def _accuracy_hint(got: torch.Tensor, logits: torch.Tensor, targets: torch.Tenso
             (
                 "it is the mean over all answer steps; keep one value per step: .mean(0), not .mean()",
                 lambda: right(logits[:, -10:], targets[:, -10:]).mean(),
+            ),
+            (
+                "the argmax runs over dim 1, the steps; take it over the 10 classes, the last dim: "
+                "logits[:, -10:].argmax(-1)",
+                lambda: (logits[:, -10:].argmax(1) == targets[:, -10:]).float().mean(0),
+            ),
+            (
+                "the argmax runs over dim 1, the steps; take it over the 10 classes, the last dim: "
+                "logits[:, -10:].argmax(-1)",
+                lambda: (logits.argmax(1) == targets[:, -10:]).float().mean(0),
             ),
         ],
     )
