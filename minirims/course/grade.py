@@ -50,7 +50,8 @@ Each exercise ends in one of :data:`STATUSES`, with its reason:
 running a few seconds later (it ignores the interrupt) gets its kernel killed, and the exercises after it are
 not run.
 A folder argument is a class (:mod:`minirims.course.grade_class`): a table, learner x exercise status plus the
-totals, is written to ``--out``. Notebooks without exercises (``00_tour``) are skipped unless ``--all``.
+totals and each learner's reasons (why each exercise did not pass, one line), is written to ``--out``.
+Notebooks without exercises (``00_tour``) are skipped unless ``--all``.
 The exit status is 0 when every exercise passes, 1 otherwise, 2 for a user error (one line on stderr).
 """
 

@@ -5,8 +5,10 @@ folder of submissions each ``*.ipynb`` is one learner (named by the file, run in
 only that notebook, so that it sees no other learner's work) and each sub-folder is one learner (named by the
 folder) with every notebook under it (each run in a temporary copy of its own folder). Notebooks given by path
 are graded one by one, as learners named by their path. The table, one row per learner, one column per
-exercise (its status; empty when the learner handed in no notebook with that exercise), plus the totals, is
-written as ``grades.csv`` and ``grades.json`` (which also holds every message and note). ``--out`` is checked
+exercise (its status; empty when the learner handed in no notebook with that exercise), plus the totals and
+the reasons (each exercise that did not pass, with its status and its message on one line, ``" | "`` between
+exercises), is written as ``grades.csv`` and ``grades.json`` (which holds every message in full, and every
+note). ``--out`` is checked
 before any grading (the folder is created and a file written there); in the CSV a cell that starts like a
 spreadsheet formula (``=``, ``+``, ``-``, ``@``, tab, CR) is prefixed with ``'``. Every notebook or learner
 folder that cannot be read is named on the console as it is met, and counted in one line on stderr at the end.
@@ -41,6 +43,7 @@ from minirims.course.grade_kernel import positive_seconds
 
 TABLE_NAMES = ("grades.csv", "grades.json")
 _MARKS = {"pass": "✔", "uses reference": "≡", "fail": "✘", "not attempted": "·", "not run": "-"}
+REASON_LIMIT = 300  # characters of one exercise's message in the CSV's reasons (the JSON keeps it whole)
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet may read as the start of a formula
 
 
@@ -246,6 +249,18 @@ def _cell(value: object) -> object:
     return "'" + value if isinstance(value, str) and value.startswith(_FORMULA) else value
 
 
+def reasons(grade: LearnerGrade, exercises: Sequence[str]) -> str:
+    """Why each exercise of ``grade`` did not pass, on one line, in the table's order: ``"3.1 fail: <the
+    check's message> | 3.2 not attempted: <...>"`` (each message cut at :data:`REASON_LIMIT` characters)."""
+    parts = []
+    for exercise in exercises:
+        result = grade.results.get(exercise)
+        if result is not None and result.status != "pass":
+            message = _one_line(result.message, REASON_LIMIT)
+            parts.append(f"{exercise} {result.status}" + (f": {message}" if message else ""))
+    return " | ".join(parts)
+
+
 def check_out(out: Path) -> None:
     """Make sure the table can be written into ``out`` before any grading: create the folder and try a file
     there. OSError / ValueError naming ``--out`` if it cannot be."""
@@ -273,7 +288,8 @@ def write_table(
     csv_path, json_path = (out / name for name in TABLE_NAMES)
     with csv_path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow([_cell(c) for c in ("learner", *exercises, *STATUSES, "exercises", "notes")])
+        header = ("learner", *exercises, *STATUSES, "exercises", "reasons", "notes")
+        writer.writerow([_cell(c) for c in header])
         for grade in grades:
             totals = grade.totals()
             row = [
@@ -281,6 +297,7 @@ def write_table(
                 *[grade.results[e].status if e in grade.results else "" for e in exercises],
                 *[totals[s] for s in STATUSES],
                 totals["exercises"],
+                reasons(grade, exercises),
                 "; ".join(grade.notes),
             ]
             writer.writerow([_cell(c) for c in row])

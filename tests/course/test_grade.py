@@ -244,6 +244,40 @@ def test_csv_cells_that_look_like_formulas_are_quoted(tmp_path):
     assert [row["learner"] for row in table["learners"]] == names  # the JSON keeps the names as they are
 
 
+def test_csv_gives_the_reason_of_every_exercise_that_did_not_pass(tmp_path):
+    import csv
+
+    from minirims.course import grade_class
+    from minirims.course.grade import ExerciseResult
+
+    course = gdemo.install(tmp_path / "t")
+    ann, ben = grade_class.LearnerGrade("ann"), grade_class.LearnerGrade("ben")
+    ann.results["5.1"] = ExerciseResult("5.1", "pass", "✔ double passed: 3 cases")
+    ann.results["5.2"] = ExerciseResult(
+        "5.2", "fail", "ExerciseFailure: triple output: expected 9,\n got 3. Hint: multiply by 3"
+    )
+    ben.results["5.2"] = ExerciseResult("5.2", "not attempted", "Exercise 5.2: triple x")
+    ben.results["5.1"] = ExerciseResult("5.1", "not run", "")
+    ben.results["5.3"] = ExerciseResult("5.3", "uses reference", "=1+2 " + "x" * 400)
+    for grade_row in (ann, ben):
+        grade_row.sources.update(dict.fromkeys(grade_row.results, "x.ipynb"))
+    grade_class.write_table([ann, ben], course, tmp_path / "out", {})
+    with (tmp_path / "out" / "grades.csv").open(newline="", encoding="utf-8") as handle:
+        header, ann_row, ben_row = list(csv.reader(handle))
+    assert header[-2:] == ["reasons", "notes"]
+    assert ann_row[-2] == "5.2 fail: ExerciseFailure: triple output: expected 9, got 3. Hint: multiply by 3"
+    long = "=1+2 " + "x" * (grade_class.REASON_LIMIT - 6) + "…"
+    assert ben_row[-2] == (
+        f"5.1 not run | 5.2 not attempted: Exercise 5.2: triple x | 5.3 uses reference: {long}"
+    )
+    # a reason that starts like a formula is quoted like any other cell
+    ann.results = {"-1": ExerciseResult("-1", "fail", "@SUM(A1)")}
+    ann.sources = {"-1": "x.ipynb"}
+    grade_class.write_table([ann], course, tmp_path / "out", {})
+    with (tmp_path / "out" / "grades.csv").open(newline="", encoding="utf-8") as handle:
+        assert list(csv.reader(handle))[1][-2] == "'-1 fail: @SUM(A1)"
+
+
 def test_every_unreadable_submission_is_named_on_the_console(tmp_path, monkeypatch, capsys):
     import os
 

@@ -121,10 +121,15 @@ def test_grading_a_class_writes_the_table(course, tmp_path, monkeypatch, capsys)
         rows = list(csv.reader(handle))
     assert rows == [
         ["learner", "5.1", "5.2", "pass", "uses reference", "fail", "not attempted", "not run", "exercises"]
-        + ["notes"],
-        ["alice", "pass", "pass", "2", "0", "0", "0", "0", "2", ""],
-        ["bob", "not attempted", "fail", "0", "0", "1", "1", "0", "2", ""],
-        ["carol", "", "", "0", "0", "0", "0", "0", "0", "no notebooks in this folder"],
+        + ["reasons", "notes"],
+        ["alice", "pass", "pass", "2", "0", "0", "0", "0", "2", "", ""],
+        ["bob", "not attempted", "fail", "0", "0", "1", "1", "0", "2"]
+        + [
+            "5.1 not attempted: Exercise 5.1: double x | "
+            "5.2 fail: ExerciseFailure: triple output: expected 9, got 3 for x=3",
+            "",
+        ],
+        ["carol", "", "", "0", "0", "0", "0", "0", "0", "", "no notebooks in this folder"],
     ]
     table = json.loads((out / "grades.json").read_text())
     assert table["exercises"] == ["5.1", "5.2"]
