@@ -21,6 +21,8 @@ import pytest
 from helpers import load_fixture
 from nbformat.v4 import new_code_cell, new_output
 
+from minirims.experiments.train import PROFILES
+
 REPO = Path(__file__).resolve().parents[2]
 SOLUTIONS = REPO / "solutions"
 NOTEBOOKS = REPO / "notebooks"
@@ -440,3 +442,50 @@ def test_template_checker_finds_each_departure():
         "two folded hints",
     ):
         assert fragment in problems, fragment
+
+
+EXERCISE_TITLE = re.compile(r"^#+ Exercise (\d+\.\d+) — (.+?) \(", re.MULTILINE)
+
+
+def _map_rows(text: str, header: str) -> dict[str, str]:
+    """The rows of the markdown table under ``header``: first cell (without ** or `) -> last cell."""
+    rows, inside = {}, False
+    for line in text.splitlines():
+        if line.startswith(header):
+            inside = True
+        elif inside and line.startswith("|") and not line.startswith("|---"):
+            cells = [cell.strip() for cell in line.strip("|").split("|")]
+            rows[cells[0].strip("*`")] = cells[-1]
+        elif inside and not line.startswith("|"):
+            break
+    return rows
+
+
+def test_the_tours_course_map_lists_every_exercise_of_every_notebook():
+    if "00_tour.ipynb" not in SOLVED:
+        pytest.skip("no solutions/00_tour.ipynb")
+    tour = "\n".join(cell.source for cell in mx.read_notebook(SOLUTIONS / "00_tour.ipynb").cells)
+    rows = _map_rows(tour, "| notebook | you build | exercises |")
+    assert sorted(rows) == [name.removesuffix(".ipynb") for name in SOLVED], (
+        "a notebook is missing from the map"
+    )
+    for name in SOLVED:
+        solution = mx.read_notebook(SOLUTIONS / name)
+        prose = "\n".join(cell.source for cell in solution.cells if cell.cell_type == "markdown")
+        titles = EXERCISE_TITLE.findall(prose)  # [(number, title)] from "### Exercise N.M — title (...)"
+        ids = _exercises(mx.generate(solution, name))
+        assert [number for number, _ in titles] == ids, (
+            f"solutions/{name}: exercise titles and cells disagree"
+        )
+        listed = "; ".join(f"{number} {title}" for number, title in titles) or "none"
+        assert rows[name.removesuffix(".ipynb")] == listed, f"00_tour's map is wrong about {name}"
+    profiles = _map_rows(tour, "| profile | meant for |")
+    assert sorted(profiles) == sorted(PROFILES), "00_tour's profile table"
+
+
+def test_the_tour_claims_no_full_run_only_while_there_is_none():
+    if "00_tour.ipynb" not in SOLVED:
+        pytest.skip("no solutions/00_tour.ipynb")
+    tour = "\n".join(cell.source for cell in mx.read_notebook(SOLUTIONS / "00_tour.ipynb").cells)
+    recorded = any((REPO / "results").glob("*_full.json"))
+    assert ("no `full` run is recorded" in tour) != recorded, "00_tour's profile table: the full row"
