@@ -123,11 +123,22 @@ def test_the_device_is_always_explicit(tmp_path, capsys):
     assert "expected cpu or cuda[:i], got 'tpu'" in capsys.readouterr().err
 
 
+def _top_level_env() -> dict[str, str]:
+    """The environment without a calling make's flags (``make test`` runs this test inside make)."""
+    import os
+
+    return {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA: nothing to refuse")
 @pytest.mark.skipif(shutil.which("make") is None, reason="no make")
 def test_make_gpu_check_installs_nothing_and_refuses_a_cpu_machine(repo_root, tmp_path):
     dry = subprocess.run(
-        ["make", "-n", "gpu-check", f"OUT={tmp_path}/out"], cwd=repo_root, capture_output=True, text=True
+        ["make", "--no-print-directory", "-n", "gpu-check", f"OUT={tmp_path}/out"],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        env=_top_level_env(),
     )
     assert dry.returncode == 0, dry.stderr
     commands = [line for line in dry.stdout.splitlines() if line.strip()]
@@ -141,6 +152,7 @@ def test_make_gpu_check_installs_nothing_and_refuses_a_cpu_machine(repo_root, tm
         capture_output=True,
         text=True,
         timeout=120,
+        env=_top_level_env(),
     )
     assert run.returncode != 0
     lines = [line for line in run.stderr.splitlines() if line.startswith("gpu_check:")]

@@ -289,7 +289,11 @@ def test_core_modules_open_with_the_notebook_that_builds_them():
 
 
 def _make(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["make", "-s", *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    command = ["make", "-s", "--no-print-directory", *args]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
 
 
 def test_make_lab_opens_a_working_copy_that_is_never_overwritten(tmp_path):
