@@ -144,13 +144,11 @@ def _small_rim() -> RIM:
     )
 
 
-def test_compiled_chunk_equals_eager(one_thread):
-    """torch.compile (inductor, CPU) of a chunk of COMPILE_UNROLL untraced steps, as training runs it: the
-    same outputs and gradients as eager (float32). One graph: inductor's compile is the slow part."""
-    from minirims.fast import COMPILE_UNROLL
-
-    assert COMPILE_UNROLL == 4
-    _assert_same(_eager_and_compiled(_small_rim(), torch.randn(2, 4, 4), trace=False))
+def test_compiled_step_equals_eager(one_thread):
+    """torch.compile with inductor (CPU) of one untraced step (T = 1: no chunk, one compiled step): the same
+    outputs and gradients as eager (float32). One small graph, since inductor's cold compile is the slow part;
+    every path (the chunk of COMPILE_UNROLL steps, the traced step) is checked through aot_eager below."""
+    _assert_same(_eager_and_compiled(_small_rim(), torch.randn(2, 1, 4), trace=False))
 
 
 def test_every_compiled_path_equals_eager(one_thread, monkeypatch):
@@ -160,6 +158,7 @@ def test_every_compiled_path_equals_eager(one_thread, monkeypatch):
     and computes what eager does."""
     from minirims import fast
 
+    assert fast.COMPILE_UNROLL == 4  # T = 5 below: one chunk, then one step
     pairs = (("step", fast._step), ("steps", fast._steps))
     compiled = {name: torch.compile(fn, backend="aot_eager", dynamic=False) for name, fn in pairs}
     monkeypatch.setattr(fast, "_COMPILED", compiled)
