@@ -374,7 +374,7 @@ def run(settings: str | Settings | None = None, seeds: int | Sequence[int] = 1, 
     def make_task(s: Settings, device: torch.device) -> Task:
         t0 = time.perf_counter()
         sets.update({k: v.to(device) for k, v in make_data(s).items()})
-        simulated["seconds"] = time.perf_counter() - t0
+        simulated["simulate_seconds"] = time.perf_counter() - t0  # read by make_record after training
         val = sets.get("val", sets["4 balls"])
         select_on = s.replace(n_future=s.n_frames - s.n_given)
 
@@ -404,12 +404,18 @@ def run(settings: str | Settings | None = None, seeds: int | Sequence[int] = 1, 
         return out
 
     record = train_and_test(
-        EXPERIMENT, s, seeds, make_model, make_task, baselines=baselines, trained=trained, **options
+        EXPERIMENT,
+        s,
+        seeds,
+        make_model,
+        make_task,
+        baselines=baselines,
+        trained=trained,
+        extra=simulated,
+        **options,
     )
-    record["simulate_seconds"] = simulated.get("seconds")
     if options.get("save", True):
         path = output_record_path(EXPERIMENT, s.profile, options.get("results"), options.get("runs_dir"))
-        common.save_record_or_keep(record, path)
         models = {name: m.to(next(iter(sets.values())).positions.device) for name, m in trained.items()}
         examples = example_rollouts(models, sets, s)
         target = path.with_name(f"{EXPERIMENT}_{s.profile}_examples.npz")
