@@ -69,7 +69,7 @@ def export_reference(
     reference: the best epoch's weights of seed 0, and its provenance with the record's test metrics of that
     seed. ``half`` stores float16 (check that the metrics do not move before committing it). Returns the .pt.
     """
-    settings = module.settings(module.Settings(**_settings_fields(module, record["settings"])))
+    settings = _stored_settings(module, record["settings"])
     if name not in record["metrics"] or 0 not in record["seeds"]:
         raise ValueError(f"name: expected a model of the record trained with seed 0, got {name!r}")
     key = settings_key(settings.training_dict())
@@ -94,26 +94,37 @@ def export_reference(
         "epochs": len(history),
         "train_seconds": round(sum(float(e.get("seconds", 0.0)) for e in history), 1),
         "settings": settings.as_dict(),
-        "test": _seed_metrics(record["metrics"][name], index),
+        "test": _seed_metrics(
+            {k: v for k, v in record["metrics"][name].items() if k not in ("best_epoch", "train_seconds")},
+            index,
+        ),
         "record_provenance": record["provenance"],
         "exported_by": provenance("cpu"),
     }
-    save_record({**info, "experiment": module.EXPERIMENT, "profile": settings.profile}, info_path)
+    save_record(info, info_path)
     return pt
 
 
-def _settings_fields(module: ModuleType, stored: dict[str, Any]) -> dict[str, Any]:
-    """The fields of ``module.Settings`` from a record's settings (lists back to tuples)."""
+def _stored_settings(module: ModuleType, stored: dict[str, Any]) -> Any:
+    """``module.Settings`` from a record's settings (lists back to tuples), validated."""
     known = {f for f in module.Settings.__dataclass_fields__}
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in stored.items() if k in known}
+    return module.Settings(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in stored.items() if k in known}
+    )
 
 
 def _seed_metrics(entry: Any, index: int) -> Any:
-    """The values of one seed from a record's entry: each mean/std/values dict becomes its seed's value."""
+    """The values of one seed from a record's entry: each mean/std/values dict becomes its seed's value, and
+    a bouncing-balls test set (a mean curve over seeds, with ``per_frame_per_seed``) the seed's own curve."""
     if isinstance(entry, dict) and "values" in entry and "mean" in entry:
         return entry["values"][index]
+    if isinstance(entry, dict) and "per_frame_per_seed" in entry:
+        return {
+            "mean_bce": _seed_metrics(entry["mean_bce"], index),
+            "per_frame": entry["per_frame_per_seed"][index],
+        }
     if isinstance(entry, dict):
-        return {k: _seed_metrics(v, index) for k, v in entry.items() if k not in ("per_frame_std",)}
+        return {k: _seed_metrics(v, index) for k, v in entry.items()}
     return entry
 
 
@@ -155,9 +166,9 @@ def load_reference_model(
             f"{pt}: expected the weights whose sha256 is in {info_path.name}, got a changed file"
         )
     settings = module.settings(profile)
-    stored = module.settings(module.Settings(**_settings_fields(module, info["settings"])))
-    if stored.training_dict() != settings.training_dict():
-        differ = sorted(k for k, v in settings.training_dict().items() if stored.training_dict().get(k) != v)
+    stored, wanted = _stored_settings(module, info["settings"]).training_dict(), settings.training_dict()
+    if stored != wanted:
+        differ = sorted(k for k, v in wanted.items() if stored.get(k) != v)
         raise ValueError(
             f"{pt}: expected weights trained with the {profile} profile's settings, got other values of "
             f"{', '.join(differ)}"

@@ -123,3 +123,19 @@ def test_the_analysis_shows_trained_models_and_says_which(exported, monkeypatch,
     assert list(models) == ["rim-6x8-k4"] and used is smoke and "no reference found" in label
     with pytest.raises(ValueError, match=r"trained: expected a dict"):
         analysis_models(cp, [trained], smoke, folder)
+
+
+def test_the_provenance_keeps_one_seeds_own_test_values():
+    from minirims.experiments.references import _seed_metrics
+
+    curve = {
+        "mean_bce": {"mean": 2.0, "std": 1.0, "n": 2, "values": [1.0, 3.0]},
+        "per_frame": [1.5, 2.5],  # the mean over the two seeds: not seed 1's
+        "per_frame_std": [0.5, 0.5],
+        "per_frame_per_seed": [[1.0, 1.0], [2.0, 3.0]],
+    }
+    entry = {"acc": {"50": {"mean": 0.5, "std": 0.1, "n": 2, "values": [0.4, 0.6]}}, "4 balls": curve}
+    assert _seed_metrics(entry, 1) == {
+        "acc": {"50": 0.6},
+        "4 balls": {"mean_bce": 3.0, "per_frame": [2.0, 3.0]},
+    }
