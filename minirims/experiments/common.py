@@ -353,10 +353,12 @@ class Settings:
 
     def __post_init__(self) -> None:
         check_choice("profile", self.profile, PROFILES)
-        models = check_distinct(
-            "models", self.models, lambda n, v: (parse_model_name(v, self.MODEL_KINDS, n), v)[1]
-        )
-        object.__setattr__(self, "models", models)
+
+        def known_model(field: str, name: str) -> str:
+            parse_model_name(name, self.MODEL_KINDS, field)
+            return name
+
+        object.__setattr__(self, "models", check_distinct("models", self.models, known_model))
         for key in (
             "epochs",
             "batch_size",

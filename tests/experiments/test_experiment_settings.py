@@ -587,3 +587,12 @@ def test_describe_record_names_training_time_of_a_resumed_record() -> None:
     )
     gpu = {**base, "provenance": {"device": "cuda", "device_name": "H100"}, "wall_time": 30.0}
     assert common.describe_record(gpu) == "cpu profile, GPU (H100), 3 seeds, 30 s"
+
+
+def test_the_shared_attention_defaults_are_the_cells():
+    from minirims.cell import RIMCell
+
+    cell = inspect.signature(RIMCell.__init__).parameters
+    fields = {f.name: f.default for f in dataclasses.fields(common.Settings)}
+    for key in ("input_heads", "input_d_k", "input_d_v", "comm_heads", "comm_d_k", "comm_d_v", "dropout"):
+        assert fields[key] == cell[key].default, key
