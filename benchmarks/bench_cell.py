@@ -53,6 +53,7 @@ from tqdm.auto import tqdm
 
 from minirims.cell import RIMCell, RIMState
 from minirims.experiments.common import provenance
+from minirims.experiments.train import denormals_flushed
 from minirims.group import GroupLSTMCell
 from minirims.model import RIM
 from minirims.naive import LoopRIMCell
@@ -388,6 +389,7 @@ def run_benchmark(
     warmup: int = 1,
     seed: int = 0,
     show_progress: bool = True,
+    flush_denormals: bool = True,
 ) -> dict[str, Any]:
     """Time every contender in ``impls``, interleaved, and add ratios.
 
@@ -396,8 +398,12 @@ def run_benchmark(
     contender in turn, so that a change in the machine's load hits all of them alike. The median of each
     contender's timed steps is its ms per step.
 
-    Returns a dict: settings (config, device, iters, warmup, seed, threads), environment (device name, torch
-    version, python, load average before and after), results (one dict per contender: impl, label, params
+    On a CPU the steps run with denormal floats flushed to zero, as training does
+    (:func:`minirims.experiments.train.denormals_flushed`), unless ``flush_denormals`` is False.
+
+    Returns a dict: settings (config, device, iters, warmup, seed, threads, flush_denormals: whether flushing
+    was on), environment (device name, the CPU's model and flags, torch version, python, load average before
+    and after), results (one dict per contender: impl, label, params
     (whole classifier), core_params (recurrent layer), ms_per_step, seq_per_s, times_ms, first_step_s,
     saved_mib (activations autograd keeps for the backward; not measured through torch.compile),
     peak_mem_mib (CUDA only, measured during the warm-up: what one step allocates beyond what the process
@@ -424,7 +430,10 @@ def run_benchmark(
     load_before = _load()
     contenders: list[_Contender] = []
     failed: dict[str, str] = {}
-    with tqdm(total=len(impls) * (iters + warmup + 1), desc="bench_cell", disable=not show_progress) as bar:
+    with (
+        denormals_flushed(device, flush_denormals) as flushed,
+        tqdm(total=len(impls) * (iters + warmup + 1), desc="bench_cell", disable=not show_progress) as bar,
+    ):
         for impl in impls:
             bar.set_postfix_str(f"{impl}: build")
             try:
@@ -474,13 +483,16 @@ def run_benchmark(
             "threads": torch.get_num_threads(),
             "dropout": 0.0,
             "dtype": "float32",
+            "flush_denormals": flushed,
             "timing": "interleaved rounds, median per contender",
         },
         "environment": {
             # the code that was timed: the checkout's commit, and whether it had uncommitted edits
             "git_commit": code["git_commit"],
             "git_dirty": code["git_dirty"],
-            "device_name": _device_name(device),
+            "device_name": code["device_name"],
+            "cpu_model": code["cpu_model"],
+            "cpu_flags": code["cpu_flags"],
             "torch": torch.__version__,
             "python": platform.python_version(),
             "cpu_count": os.cpu_count(),
@@ -515,19 +527,6 @@ def _describe(err: BaseException, where: str) -> str:
     """``"ErrorType: first line of the message (where)"``, at most 500 characters."""
     first = str(err).strip().splitlines()[0] if str(err).strip() else ""
     return f"{type(err).__name__}: {first[:400]} ({where})"
-
-
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _load() -> list[float] | None:
@@ -616,6 +615,11 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--keep-denormals",
+        action="store_true",
+        help="compute on denormal floats instead of flushing them to zero (CPU: to time the difference)",
+    )
+    parser.add_argument(
         "--json",
         type=Path,
         default=None,
@@ -645,7 +649,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     reports = {}
     for size in sizes:
         config = BenchConfig.preset(size, batch=args.batch, steps=args.steps)
-        report = run_benchmark(config, impls, device, iters, warmup, args.seed)
+        report = run_benchmark(
+            config, impls, device, iters, warmup, args.seed, flush_denormals=not args.keep_denormals
+        )
         report["settings"]["size"] = size
         reports[size] = report
         print(f"\n== size: {size} ==\n{format_table(report)}")

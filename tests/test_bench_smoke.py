@@ -44,6 +44,9 @@ def test_tiny_benchmark_reports_every_contender():
     commit = report["environment"]["git_commit"]
     assert commit is None or re.fullmatch(r"[0-9a-f]{40}", commit)
     assert report["environment"]["git_dirty"] in (True, False, None)
+    # which CPU, with which vector units, and whether denormals were flushed (on wherever the CPU can)
+    assert report["environment"]["cpu_model"] and isinstance(report["environment"]["cpu_flags"], list)
+    assert report["settings"]["flush_denormals"] is torch.set_flush_denormal(False)
     rows = {r["impl"]: r for r in report["results"]}
     assert list(rows) == EAGER
     for row in rows.values():
@@ -63,6 +66,8 @@ def test_tiny_benchmark_reports_every_contender():
     table = format_table(report)
     assert "fused loop" in table and "B=2 T=3" in table and "peak MiB" not in table
     json.dumps(report)  # the --json report is plain data
+    kept = run_benchmark(config, ["lstm"], iters=1, warmup=0, show_progress=False, flush_denormals=False)
+    assert kept["settings"]["flush_denormals"] is False
 
 
 def test_subset_without_references_has_no_ratios():

@@ -341,6 +341,15 @@ def trained_runs(tmp_path_factory):
 _TRAINED = ["copying", "--profile", "smoke", "--models", "lstm-48", "--epochs", "1", "--no-progress"]
 
 
+def test_keep_denormals_reaches_the_record(trained_runs, tmp_path):
+    assert (
+        main([*_TRAINED, "--runs-dir", str(trained_runs), "--results", str(tmp_path), "--keep-denormals"])
+        == 0
+    )
+    prov = json.loads((tmp_path / "copying_smoke.json").read_text())["provenance"]
+    assert prov["flush_denormals"] is False and prov["cpu_model"] and isinstance(prov["cpu_flags"], list)
+
+
 def test_a_record_that_cannot_be_written_after_training_is_kept_and_named(trained_runs, monkeypatch, capsys):
     real = common.save_record
 

@@ -58,6 +58,8 @@ from minirims.experiments.train import (
     LR_SCHEDULES,
     PROFILES,
     TrainConfig,
+    cpu_info,
+    denormals_flushed,
     fit,
     pick_device,
     remove_stale_temp_files,
@@ -173,12 +175,14 @@ def _git(*args: str) -> str | None:
 
 
 def provenance(device: str | torch.device | None = None) -> dict[str, Any]:
-    """Where and with what a run was made: git commit (None if unavailable), device, versions, threads."""
+    """Where and with what a run was made: git commit (None if unavailable), device (a CPU by its model
+    name), versions, threads, the CPU's model and speed-relevant flags (:func:`cpu_info`)."""
     dev = torch.device(device) if device is not None else torch.device("cpu")
+    cpu = cpu_info()
     if dev.type == "cuda" and torch.cuda.is_available():
         name = torch.cuda.get_device_name(dev)
     else:
-        name = platform.processor() or platform.machine() or "cpu"
+        name = cpu["model"]
     commit = _git("rev-parse", "HEAD")
     status = _git("status", "--porcelain", "--untracked-files=no") if commit else None
     return {
@@ -192,6 +196,8 @@ def provenance(device: str | torch.device | None = None) -> dict[str, Any]:
         "platform": platform.platform(),
         "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
+        "cpu_model": cpu["model"],
+        "cpu_flags": cpu["flags"],
     }
 
 
@@ -527,6 +533,7 @@ def train_and_test(
     fresh: bool = False,
     trained: dict[str, nn.Module] | None = None,
     extra: Mapping[str, Any] | None = None,
+    flush_denormals: bool = True,
 ) -> Record:
     """The loop every experiment runs: for each model and seed, train with :func:`fit`, test, then record.
 
@@ -536,6 +543,8 @@ def train_and_test(
     the same settings resumes (``fresh`` starts over), one with other settings trains afresh. The record is
     written to ``results`` when given, else to the runs folder (never to the tracked ``results/`` unless
     asked). ``trained`` (a dict), when given, receives each model's last seed, on the CPU, in eval mode.
+    ``flush_denormals``: on a CPU, train and test with denormal floats flushed to zero (see
+    :func:`minirims.experiments.train.denormals_flushed`; the record's provenance says which).
 
     Each model's entry is ``task.summarize`` of its per-seed test results, plus ``train_seconds`` (summed
     over seeds from the epochs' history, so right for resumed runs) and ``best_epoch`` (per seed); the
@@ -560,38 +569,41 @@ def train_and_test(
     metrics: dict[str, Any] = {}
     curves: dict[str, Any] = {}
     parameters: dict[str, int] = {}
-    for name in settings.models:
-        tested, best, seconds, curves[name] = [], [], 0.0, {}
-        for seed in seeds_used:
-            seed_everything(seed)
-            model = make_model(name, settings).to(dev)
-            parameters[name] = count_parameters(model)
-            result = fit(
-                model,
-                lambda epoch, seed=seed: task.batches(seed, epoch),
-                task.loss,
-                task.validate,
-                settings.train_config(name, seed, progress, log_every=task.log_every),
-                checkpoint=ckpt_dir / f"{name}_seed{seed}.pt",
-                select=task.select,
-                mode=task.mode,
-                desc=f"{name} seed {seed}",
-                settings={**settings.training_dict(), "model": name},
-                fresh=fresh,
-            )
-            curves[name][str(seed)] = result.history
-            best.append(int(result.best_epoch))
-            seconds += sum(float(e.get("seconds", 0.0)) for e in result.history)
-            tested.append(task.test(model))
-            if trained is not None:
-                trained[name] = model.cpu().eval()
-        metrics[name] = {**task.summarize(tested), "best_epoch": best, "train_seconds": round(seconds, 3)}
-        warning = _absurd_loss(name, curves[name], task.chance_loss)
-        if warning is not None:
-            metrics[name]["warning"] = warning
-            print(f"warning: {warning}", file=sys.stderr, flush=True)
-    if baselines is not None:
-        metrics.update(baselines(task))
+    with denormals_flushed(dev, flush_denormals) as flushed:
+        for name in settings.models:
+            tested, best, seconds, curves[name] = [], [], 0.0, {}
+            for seed in seeds_used:
+                seed_everything(seed)
+                model = make_model(name, settings).to(dev)
+                parameters[name] = count_parameters(model)
+                result = fit(
+                    model,
+                    lambda epoch, seed=seed: task.batches(seed, epoch),
+                    task.loss,
+                    task.validate,
+                    settings.train_config(name, seed, progress, log_every=task.log_every),
+                    checkpoint=ckpt_dir / f"{name}_seed{seed}.pt",
+                    select=task.select,
+                    mode=task.mode,
+                    desc=f"{name} seed {seed}",
+                    settings={**settings.training_dict(), "model": name},
+                    fresh=fresh,
+                    flush_denormals=flush_denormals,
+                )
+                curves[name][str(seed)] = result.history
+                best.append(int(result.best_epoch))
+                seconds += sum(float(e.get("seconds", 0.0)) for e in result.history)
+                tested.append(task.test(model))
+                if trained is not None:
+                    trained[name] = model.cpu().eval()
+            metrics[name] = {**task.summarize(tested), "best_epoch": best, "train_seconds": round(seconds, 3)}
+            warning = _absurd_loss(name, curves[name], task.chance_loss)
+            if warning is not None:
+                metrics[name]["warning"] = warning
+                print(f"warning: {warning}", file=sys.stderr, flush=True)
+        if baselines is not None:
+            metrics.update(baselines(task))
+    started["flush_denormals"] = flushed
     record = make_record(
         experiment,
         settings.profile,
@@ -748,6 +760,11 @@ def add_arguments(parser: Any, extra: Callable[[Any], None] | None = None) -> No
         "--fresh", action="store_true", help="start over: ignore and replace existing checkpoints"
     )
     parser.add_argument("--no-save", action="store_true", help="do not write the record")
+    parser.add_argument(
+        "--keep-denormals",
+        action="store_true",
+        help="on a CPU, compute on denormal floats instead of flushing them to zero (slower on many CPUs)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -792,6 +809,7 @@ def run_command(module: Any, args: Any, overrides: Mapping[str, Any] | None = No
         save=not args.no_save,
         progress=not args.no_progress,
         fresh=args.fresh,
+        flush_denormals=not args.keep_denormals,
     )
     print(describe_record(record))
     print(module.format_table(record))

@@ -13,8 +13,11 @@ Every experiment in the course trains the same way, so the loop lives here once:
     learning_rate(config, step, total_steps) -> float  # linear warm-up, then constant or cosine
 
     fit(model, train_batches, loss_fn, evaluate, config, checkpoint=None, select="val_acc", mode="max",
-        desc="", settings=None, fresh=False)
+        desc="", settings=None, fresh=False, flush_denormals=True)
         -> FitResult(history, best_epoch, best_metrics, best_state, wall_time, resumed_from, config)
+
+    denormals_flushed(device, enabled=True)  # context: a CPU treats denormal floats as zero inside it
+    cpu_info() -> {"model": ..., "flags": [...]}  # the CPU's model name and its vector-unit flags
 
 ``fit`` contract:
 
@@ -44,6 +47,11 @@ Every experiment in the course trains the same way, so the loop lives here once:
   follows the same schedule (a warm-up or ``"cosine"`` needs a ``len(train_batches(epoch))``, equal in all).
 * On CUDA with ``config.amp`` the forward passes run under bf16 autocast (no loss scaling is needed for bf16);
   on CPU ``amp`` is ignored: CPU bf16 is slower than fp32 for these small recurrent models.
+* On a CPU, training and evaluation run inside :func:`denormals_flushed` (``flush_denormals=False`` keeps
+  them): denormal floats (magnitudes below 1.2e-38 in float32, which a recurrent net's small gradients and
+  decaying states produce) are treated as zero. Some CPUs compute on denormals tens of times slower than on
+  normal floats, so without this an ``nn.LSTM`` step can take 10x longer on one CPU than on another. The
+  numbers change only in values far below float32's resolution of a typical weight (a test bounds it).
 * At the end, with ``restore_best`` the model holds the weights of the best epoch (by ``select``/``mode``).
 * Divergence stops the run where it happens: a NaN or infinite training loss (seen when the host reads the
   running sums, or when a step fails) or parameter (checked after every epoch, before the evaluation and the
@@ -55,14 +63,16 @@ History rows look like ``{"epoch": 0, "train_loss": 0.9, "train_acc": 0.7, "val_
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import glob
 import json
 import math
 import os
+import platform
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -82,6 +92,8 @@ __all__ = [
     "TrainConfig",
     "atomic_torch_save",
     "batch_indices",
+    "cpu_info",
+    "denormals_flushed",
     "epoch_generator",
     "fit",
     "learning_rate",
@@ -163,6 +175,73 @@ def resolve_profile(profile: str | None = None) -> str:
     if not isinstance(profile, str) or profile.strip().lower() not in PROFILES:
         raise ValueError(f"{source}: expected one of {', '.join(PROFILES)}, got {profile!r}")
     return profile.strip().lower()
+
+
+_flush_depth = 0  # how many denormals_flushed blocks are open (torch has no getter for the flag)
+
+
+@contextlib.contextmanager
+def denormals_flushed(device: str | torch.device = "cpu", enabled: bool = True) -> Iterator[bool]:
+    """Inside the block, a CPU treats denormal floats as zero (``torch.set_flush_denormal``).
+
+    Denormals are the floats below 1.2e-38 (float32) in magnitude; many x86 CPUs compute on them 10-100x
+    slower than on normal floats, and a recurrent net makes them (decaying states, tiny gradients). Yields
+    whether flushing is on in the block: False on a CUDA ``device`` (GPUs flush in their fast kernels
+    anyway), when ``enabled`` is False, or on a CPU without the instruction for it. The flag is global to
+    the process: it is switched off again when the outermost block ends (torch cannot read it back, so a
+    flag set outside these blocks is not restored).
+    """
+    global _flush_depth
+    if not isinstance(enabled, bool):
+        raise ValueError(f"enabled: expected True or False, got {enabled!r}")
+    if torch.device(device).type != "cpu" or not enabled:
+        yield False
+        return
+    on = torch.set_flush_denormal(True)
+    _flush_depth += 1
+    try:
+        yield on
+    finally:
+        _flush_depth -= 1
+        if _flush_depth == 0:
+            torch.set_flush_denormal(False)
+
+
+#: the CPU flags that decide how fast these models run (vector width, fused multiply-add, bf16/AMX units)
+_SPEED_FLAGS = (
+    "sse3",
+    "avx",
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512_bf16",
+    "amx_bf16",
+    "amx_tile",
+    "asimd",
+    "sve",
+)
+
+
+def cpu_info() -> dict[str, Any]:
+    """``{"model": name, "flags": [...]}``: this CPU's model name (from ``/proc/cpuinfo``, else
+    ``platform.processor()``) and which of the vector-unit flags that matter for speed it has (Linux only;
+    ``[]`` elsewhere)."""
+    model, flags = "", set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip().lower()
+                if key in ("model name", "cpu model", "hardware") and not model:
+                    model = value.strip()
+                elif key in ("flags", "features") and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    model = model or platform.processor() or platform.machine() or "unknown CPU"
+    if "pni" in flags:  # Linux names SSE3 (which flushing denormals needs on x86) "pni"
+        flags.add("sse3")
+    return {"model": model, "flags": [f for f in _SPEED_FLAGS if f in flags]}
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -733,6 +812,7 @@ def fit(
     desc: str = "",
     settings: Mapping[str, Any] | None = None,
     fresh: bool = False,
+    flush_denormals: bool = True,
 ) -> FitResult:
     """Train ``model`` for ``config.epochs`` epochs, evaluating and checkpointing after each one.
 
@@ -740,7 +820,8 @@ def fit(
     ``select`` names the evaluate() metric that picks the best epoch (``mode`` "max" or "min"; None: the last
     epoch). ``settings``: the run's settings beyond ``config`` (plain values: numbers, strings, lists, dicts),
     saved in the checkpoint, which resumes only when they and the ``_RESUME_KEYS`` of ``config`` are equal.
-    ``fresh``: delete an existing checkpoint and start over. Each epoch is :func:`_train_epoch` (a
+    ``fresh``: delete an existing checkpoint and start over. ``flush_denormals``: on a CPU, train and evaluate
+    inside :func:`denormals_flushed` (the module docstring says why). Each epoch is :func:`_train_epoch` (a
     :func:`_train_step` per batch), :func:`_evaluate`, :func:`_record_epoch`, :func:`_save_checkpoint`.
 
     Raises:
@@ -758,6 +839,8 @@ def fit(
         raise ValueError(f"mode: expected 'max' or 'min', got {mode!r}")
     if not isinstance(fresh, bool):
         raise ValueError(f"fresh: expected True or False, got {fresh!r}")
+    if not isinstance(flush_denormals, bool):
+        raise ValueError(f"flush_denormals: expected True or False, got {flush_denormals!r}")
     run = {"config": _resume_config(config), "settings": _plain_settings(settings)}
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
@@ -777,25 +860,26 @@ def fit(
         progress = _Progress()
     resumed_from = progress.epoch
 
-    epoch_bar = tqdm(
-        range(resumed_from, config.epochs),
-        desc=desc or "epochs",
-        initial=resumed_from,
-        total=config.epochs,
-        disable=not config.progress,
-    )
-    for epoch in epoch_bar:
-        t0 = time.perf_counter()
-        model.train()
-        row: dict[str, float] = {"epoch": epoch, **_train_epoch(loop, train_batches(epoch), epoch)}
-        row.update(_evaluate(loop, evaluate, select))
-        row["seconds"] = time.perf_counter() - t0
-        _record_epoch(progress, row, model, select, mode)
-        shown = {k: row[k] for k in ("train_loss", "train_acc", select) if k is not None and k in row}
-        epoch_bar.set_postfix({k: f"{v:.3f}" for k, v in shown.items()})
-        if ckpt_path is not None:
-            _save_checkpoint(ckpt_path, loop, progress, run)
-    epoch_bar.close()
+    with denormals_flushed(params[0].device, flush_denormals):
+        epoch_bar = tqdm(
+            range(resumed_from, config.epochs),
+            desc=desc or "epochs",
+            initial=resumed_from,
+            total=config.epochs,
+            disable=not config.progress,
+        )
+        for epoch in epoch_bar:
+            t0 = time.perf_counter()
+            model.train()
+            row: dict[str, float] = {"epoch": epoch, **_train_epoch(loop, train_batches(epoch), epoch)}
+            row.update(_evaluate(loop, evaluate, select))
+            row["seconds"] = time.perf_counter() - t0
+            _record_epoch(progress, row, model, select, mode)
+            shown = {k: row[k] for k in ("train_loss", "train_acc", select) if k is not None and k in row}
+            epoch_bar.set_postfix({k: f"{v:.3f}" for k, v in shown.items()})
+            if ckpt_path is not None:
+                _save_checkpoint(ckpt_path, loop, progress, run)
+        epoch_bar.close()
 
     if progress.best_epoch < 0:  # a finished checkpoint without a best epoch (cannot happen)
         raise ValueError(f"checkpoint: expected at least one completed epoch in {ckpt_path}, got none")

@@ -225,6 +225,7 @@ def test_record_keeps_the_commit_the_run_started_from(monkeypatch, tmp_path):
     prov = record["provenance"]
     assert prov["git_commit"] == "aaa" and prov["git_dirty"] is False
     assert prov["git_commit_at_end"] == "bbb" and prov["git_dirty_at_end"] is True
+    assert prov["flush_denormals"] is torch.set_flush_denormal(False)  # on wherever this CPU can flush
 
 
 def test_shared_settings_helpers():

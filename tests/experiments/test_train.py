@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import platform
 import random
 import re
 
@@ -15,6 +16,8 @@ from minirims.experiments.train import (
     FitResult,
     TrainConfig,
     batch_indices,
+    cpu_info,
+    denormals_flushed,
     epoch_generator,
     fit,
     pick_device,
@@ -456,3 +459,78 @@ def test_train_step_returns_detached_float_scalars_and_steps_the_optimizer():
     assert set(out) == {"loss", "acc"}
     assert all(v.shape == () and v.dtype == torch.float32 and not v.requires_grad for v in out.values())
     assert any(not torch.equal(a, p) for a, p in zip(before, params, strict=True))
+
+
+def _flushes() -> bool:
+    """Whether a product of normal floats that lands in the denormal range comes out as zero right now."""
+    return float(torch.tensor([1e-20]) * torch.tensor([1e-20])) == 0.0
+
+
+@pytest.mark.skipif(not torch.set_flush_denormal(False), reason="this CPU cannot flush denormals")
+def test_denormals_are_flushed_inside_the_block_only():
+    assert not _flushes()
+    with denormals_flushed("cpu") as on:
+        assert on and _flushes()
+        with denormals_flushed("cpu"):  # nested: the outer block stays flushed after the inner one
+            assert _flushes()
+        assert _flushes()
+    assert not _flushes()
+    with denormals_flushed("cpu", enabled=False) as on:
+        assert not on and not _flushes()
+    with denormals_flushed("cuda") as on:  # never touches the CPU flag for a GPU run
+        assert not on and not _flushes()
+    with pytest.raises(ValueError, match="enabled: expected True or False, got 'yes'"):
+        with denormals_flushed("cpu", enabled="yes"):
+            pass
+
+
+class _TinyRecurrent(nn.Module):
+    """A small RIM reading 8-step sequences of the toy problem's features: enough steps for small states."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from minirims.model import RIM
+
+        self.core = RIM(2, 3, 2, 8, input_d_k=8, input_d_v=8, comm_heads=1, dropout=0.0)
+        self.head = nn.Linear(24, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _, _ = self.core(x.view(len(x), 4, 2).repeat(1, 2, 1))
+        return self.head(out[:, -1])
+
+
+@pytest.mark.skipif(not torch.set_flush_denormal(False), reason="this CPU cannot flush denormals")
+def test_flushing_denormals_leaves_a_seeded_run_within_tolerance():
+    x, y = _toy_problem(64)
+    train_batches, loss_fn, evaluate = _pieces(x, y)
+    seen = []
+
+    def probing_loss(model, batch):
+        seen.append(_flushes())
+        return loss_fn(model, batch)
+
+    runs = {}
+    for flush in (True, False):
+        seen.clear()
+        torch.manual_seed(0)
+        model = _TinyRecurrent()
+        cfg = TrainConfig(epochs=2, lr=1e-2, progress=False)
+        res = fit(model, train_batches, probing_loss, evaluate, cfg, flush_denormals=flush)
+        assert seen and all(s == flush for s in seen)  # every training step ran with the flag as asked
+        runs[flush] = res
+    assert not _flushes()  # switched off again after the run
+    for a, b in zip(runs[True].history, runs[False].history, strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+        assert a["val_acc"] == pytest.approx(b["val_acc"], abs=1 / 64)
+    for k, v in runs[True].best_state.items():
+        torch.testing.assert_close(v, runs[False].best_state[k], rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="flush_denormals: expected True or False, got 1"):
+        fit(_toy_model(), train_batches, loss_fn, evaluate, TrainConfig(epochs=1), flush_denormals=1)
+
+
+def test_cpu_info_names_the_cpu_and_its_speed_flags():
+    info = cpu_info()
+    assert isinstance(info["model"], str) and info["model"]
+    assert isinstance(info["flags"], list) and all(isinstance(f, str) for f in info["flags"])
+    if platform.machine() in ("x86_64", "AMD64"):
+        assert "sse3" in info["flags"]  # every x86-64 CPU this course meets has it
