@@ -1,11 +1,18 @@
-"""The trivial predictors of the bouncing-balls videos: what a model must beat to have learned motion.
+"""The trivial predictors of the bouncing-balls videos, and the reference of a model that knows the motion.
 
-Both guess every future frame from the given ones, knowing nothing of how balls move::
+The two trivial predictors guess every future frame from the given ones, knowing nothing of how balls move;
+a model has learned motion only where it beats both::
 
     mean_frame_baseline(data, settings) -> (n_future,)          # every pixel = the mean brightness
     last_frame_guess(frames, n_given, n_future, blend) -> (B, n_future, 1, H, W)
     fit_last_frame_blend(data, settings) -> (n_future,)         # the blend, tuned on validation videos
     last_frame_baseline(data, settings, blend=0.05) -> (n_future,)   # the last frame, blended to the mean
+
+The third knows more than any model: the simulator's true ball centres at the last two given frames. It
+moves every ball on at constant velocity and draws it: what a model that learned the motion but not the
+collisions (with walls or balls) would predict::
+
+    constant_velocity_guess(data, index, settings) -> (B, n_future, 1, H, W)
 
 ``data`` is a :class:`~minirims.experiments.data.balls.BallsTensors` set; ``settings`` anything with
 ``n_given``, ``n_future``, ``frame_size`` and ``eval_batch_size`` (the bouncing-balls Settings). Scores are
@@ -22,11 +29,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from minirims._validate import check_positive_int
-from minirims.experiments.data.balls import BallsTensors
+from minirims.experiments.data.balls import BallsTensors, render
 
 __all__ = [
     "BASELINES",
     "BLENDS",
+    "REFERENCES",
+    "constant_velocity_guess",
     "fit_last_frame_blend",
     "last_frame_baseline",
     "last_frame_guess",
@@ -36,6 +45,8 @@ __all__ = [
 #: the trivial predictors in every bouncing-balls record: a model has learned something only at the rollout
 #: frames where it beats both
 BASELINES = ("mean-frame", "last-frame")
+#: predictors that know more than a model can (the simulator's positions): a line to compare with, not to beat
+REFERENCES = ("constant-velocity",)
 
 
 def mean_frame_baseline(data: BallsTensors, settings: Any) -> np.ndarray:
@@ -126,3 +137,32 @@ def last_frame_baseline(data: BallsTensors, settings: Any, blend: Any = 0.05) ->
     :func:`fit_last_frame_blend`. A model below this line knows that balls move. (n_future,) float64.
     """
     return _guess_bce(data, settings, _check_blend(blend, settings.n_future)[None])[0]
+
+
+def constant_velocity_guess(data: BallsTensors, index: Tensor, settings: Any) -> Tensor:
+    """Every ball moved on from its true centre at the last given frame with its last true step, then drawn.
+
+    Uses the simulator's centres at frames ``n_given - 2`` and ``n_given - 1`` (with one given frame, the
+    balls stand still), ignores walls and other balls, and draws the balls as :func:`render` does (a ball
+    that leaves the box leaves the frame; the curtain, if any, is drawn over them).
+
+    Args:
+        data: the test set; index: (B,) int tensor of its videos.
+        settings: with ``n_given``, ``n_future`` and ``frame_size``.
+
+    Returns:
+        (B, n_future, 1, H, W) frames in [0, 1], dtype of ``data.positions``.
+    """
+    if not isinstance(data, BallsTensors):
+        raise ValueError(f"data: expected a BallsTensors set, got {type(data).__name__}")
+    g, f = check_positive_int("n_given", settings.n_given), check_positive_int("n_future", settings.n_future)
+    pos = data.positions[index]  # (B, T, N, 2)
+    if pos.shape[1] < g:
+        raise ValueError(f"data: expected videos of at least n_given = {g} frames, got {pos.shape[1]}")
+    last = pos[:, g - 1]
+    step = last - pos[:, g - 2] if g >= 2 else torch.zeros_like(last)
+    ahead = torch.arange(1, f + 1, device=pos.device, dtype=pos.dtype).view(1, f, 1, 1)
+    future = last[:, None] + ahead * step[:, None]  # (B, n_future, N, 2)
+    return render(
+        future, data.radii[index], size=settings.frame_size, present=data.present[index], curtain=data.curtain
+    )

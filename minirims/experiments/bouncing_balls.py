@@ -30,22 +30,23 @@ import argparse
 import math
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from minirims.experiments import common
 from minirims.experiments.baselines import (
     BASELINES,
+    REFERENCES,
+    constant_velocity_guess,
     fit_last_frame_blend,
-    last_frame_baseline,
     last_frame_guess,
-    mean_frame_baseline,
 )
 from minirims.experiments.common import (
     TINY_ATTENTION,
@@ -60,6 +61,7 @@ from minirims.experiments.common import (
     train_and_test,
 )
 from minirims.experiments.data.balls import SETS, Balls, BallsTensors, bounces, make_sets
+from minirims.experiments.tracking import score_frames
 from minirims.experiments.train import batch_indices
 from minirims.experiments.video import FramePredictor, rollout, rollout_loss
 from minirims.model import RIM
@@ -69,6 +71,7 @@ __all__ = [
     "BCE_UNIT",
     "EXPERIMENT",
     "PROFILES",
+    "SCORES",
     "SETS",
     "TEST_SETS",
     "Settings",
@@ -84,6 +87,7 @@ __all__ = [
     "parameter_counts",
     "rollout_loss",
     "run",
+    "score_predictions",
     "settings",
     "switches_at_bounces",
     "training_steps",
@@ -94,6 +98,12 @@ __all__ = [
 EXPERIMENT = "bouncing_balls"
 TEST_SETS = tuple(SETS)
 BCE_UNIT = "BCE of a frame summed over its pixels, averaged over test videos"
+#: what a record scores on every predicted frame: (name, unit, which way is better)
+SCORES = {
+    "bce": ("BCE", "nats per frame, summed over its pixels", "lower"),
+    "f1": ("foreground F1", "pixels > 0.5 in prediction and truth", "higher"),
+    "track": ("tracking error", "pixels from a ball to where it is drawn (a miss: 0.2 widths)", "lower"),
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,6 +123,7 @@ class Settings(common.Settings):
     data_seed: int = 0  # the videos are the same for every model seed
     train_given: int = 15  # true frames read in training before the model rolls out the rest
     feedback_grad: bool = True  # backpropagate through the fed-back predictions in training
+    select: str = "bce"  # the validation rollout score that picks the best epoch: "bce", "f1" or "track"
 
     TEST_ONLY: ClassVar[tuple[str, ...]] = (*common.Settings.TEST_ONLY, "n_future", "n_test")
 
@@ -137,6 +148,7 @@ class Settings(common.Settings):
         # the best epoch is picked on rollouts as long as the training videos
         check_int("n_given", self.n_given, 1, self.n_frames - 1)
         common.check_choice("feedback_grad", self.feedback_grad, (True, False))
+        common.check_choice("select", self.select, tuple(SCORES))
 
 
 PROFILES: dict[str, Settings] = {
@@ -227,18 +239,54 @@ class _Batches:
             yield self.data.batch(idx.to(device), self.size)
 
 
-def evaluate_rollouts(
-    model: FramePredictor, data: BallsTensors, settings: Settings, batch_size: int | None = None
-) -> np.ndarray:
-    """Mean rollout BCE of each predicted frame over all videos of ``data``: (n_future,) float64."""
+def score_predictions(
+    predict: Callable[[Tensor, Tensor], tuple[Tensor, Tensor | None]],
+    data: BallsTensors,
+    settings: Settings,
+    batch_size: int | None = None,
+) -> dict[str, np.ndarray]:
+    """Each predicted frame's BCE, foreground F1 and tracking error (:mod:`~minirims.experiments.tracking`),
+    averaged over the videos of ``data``.
+
+    Args:
+        predict: ``(frames, index) -> (probabilities, bce)``, given the videos' first n_given + n_future
+            frames (B, T, 1, H, W) and their (B,) indices in ``data``: the (B, n_future, 1, H, W)
+            probabilities of the frames after the given ones, and their BCE per frame (B, n_future), or None
+            to compute it from the probabilities (clamped to [1e-4, 1 - 1e-4]).
+        data: a test set; settings: n_given, n_future, frame_size, eval_batch_size.
+
+    Returns:
+        {"bce": (n_future,), "f1": (n_future,), "track": (n_future,)} float64.
+    """
     batch_size = batch_size or settings.eval_batch_size
+    g, f = settings.n_given, settings.n_future
     device = data.positions.device
-    total = torch.zeros(settings.n_future, dtype=torch.float64, device=device)
+    sums = {key: np.zeros(f) for key in SCORES}
     for start in range(0, len(data), batch_size):
         idx = torch.arange(start, min(start + batch_size, len(data)), device=device)
-        frames = data.batch(idx, settings.frame_size, settings.n_given + settings.n_future)
-        total += rollout(model, frames, settings.n_given, settings.n_future).bce.double().sum(0)
-    return (total / len(data)).cpu().numpy()
+        frames = data.batch(idx, settings.frame_size, g + f)
+        probs, bce = predict(frames, idx)
+        truth = frames[:, g : g + f]
+        if bce is None:
+            p = probs.double().clamp(1e-4, 1 - 1e-4)
+            bce = F.binary_cross_entropy(p, truth.double(), reduction="none").sum(dim=(2, 3, 4))
+        sums["bce"] += bce.double().sum(0).cpu().numpy()
+        for key, value in score_frames(probs, truth, data.curtain).items():
+            sums[key] += value.sum(0)
+    return {key: total / len(data) for key, total in sums.items()}
+
+
+def evaluate_rollouts(
+    model: FramePredictor, data: BallsTensors, settings: Settings, batch_size: int | None = None
+) -> dict[str, np.ndarray]:
+    """The scores of :func:`score_predictions` of the model's rollouts (n_given true frames, then n_future
+    predicted from its own predictions): {"bce", "f1", "track"}, each (n_future,) float64."""
+
+    def predict(frames: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
+        r = rollout(model, frames, settings.n_given, settings.n_future)
+        return r.predictions, r.bce
+
+    return score_predictions(predict, data, settings, batch_size)
 
 
 def training_steps(settings: Settings) -> int:
@@ -338,15 +386,22 @@ def example_rollouts(
     return out
 
 
-def _per_frame(curves: list[np.ndarray]) -> dict[str, Any]:
-    """A record's entry for one test set from per-seed BCE curves (each (n_future,))."""
-    stack = np.stack(curves)  # (seeds, n_future)
-    return {
-        "mean_bce": mean_std(stack.mean(axis=1)),
-        "per_frame": stack.mean(axis=0),
-        "per_frame_std": stack.std(axis=0),
-        "per_frame_per_seed": stack,
-    }
+def _curves(per_seed: list[np.ndarray]) -> dict[str, Any]:
+    stack = np.stack(per_seed)  # (seeds, n_future)
+    return {"per_frame": stack.mean(axis=0), "per_frame_std": stack.std(axis=0), "per_frame_per_seed": stack}
+
+
+def _per_frame(per_seed: list[dict[str, np.ndarray]]) -> dict[str, Any]:
+    """A record's entry for one test set from per-seed scores (each {"bce", "f1", "track"} of (n_future,)):
+    the BCE curves at the top level (``mean_bce``, ``per_frame``, ...), F1 and tracking error below their key
+    (``mean``, ``per_frame``, ...)."""
+    bce = np.stack([s["bce"] for s in per_seed])
+    entry = {"mean_bce": mean_std(bce.mean(axis=1)), **_curves(list(bce))}
+    for key in SCORES:
+        if key != "bce":
+            values = [s[key] for s in per_seed]
+            entry[key] = {"mean": mean_std(np.stack(values).mean(axis=1)), **_curves(values)}
+    return entry
 
 
 def run(settings: str | Settings | None = None, seeds: int | Sequence[int] = 1, **options: Any) -> Record:
@@ -379,8 +434,9 @@ def run(settings: str | Settings | None = None, seeds: int | Sequence[int] = 1, 
         select_on = s.replace(n_future=s.n_frames - s.n_given)
 
         def validate(m: FramePredictor) -> dict[str, float]:
-            curve = evaluate_rollouts(m, val, select_on)
-            return {"val_bce": float(curve.mean()), "val_bce_last": float(curve[-1])}
+            scores = evaluate_rollouts(m, val, select_on)
+            out = {f"val_{key}": float(curve.mean()) for key, curve in scores.items()}
+            return {**out, "val_bce_last": float(scores["bce"][-1])}
 
         return Task(
             batches=lambda seed, epoch: _Batches(sets["train"], s, seed, epoch),
@@ -388,18 +444,24 @@ def run(settings: str | Settings | None = None, seeds: int | Sequence[int] = 1, 
             validate=validate,
             test=lambda m: {name: evaluate_rollouts(m, sets[name], s) for name in TEST_SETS},
             summarize=lambda per_seed: {name: _per_frame([r[name] for r in per_seed]) for name in TEST_SETS},
-            select="val_bce",
+            select=f"val_{s.select}",
+            mode="min" if SCORES[s.select][2] == "lower" else "max",
             log_every=10,
             chance_loss=math.log(2),  # per-pixel BCE of a know-nothing guess (0.5 everywhere)
         )
 
     def baselines(task: Task) -> dict[str, Any]:
         blend = fit_last_frame_blend(sets.get("val", sets["4 balls"]), s)  # no training: one for all seeds
-        guesses = {
-            "mean-frame": lambda d: mean_frame_baseline(d, s),
-            "last-frame": lambda d: last_frame_baseline(d, s, blend),
+        g, f = s.n_given, s.n_future
+        guesses = {  # each: the test set -> its predict function
+            "mean-frame": lambda d: lambda frames, idx: (last_frame_guess(frames, g, f, 1.0), None),
+            "last-frame": lambda d: lambda frames, idx: (last_frame_guess(frames, g, f, blend), None),
+            "constant-velocity": lambda d: lambda frames, idx: (constant_velocity_guess(d, idx, s), None),
         }
-        out = {name: {n: _per_frame([guess(sets[n])]) for n in TEST_SETS} for name, guess in guesses.items()}
+        out: dict[str, Any] = {key: {} for key in guesses}
+        for name in TEST_SETS:
+            for key, guess in guesses.items():
+                out[key][name] = _per_frame([score_predictions(guess(sets[name]), sets[name], s)])
         out["last-frame"]["blend"] = blend
         return out
 
@@ -433,66 +495,104 @@ def run(settings: str | Settings | None = None, seeds: int | Sequence[int] = 1, 
     return record
 
 
-def format_table(record: dict[str, Any], frames: Sequence[int] = (0, 4, 9, 14)) -> str:
-    """Per model and test set, the mean rollout BCE and the BCE at a few rollout frames (text)."""
+def _curve(entry: dict[str, Any], score: str) -> np.ndarray:
+    """The per-frame curve of ``score`` in one test set's entry (BCE at the top level, the others below)."""
+    return np.asarray(entry["per_frame"] if score == "bce" else entry[score]["per_frame"], dtype=np.float64)
+
+
+def _check_score(record: dict[str, Any], score: str) -> None:
+    if score not in SCORES:
+        raise ValueError(f"score: expected one of {', '.join(SCORES)}, got {score!r}")
+    if score != "bce":
+        missing = [m for m, e in record["metrics"].items() if score not in e.get(TEST_SETS[0], {})]
+        if missing:
+            raise ValueError(
+                f"score: the record holds no {score!r} for {', '.join(missing)} (a record made before "
+                "bouncing-balls records scored F1 and tracking error); rerun it, or use score='bce'"
+            )
+
+
+def format_table(
+    record: dict[str, Any], frames: Sequence[int] = (0, 2, 4, 9, 14), scores: Sequence[str] | None = None
+) -> str:
+    """Per score, model and test set: the mean over the rollout and the values at a few frames (text).
+
+    ``scores``: which of :data:`SCORES` (default: all the record holds); ``frames``: 0-based rollout frames.
+    """
     n_future = record["settings"]["n_future"]
     frames = [f for f in frames if f < n_future]
+    if scores is None:
+        scores = [
+            k
+            for k in SCORES
+            if k == "bce"
+            or all(k in e.get(TEST_SETS[0], {}) for e in record["metrics"].values() if isinstance(e, dict))
+        ]
     width = max(12, *(len(n) + 2 for n in record["metrics"]))
-    head = f"{'model':{width}s}{'test set':10s} {'mean':>8s} " + " ".join(
-        f"{'t+' + str(f + 1):>8s}" for f in frames
-    )
-    lines = [head]
-    for name, entry in record["metrics"].items():
-        for set_name in TEST_SETS:
-            m = entry[set_name]
-            cells = " ".join(f"{m['per_frame'][f]:8.1f}" for f in frames)
-            lines.append(f"{name:{width}s}{set_name:10s} {m['mean_bce']['mean']:8.1f} {cells}")
-    return "\n".join(lines)
+    blocks = []
+    for score in scores:
+        _check_score(record, score)
+        label, unit, better = SCORES[score]
+        digits = 2 if score == "f1" else 1
+        head = f"{label} ({unit}; {better} is better)\n"
+        head += f"{'model':{width}s}{'test set':10s} {'mean':>8s} " + " ".join(
+            f"{'t+' + str(f + 1):>8s}" for f in frames
+        )
+        lines = [head]
+        for name, entry in record["metrics"].items():
+            for set_name in TEST_SETS:
+                y = _curve(entry[set_name], score)
+                cells = " ".join(f"{y[f]:8.{digits}f}" for f in frames)
+                lines.append(f"{name:{width}s}{set_name:10s} {y.mean():8.{digits}f} {cells}")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
 
 
-def verdict(record: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
-    """What a record shows, frame by frame (means over seeds): {test set: {model: {...}}}.
+def verdict(record: dict[str, Any], score: str = "f1") -> dict[str, dict[str, dict[str, Any]]]:
+    """What a record shows by ``score``, frame by frame (means over seeds): {test set: {model: {...}}}.
 
-    Per model: ``"below_baselines"``, the number of leading rollout frames at which the model is below both
-    :data:`BASELINES` (it has learned something there), and ``"frames_below_baselines"``, at how many frames
-    in all; for RIMs also ``"below_lstms"``, the rollout frames (1-based) at which it is below every LSTM of
-    the record.
+    Per model: ``"beats_baselines"``, the number of leading rollout frames at which the model is better than
+    both trivial :data:`BASELINES` (it has learned something there), and ``"frames_beating_baselines"``, at
+    how many frames in all; for RIMs also ``"beats_lstms"``, the rollout frames (1-based) at which it is
+    better than every LSTM of the record, and ``"ties_or_beats_lstms"``, those where it is at least as good.
     """
+    _check_score(record, score)
+    sign = 1.0 if SCORES[score][2] == "lower" else -1.0  # compare sign * value: lower is better
     out: dict[str, dict[str, dict[str, Any]]] = {}
     metrics = record["metrics"]
-    models = [m for m in metrics if m not in BASELINES]
+    models = [m for m in metrics if m not in BASELINES and m not in REFERENCES]
     lstms = [m for m in models if m.startswith("lstm")]
     for set_name in TEST_SETS:
-        bases = [np.asarray(metrics[b][set_name]["per_frame"]) for b in BASELINES if b in metrics]
+        bases = [sign * _curve(metrics[b][set_name], score) for b in BASELINES if b in metrics]
         floor = np.minimum.reduce(bases) if bases else None
         out[set_name] = {}
         for name in models:
-            y = np.asarray(metrics[name][set_name]["per_frame"])
+            y = sign * _curve(metrics[name][set_name], score)
             entry: dict[str, Any] = {}
             if floor is not None:
-                below = y < floor
-                entry["below_baselines"] = int(np.argmin(below)) if not below.all() else len(below)
-                entry["frames_below_baselines"] = int(below.sum())
+                better = y < floor
+                entry["beats_baselines"] = int(np.argmin(better)) if not better.all() else len(better)
+                entry["frames_beating_baselines"] = int(better.sum())
             if name.startswith("rim") and lstms:
-                best_lstm = np.minimum.reduce([np.asarray(metrics[m][set_name]["per_frame"]) for m in lstms])
-                entry["below_lstms"] = [int(i) + 1 for i in np.flatnonzero(y < best_lstm)]
+                best_lstm = np.minimum.reduce([sign * _curve(metrics[m][set_name], score) for m in lstms])
+                entry["beats_lstms"] = [int(i) + 1 for i in np.flatnonzero(y < best_lstm)]
+                entry["ties_or_beats_lstms"] = [int(i) + 1 for i in np.flatnonzero(y <= best_lstm)]
             out[set_name][name] = entry
     return out
 
 
-def verdict_table(record: dict[str, Any]) -> str:
+def verdict_table(record: dict[str, Any], score: str = "f1") -> str:
     """:func:`verdict` as text: one line per test set and model."""
     n_future = record["settings"]["n_future"]
-    lines = []
-    for set_name, by_model in verdict(record).items():
+    label = SCORES.get(score, (score,))[0]
+    lines = [f"by {label}:"]
+    for set_name, by_model in verdict(record, score).items():
         for name, v in by_model.items():
-            text = (
-                f"{set_name:10s} {name:13s} below both baselines for the first {v.get('below_baselines', 0)}"
-            )
-            text += f" of {n_future} frames"
-            if "below_lstms" in v:
-                frames = v["below_lstms"]
-                text += f"; below every LSTM at {len(frames)} of {n_future} frames"
+            text = f"{set_name:10s} {name:13s} better than both baselines for the first "
+            text += f"{v.get('beats_baselines', 0)} of {n_future} frames"
+            if "beats_lstms" in v:
+                frames = v["beats_lstms"]
+                text += f"; better than every LSTM at {len(frames)} of {n_future} frames"
                 if 0 < len(frames) < n_future:
                     text += f" ({_ranges(frames)})"
             lines.append(text)

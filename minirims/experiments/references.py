@@ -113,16 +113,19 @@ def _stored_settings(module: ModuleType, stored: dict[str, Any]) -> Any:
     )
 
 
+SCORED = ("f1", "track")  # the scores a bouncing-balls test set holds beside its BCE, each with its curves
+
+
 def _seed_metrics(entry: Any, index: int) -> Any:
     """The values of one seed from a record's entry: each mean/std/values dict becomes its seed's value, and
-    a bouncing-balls test set (a mean curve over seeds, with ``per_frame_per_seed``) the seed's own curve."""
+    a bouncing-balls test set (mean curves over seeds, with ``per_frame_per_seed``) the seed's own curves."""
     if isinstance(entry, dict) and "values" in entry and "mean" in entry:
         return entry["values"][index]
     if isinstance(entry, dict) and "per_frame_per_seed" in entry:
-        return {
-            "mean_bce": _seed_metrics(entry["mean_bce"], index),
-            "per_frame": entry["per_frame_per_seed"][index],
-        }
+        out = {"per_frame": entry["per_frame_per_seed"][index]}
+        out.update({k: _seed_metrics(entry[k], index) for k in ("mean_bce", "mean") if k in entry})
+        out.update({k: _seed_metrics(entry[k], index) for k in SCORED if k in entry})
+        return out
     if isinstance(entry, dict):
         return {k: _seed_metrics(v, index) for k, v in entry.items()}
     return entry

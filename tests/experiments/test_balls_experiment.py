@@ -14,7 +14,7 @@ import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from minirims.__main__ import build_parser  # noqa: E402
-from minirims.experiments import baselines, common, figures  # noqa: E402
+from minirims.experiments import baselines, common, figures, tracking  # noqa: E402
 from minirims.experiments import bouncing_balls as bb  # noqa: E402
 from minirims.experiments.video import (  # noqa: E402
     FrameDecoder,
@@ -276,8 +276,15 @@ def test_evaluation_and_baseline_shapes() -> None:
     s = bb.settings("smoke", n_test=5)
     data = bb.make_data(s)
     on = {k: v.to("cpu") for k, v in data.items()}
-    curve = bb.evaluate_rollouts(_tiny(), on["4 balls"], s, batch_size=2)
-    assert curve.shape == (s.n_future,) and np.all(curve > 0)
+    scores = bb.evaluate_rollouts(_tiny(), on["4 balls"], s, batch_size=2)
+    assert set(scores) == set(bb.SCORES)
+    assert all(curve.shape == (s.n_future,) and np.all(np.isfinite(curve)) for curve in scores.values())
+    assert np.all(scores["bce"] > 0) and np.all((0 <= scores["f1"]) & (scores["f1"] <= 1))
+    assert np.all((0 <= scores["track"]) & (scores["track"] <= tracking.PENALTY * s.frame_size + 1e-9))
+    # the same scores in batches of 2 or all at once
+    whole = bb.evaluate_rollouts(_tiny(), on["4 balls"], s, batch_size=5)
+    for key in bb.SCORES:
+        np.testing.assert_allclose(whole[key], scores[key], rtol=1e-5, atol=1e-6)
     base = baselines.mean_frame_baseline(on["6-8 balls"], s)
     assert base.shape == (s.n_future,) and np.all(np.isfinite(base)) and np.all(base > 0)
     # more balls: more white pixels, more uncertainty for a guess that ignores motion
@@ -315,7 +322,7 @@ def test_cli_smoke_end_to_end(tmp_path, capsys) -> None:
     assert bb.main(args) == 0
     record = json.loads((tmp_path / "bouncing_balls_smoke.json").read_text())
     assert record["profile"] == "smoke" and record["seeds"] == [0]
-    assert set(record["metrics"]) == {"lstm-32", *bb.BASELINES}
+    assert set(record["metrics"]) == {"lstm-32", *bb.BASELINES, *baselines.REFERENCES}
     assert record["settings"]["frame_size"] == 16 and record["provenance"]["device"] == "cpu"
     examples = np.load(tmp_path / "bouncing_balls_smoke_examples.npz")
     assert record["settings"]["n_future"] == 8  # --n-future: the test's rollout, 6 given + 8 predicted
@@ -449,8 +456,12 @@ def test_short_settings_parameter_counts_and_switches_at_bounces() -> None:
 
 
 def test_verdict_counts_frames_below_the_baselines_and_the_lstms() -> None:
-    def entry(values):
-        return {s: {"per_frame": list(values)} for s in bb.TEST_SETS}
+    def entry(values):  # the same numbers as BCE and as tracking error (lower is better), negated as F1
+        f1 = {"per_frame": [-v for v in values]}
+        return {
+            s: {"per_frame": list(values), "f1": f1, "track": {"per_frame": list(values)}}
+            for s in bb.TEST_SETS
+        }
 
     record = {
         "settings": {"n_future": 4},
@@ -462,9 +473,24 @@ def test_verdict_counts_frames_below_the_baselines_and_the_lstms() -> None:
             "last-frame": entry([4, 6, 8, 9]),
         },
     }
-    v = bb.verdict(record)["4 balls"]
-    assert v["rim-6x100-k4"] == {"below_baselines": 2, "frames_below_baselines": 3, "below_lstms": [1, 4]}
-    assert v["lstm-256"] == {"below_baselines": 2, "frames_below_baselines": 3}
+    for score in bb.SCORES:  # each score knows which way is better
+        v = bb.verdict(record, score)["4 balls"]
+        assert v["rim-6x100-k4"] == {
+            "beats_baselines": 2,
+            "frames_beating_baselines": 3,
+            "beats_lstms": [1, 4],
+            "ties_or_beats_lstms": [1, 3, 4],
+        }
+        assert v["lstm-256"] == {"beats_baselines": 2, "frames_beating_baselines": 3}
     text = bb.verdict_table(record)
-    assert "rim-6x100-k4  below both baselines for the first 2 of 4 frames" in text
-    assert "below every LSTM at 2 of 4 frames (1, 4)" in text
+    assert text.startswith("by foreground F1:")
+    assert "rim-6x100-k4  better than both baselines for the first 2 of 4 frames" in text
+    assert "better than every LSTM at 2 of 4 frames (1, 4)" in text
+    with pytest.raises(ValueError, match="score: expected one of bce, f1, track, got 'mse'"):
+        bb.verdict(record, "mse")
+    for entry_ in record["metrics"].values():
+        for s in bb.TEST_SETS:
+            del entry_[s]["f1"]
+    with pytest.raises(ValueError, match="the record holds no 'f1' for rim-6x100-k4, lstm-256"):
+        bb.verdict(record)
+    assert "tracking error" in bb.format_table(record) and "foreground F1" not in bb.format_table(record)
