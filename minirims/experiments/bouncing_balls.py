@@ -63,7 +63,7 @@ from minirims.experiments.common import (
 from minirims.experiments.data.balls import SETS, Balls, BallsTensors, bounces, make_sets
 from minirims.experiments.tracking import score_frames
 from minirims.experiments.train import batch_indices
-from minirims.experiments.video import FramePredictor, rollout, rollout_loss
+from minirims.experiments.video import FEEDBACK, FramePredictor, rollout, rollout_loss
 from minirims.model import RIM
 
 __all__ = [
@@ -124,6 +124,8 @@ class Settings(common.Settings):
     train_given: int = 15  # true frames read in training before the model rolls out the rest
     feedback_grad: bool = True  # backpropagate through the fed-back predictions in training
     select: str = "bce"  # the validation rollout score that picks the best epoch: "bce", "f1" or "track"
+    sharpen: float = 0.0  # weight of (1 - soft F1) beside the per-pixel BCE in training (0: BCE alone)
+    feedback: str = "probs"  # what a rollout feeds back, in training and test: "probs" or "binary" (> 0.5)
 
     TEST_ONLY: ClassVar[tuple[str, ...]] = (*common.Settings.TEST_ONLY, "n_future", "n_test")
 
@@ -149,6 +151,11 @@ class Settings(common.Settings):
         check_int("n_given", self.n_given, 1, self.n_frames - 1)
         common.check_choice("feedback_grad", self.feedback_grad, (True, False))
         common.check_choice("select", self.select, tuple(SCORES))
+        common.check_choice("feedback", self.feedback, FEEDBACK)
+        if isinstance(self.sharpen, bool) or not isinstance(self.sharpen, (int, float)):
+            raise ValueError(f"sharpen: expected a number in [0, 100], got {self.sharpen!r}")
+        if not 0 <= self.sharpen <= 100:
+            raise ValueError(f"sharpen: expected a number in [0, 100], got {self.sharpen!r}")
 
 
 PROFILES: dict[str, Settings] = {
@@ -283,7 +290,7 @@ def evaluate_rollouts(
     predicted from its own predictions): {"bce", "f1", "track"}, each (n_future,) float64."""
 
     def predict(frames: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
-        r = rollout(model, frames, settings.n_given, settings.n_future)
+        r = rollout(model, frames, settings.n_given, settings.n_future, feedback=settings.feedback)
         return r.predictions, r.bce
 
     return score_predictions(predict, data, settings, batch_size)
@@ -378,7 +385,7 @@ def example_rollouts(
         frames = d.batch(idx, settings.frame_size, g + f)
         out[f"{set_name}/truth"] = (frames[:, :, 0] * 255).round().to(torch.uint8).cpu().numpy()
         for name, model in models.items():
-            r = rollout(model, frames, g, f, trace=True)
+            r = rollout(model, frames, g, f, trace=True, feedback=settings.feedback)
             video = torch.cat([frames[:, :g], r.predictions.to(frames.dtype)], dim=1)[:, :, 0]
             out[f"{set_name}/{name}"] = (video * 255).round().to(torch.uint8).cpu().numpy()
             if r.trace is not None:
@@ -440,7 +447,9 @@ def run(settings: str | Settings | None = None, seeds: int | Sequence[int] = 1, 
 
         return Task(
             batches=lambda seed, epoch: _Batches(sets["train"], s, seed, epoch),
-            loss=lambda m, frames: rollout_loss(m, frames, s.train_given, s.feedback_grad),
+            loss=lambda m, frames: rollout_loss(
+                m, frames, s.train_given, s.feedback_grad, sharpen=s.sharpen, feedback=s.feedback
+            ),
             validate=validate,
             test=lambda m: {name: evaluate_rollouts(m, sets[name], s) for name in TEST_SETS},
             summarize=lambda per_seed: {name: _per_frame([r[name] for r in per_seed]) for name in TEST_SETS},

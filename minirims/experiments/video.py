@@ -29,6 +29,7 @@ from minirims._validate import check_positive_int, check_tensor
 from minirims.model import Trace
 
 __all__ = [
+    "FEEDBACK",
     "FrameDecoder",
     "FrameEncoder",
     "FramePredictor",
@@ -36,6 +37,7 @@ __all__ = [
     "next_frame_loss",
     "rollout",
     "rollout_loss",
+    "soft_f1",
 ]
 
 
@@ -189,26 +191,61 @@ def next_frame_loss(model: FramePredictor, frames: Tensor) -> tuple[Tensor, dict
     return loss, {"bce_frame": loss.detach() * pixels}
 
 
+#: what a rollout feeds back: the predicted probabilities, or them thresholded at 0.5 (a sharp frame)
+FEEDBACK = ("probs", "binary")
+
+
 def _read_then_feed_back(
-    model: FramePredictor, given: Tensor, n_more: int, detach: bool = False, trace: bool = False
+    model: FramePredictor,
+    given: Tensor,
+    n_more: int,
+    detach: bool = False,
+    trace: bool = False,
+    feedback: str = "probs",
 ) -> tuple[list[Tensor], list[Trace | None]]:
-    """Read the true frames ``given`` (B, G, 1, H, W) in one call, then feed the predicted probabilities
-    back ``n_more`` times, one frame per call (what :func:`rollout` and :func:`rollout_loss` share).
+    """Read the true frames ``given`` (B, G, 1, H, W) in one call, then feed the predicted frame back
+    ``n_more`` times, one frame per call (what :func:`rollout` and :func:`rollout_loss` share): its
+    probabilities, or with ``feedback="binary"`` the pixels above 0.5 (no gradient flows through those).
 
     Returns the logits of every call ((B, G, 1, H, W), then n_more of (B, 1, 1, H, W)) and their traces.
     """
+    if feedback not in FEEDBACK:
+        raise ValueError(f"feedback: expected one of {FEEDBACK}, got {feedback!r}")
     logits, state, record = model(given, trace=trace)
     steps, records = [logits], [record]
     for _ in range(n_more):
         fed = torch.sigmoid(steps[-1][:, -1:])
+        if feedback == "binary":
+            fed = (fed > 0.5).to(fed.dtype)
         logits, state, record = model(fed.detach() if detach else fed, state, trace=trace)
         steps.append(logits)
         records.append(record)
     return steps, records
 
 
+def soft_f1(logits: Tensor, target: Tensor) -> Tensor:
+    """Foreground F1 with probabilities in place of thresholded pixels, per frame: a differentiable stand-in
+    for :func:`minirims.experiments.tracking.foreground_f1`.
+
+    Args:
+        logits, target: (..., H, W); target in [0, 1].
+
+    Returns:
+        (...,) 2 sum(p t) / (sum(p) + sum(t)), with p = sigmoid(logits) (1 where both are empty).
+    """
+    p = torch.sigmoid(logits)
+    tp = (p * target).sum(dim=(-2, -1))
+    total = p.sum(dim=(-2, -1)) + target.sum(dim=(-2, -1))
+    return torch.where(total > 1e-6, 2 * tp / total.clamp(min=1e-6), torch.ones_like(tp))
+
+
 def rollout_loss(
-    model: FramePredictor, frames: Tensor, n_given: int, feedback_grad: bool = True
+    model: FramePredictor,
+    frames: Tensor,
+    n_given: int,
+    feedback_grad: bool = True,
+    sharpen: float = 0.0,
+    feedback: str = "probs",
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Next-frame loss on a training video whose second part the model must roll out itself.
 
@@ -225,10 +262,15 @@ def rollout_loss(
             (:func:`next_frame_loss`).
         feedback_grad: let the gradient flow through the fed-back predictions (backprop through the
             rollout); False detaches them.
+        sharpen: >= 0; adds ``sharpen * (1 - soft F1)`` (:func:`soft_f1`, mean over predicted frames) to the
+            loss. BCE alone makes a blur the best guess under doubt; the F1 term pays only for foreground
+            drawn where the balls are, so it asks for sharp balls.
+        feedback: what is fed back after the given frames (:data:`FEEDBACK`).
 
     Returns:
-        (mean per-pixel BCE, {"bce_frame": BCE per frame summed over pixels, "bce_rollout": the same over
-        frames n_given..T-1, the ones :func:`rollout` scores (when n_given < T - 1)}); metrics detached.
+        (mean per-pixel BCE (+ the sharpening term), {"bce_frame": BCE per frame summed over pixels,
+        "bce_rollout": the same over frames n_given..T-1, the ones :func:`rollout` scores (when
+        n_given < T - 1), "soft_f1" (when ``sharpen`` > 0)}); metrics detached.
     """
     model.check_frames(frames)
     t = frames.shape[1]
@@ -238,13 +280,21 @@ def rollout_loss(
         raise ValueError(
             f"n_given: expected an int in [1, {t - 1}] (T - 1 = teacher forcing), got {n_given!r}"
         )
-    steps, _ = _read_then_feed_back(model, frames[:, :n_given], t - 1 - n_given, detach=not feedback_grad)
+    if isinstance(sharpen, bool) or not isinstance(sharpen, (int, float)) or not 0 <= sharpen < float("inf"):
+        raise ValueError(f"sharpen: expected a finite number >= 0, got {sharpen!r}")
+    steps, _ = _read_then_feed_back(
+        model, frames[:, :n_given], t - 1 - n_given, detach=not feedback_grad, feedback=feedback
+    )
     logits = torch.cat(steps, dim=1).float()
     bce = F.binary_cross_entropy_with_logits(logits, frames[:, 1:].float(), reduction="none")
     per_frame = bce.sum(dim=(2, 3, 4))  # (B, T - 1)
     pixels = frames.shape[-1] * frames.shape[-2]
     loss = per_frame.mean() / pixels
     metrics = {"bce_frame": per_frame.detach().mean()}
+    if sharpen > 0:
+        f1 = soft_f1(logits[:, :, 0], frames[:, 1:, 0].float()).mean()
+        loss = loss + sharpen * (1 - f1)
+        metrics["soft_f1"] = f1.detach()
     if t - 1 > n_given:  # frames n_given..T-1, as scored by rollout(n_given, T - n_given)
         metrics["bce_rollout"] = per_frame[:, n_given - 1 :].detach().mean()
     return loss, metrics
@@ -267,7 +317,12 @@ class Rollout(NamedTuple):
 
 @torch.no_grad()
 def rollout(
-    model: FramePredictor, frames: Tensor, n_given: int = 15, n_future: int = 15, trace: bool = False
+    model: FramePredictor,
+    frames: Tensor,
+    n_given: int = 15,
+    n_future: int = 15,
+    trace: bool = False,
+    feedback: str = "probs",
 ) -> Rollout:
     """Give ``n_given`` true frames, then predict ``n_future`` frames, each from the model's own predictions.
 
@@ -279,6 +334,8 @@ def rollout(
         frames: (B, T, 1, H, W) with T >= n_given + n_future.
         n_given, n_future: positive ints.
         trace: record the core's Trace (module masks and attention) at every step.
+        feedback: what the model reads after the given frames (:data:`FEEDBACK`): its predicted
+            probabilities, or them thresholded at 0.5.
 
     Returns:
         :class:`Rollout` (predictions, targets, per-frame BCE (B, n_future), trace).
@@ -294,7 +351,9 @@ def rollout(
     was_training = model.training
     model.eval()
     try:
-        steps, records = _read_then_feed_back(model, frames[:, :n_given], n_future - 1, trace=trace)
+        steps, records = _read_then_feed_back(
+            model, frames[:, :n_given], n_future - 1, trace=trace, feedback=feedback
+        )
     finally:
         model.train(was_training)
     logits = torch.cat([steps[0][:, -1:], *steps[1:]], dim=1).float()  # the frames after the given ones

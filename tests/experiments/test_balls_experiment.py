@@ -23,6 +23,7 @@ from minirims.experiments.video import (  # noqa: E402
     next_frame_loss,
     rollout,
     rollout_loss,
+    soft_f1,
 )
 from minirims.model import LSTMBaseline  # noqa: E402
 
@@ -360,6 +361,38 @@ def test_rollout_loss_is_teacher_forcing_at_t_minus_1_and_feeds_back_otherwise()
         rollout_loss(model, frames, n_given=8)
     with pytest.raises(ValueError, match=r"n_given: expected an int in \[1, 7\]"):
         rollout_loss(model, frames, n_given=True)
+
+
+def test_sharpening_adds_one_minus_soft_f1_and_binary_feedback_feeds_sharp_frames() -> None:
+    torch.manual_seed(0)
+    model = bb.make_model("lstm-32", SMALL).eval()
+    frames = _frames(3, 8)
+    with torch.no_grad():
+        plain, _ = rollout_loss(model, frames, n_given=3)
+        sharp, m = rollout_loss(model, frames, n_given=3, sharpen=0.5)
+        logits, _, _ = model(frames[:, :-1])  # teacher forcing: the soft F1 of the next-frame logits
+        tf, tf_m = rollout_loss(model, frames, n_given=7, sharpen=2.0)
+    assert 0 < float(m["soft_f1"]) < 1
+    torch.testing.assert_close(sharp, plain + 0.5 * (1 - m["soft_f1"]))
+    expected = soft_f1(logits[:, :, 0], frames[:, 1:, 0]).mean()
+    torch.testing.assert_close(tf_m["soft_f1"], expected)
+    # soft F1 is F1 when the probabilities are 0 or 1, and 1 for two empty frames
+    truth = frames[:, 1:, 0]
+    torch.testing.assert_close(
+        soft_f1(torch.where(truth > 0.5, 30.0, -30.0), (truth > 0.5).float()), torch.ones(3, 7)
+    )
+    assert float(soft_f1(torch.full((4, 4), -50.0), torch.zeros(4, 4))) == 1.0
+    # binary feedback: the model reads its predictions thresholded at 0.5, so the rollouts differ
+    r = rollout(model, frames, n_given=3, n_future=5, feedback="binary")
+    assert not torch.allclose(r.predictions, rollout(model, frames, n_given=3, n_future=5).predictions)
+    with pytest.raises(ValueError, match="feedback: expected one of \\('probs', 'binary'\\), got 'hard'"):
+        rollout(model, frames, n_given=3, n_future=5, feedback="hard")
+    with pytest.raises(ValueError, match="sharpen: expected a finite number >= 0, got -1"):
+        rollout_loss(model, frames, n_given=3, sharpen=-1)
+    with pytest.raises(ValueError, match="sharpen: expected a number in \\[0, 100\\], got -0.5"):
+        bb.settings("smoke", sharpen=-0.5)
+    with pytest.raises(ValueError, match="select: expected one of"):
+        bb.settings("smoke", select="mse")
 
 
 def test_last_frame_baseline_spans_copy_to_mean_and_its_blend_is_tuned() -> None:
