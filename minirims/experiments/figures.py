@@ -3,7 +3,8 @@
 ::
 
     plot_accuracy(record, ax=None, title=None, paper=True)   # copying (per delay) or MNIST (per size)
-    plot_bce_curves(curves, title="", n_given=None)          # balls: BCE per rollout frame
+    plot_bce_curves(curves, title="", n_given=None, ylabel=...)   # balls: one score per rollout frame
+    plot_balls_scores(record, scores=("f1", "track", "bce"))      # balls: every score, every test set
     plot_record(record)                                      # the figure a command saves beside a record
     plot_frames(frames, title="", every=1, max_frames=16)    # a strip of video frames
     plot_rollouts(truth, predictions, n_given, every=2)      # the paper's Figure 6
@@ -13,7 +14,8 @@
 Each returns a matplotlib Figure (the viewer a widget).
 
 Every line of a trained model is drawn beside the trivial predictors of its record (chance; the mean and
-last frames), grey and dashed.
+last frames), grey and dashed; the bouncing balls' constant-velocity reference (it knows the true positions)
+is grey and dash-dotted.
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
-from minirims.experiments.baselines import BASELINES
+from minirims.experiments.baselines import BASELINES, REFERENCES
 
 __all__ = [
     "PAPER_TABLE1",
     "plot_accuracy",
+    "plot_balls_scores",
     "plot_bce_curves",
     "plot_frames",
     "plot_record",
@@ -107,12 +110,54 @@ def plot_accuracy(
     return fig
 
 
-def record_curves(record: Mapping[str, Any]) -> dict[str, dict[str, np.ndarray]]:
-    """Per-frame rollout BCE from a bouncing-balls record: {test set: {model: (n_future,)}}."""
+#: the bouncing-balls scores: (axis label, which way is better)
+BALLS_SCORES = {
+    "bce": ("BCE per frame", "lower"),
+    "f1": ("foreground F1", "higher"),
+    "track": ("tracking error (pixels)", "lower"),
+}
+
+
+def record_curves(record: Mapping[str, Any], score: str = "bce") -> dict[str, dict[str, np.ndarray]]:
+    """Per-frame rollout ``score`` ("bce", "f1" or "track") from a bouncing-balls record:
+    {test set: {model: (n_future,)}}; models whose entry lacks the score (an older record) are left out."""
+    if score not in BALLS_SCORES:
+        raise ValueError(f"score: expected one of {', '.join(BALLS_SCORES)}, got {score!r}")
     sets = [
         s for s in next(iter(record["metrics"].values())) if isinstance(s, str) and " " in s or s == "curtain"
     ]
-    return {s: {m: np.asarray(e[s]["per_frame"]) for m, e in record["metrics"].items()} for s in sets}
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for s in sets:
+        out[s] = {}
+        for m, e in record["metrics"].items():
+            if score == "bce":
+                out[s][m] = np.asarray(e[s]["per_frame"])
+            elif score in e[s]:
+                out[s][m] = np.asarray(e[s][score]["per_frame"])
+    return out
+
+
+def plot_balls_scores(record: Mapping[str, Any], scores: tuple[str, ...] = ("f1", "track", "bce")) -> Any:
+    """Every score of a bouncing-balls record per rollout frame: a row per score, a column per test set."""
+    every = {s: record_curves(record, s) for s in scores}
+    curves = {s: c for s, c in every.items() if all(c.values())}  # an older record holds only BCE
+    scores = tuple(curves)
+    seeds = len(record["seeds"])
+    n_sets = len(next(iter(curves.values())))
+    fig = _figure((3.4 * n_sets, 2.5 * len(scores) + 0.4))
+    axes = fig.subplots(len(scores), n_sets, squeeze=False)
+    n_given = record["settings"]["n_given"]
+    for row, score in zip(axes, scores, strict=True):
+        _draw_curves(
+            row, curves[score], n_given, f"{BALLS_SCORES[score][0]} ({BALLS_SCORES[score][1]} is better)"
+        )
+        if score == "f1":
+            for ax in row:
+                ax.set_ylim(-0.02, 1.02)
+    for ax in axes[:-1].flat:
+        ax.set_xlabel("")
+    fig.suptitle(f"bouncing balls, {record['profile']} profile, {seeds} seed(s)", fontsize=10)
+    return fig
 
 
 def plot_record(record: Mapping[str, Any]) -> Any:
@@ -120,7 +165,7 @@ def plot_record(record: Mapping[str, Any]) -> Any:
     seeds = len(record["seeds"])
     title = f"{record['experiment'].replace('_', ' ')}, {record['profile']} profile, {seeds} seed(s)"
     if record["experiment"] == "bouncing_balls":
-        return plot_bce_curves(record_curves(record), title=title, n_given=record["settings"]["n_given"])
+        return plot_balls_scores(record)
     return plot_accuracy(record, title=title)
 
 
@@ -193,19 +238,7 @@ def plot_rollouts(
     return fig
 
 
-def plot_bce_curves(curves: dict[str, dict[str, Any]], title: str = "", n_given: int | None = None) -> Any:
-    """Rollout BCE of each predicted frame, one panel per test set, one line per model.
-
-    Args:
-        curves: {test set: {model: (n_future,) per-frame BCE}} (see :func:`record_curves`).
-        n_given: when given, the x axis shows absolute frame numbers (n_given + i), else rollout steps.
-    """
-    if not isinstance(curves, dict) or not curves:
-        raise ValueError(
-            f"curves: expected a non-empty dict {{test set: {{model: per-frame BCE}}}}, got {curves!r}"
-        )
-    fig = _figure((3.4 * len(curves), 2.8))
-    axes = fig.subplots(1, len(curves), squeeze=False)[0]
+def _draw_curves(axes: Any, curves: dict[str, dict[str, Any]], n_given: int | None, ylabel: str) -> None:
     for ax, (set_name, by_model) in zip(axes, curves.items(), strict=False):
         for model, values in by_model.items():
             y = np.asarray(values, dtype=np.float64)
@@ -217,13 +250,37 @@ def plot_bce_curves(curves: dict[str, dict[str, Any]], title: str = "", n_given:
                     "linewidth": 1.5,
                 }
                 ax.plot(x, y, label=f"{model} (baseline)", **style)
+            elif model in REFERENCES:  # knows the true positions: a line to compare with
+                ax.plot(x, y, color="0.6", linestyle="-.", linewidth=1.2, label=f"{model} (knows positions)")
             else:
                 ax.plot(x, y, marker="o", markersize=3, label=model)
         ax.set_title(set_name, fontsize=10)
         ax.set_xlabel("frame" if n_given else "rollout step")
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("BCE per frame")
-    axes[0].legend(fontsize=8)
+    axes[0].set_ylabel(ylabel, fontsize=9)
+    axes[0].legend(fontsize=7)
+
+
+def plot_bce_curves(
+    curves: dict[str, dict[str, Any]],
+    title: str = "",
+    n_given: int | None = None,
+    ylabel: str = "BCE per frame",
+) -> Any:
+    """One score of each predicted frame (BCE by default), one panel per test set, one line per model.
+
+    Args:
+        curves: {test set: {model: (n_future,) per-frame values}} (see :func:`record_curves`).
+        n_given: when given, the x axis shows absolute frame numbers (n_given + i), else rollout steps.
+        ylabel: the score's name.
+    """
+    if not isinstance(curves, dict) or not curves:
+        raise ValueError(
+            f"curves: expected a non-empty dict {{test set: {{model: per-frame values}}}}, got {curves!r}"
+        )
+    fig = _figure((3.4 * len(curves), 2.8))
+    axes = fig.subplots(1, len(curves), squeeze=False)[0]
+    _draw_curves(axes, curves, n_given, ylabel)
     if title:
         fig.suptitle(title, fontsize=10)
     return fig

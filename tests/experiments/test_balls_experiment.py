@@ -332,6 +332,21 @@ def test_cli_smoke_end_to_end(tmp_path, capsys) -> None:
     assert (tmp_path / "bouncing_balls_smoke.png").exists()  # the record's figure beside it
     out = capsys.readouterr().out
     assert "profile smoke" in out and "mean-frame" in out and "last-frame" in out
+    for key in ("f1", "track"):  # every entry scores the picture beside the BCE, per frame and per seed
+        for name in ("lstm-32", "last-frame", "constant-velocity"):
+            entry = record["metrics"][name]["4 balls"][key]
+            assert len(entry["per_frame"]) == 8 and len(entry["per_frame_per_seed"]) == 1
+    curves = figures.record_curves(record, "f1")
+    assert set(curves) == set(bb.TEST_SETS) and set(curves["curtain"]) == set(record["metrics"])
+    fig = figures.plot_balls_scores(record)
+    assert len(fig.axes) == 9 and fig.axes[0].get_ylabel().startswith("foreground F1")
+    old = json.loads(json.dumps(record))  # a record from before F1: only its BCE row is drawn
+    for entry in old["metrics"].values():
+        for s in bb.TEST_SETS:
+            entry[s].pop("f1"), entry[s].pop("track")
+    assert len(figures.plot_balls_scores(old).axes) == 3
+    with pytest.raises(ValueError, match="score: expected one of bce, f1, track, got 'iou'"):
+        figures.record_curves(record, "iou")
 
 
 def test_rollout_loss_is_teacher_forcing_at_t_minus_1_and_feeds_back_otherwise() -> None:
