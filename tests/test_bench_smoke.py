@@ -172,3 +172,18 @@ def test_a_contender_that_raises_is_recorded_and_the_others_are_still_timed(monk
     table = format_table(report)
     assert "RIM, fused loop (default): failed, RuntimeError: compile refused" in table
     json.dumps(report)
+
+
+def test_denormal_benchmark_times_both_settings_and_names_the_cpu():
+    from benchmarks import bench_denormals
+
+    report = bench_denormals.run(["copying"], rounds=1, show_progress=False, profile="smoke")
+    assert report["environment"]["cpu_model"] and report["profile"] == "smoke"
+    rows = report["results"]
+    assert {r["model"] for r in rows} == set(bench_denormals.cp.settings("smoke").models)
+    for r in rows:
+        assert r["weights"] == "fresh" and r["ms_flushed"] > 0 and r["ms_kept"] > 0
+        assert r["kept_over_flushed"] == pytest.approx(r["ms_kept"] / r["ms_flushed"])
+    assert "kept/flushed" in bench_denormals.format_table(report)
+    with pytest.raises(ValueError, match=r"experiments: expected names among .*, got \['atari'\]"):
+        bench_denormals.run(["atari"])
