@@ -17,7 +17,7 @@ of every experiment (:mod:`minirims.experiments.common`)::
     evaluate_rollouts(model, data, settings) -> (n_future,)
     run(settings=None, seeds=1, ...) -> Record      # also writes <record>_examples.npz beside the record
     format_table(record) -> str; verdict(record) / verdict_table(record)
-    example_rollouts(models, data, settings, n_examples=2) -> {"<set>/truth" | "<set>/<model>"[/masks]: array}
+    example_rollouts(models, data, settings, n_examples=16) -> {"<set>/truth" | "<set>/<model>"...: array}
     switches_at_bounces(model, balls, settings) -> module switches per step, by what the frame shows
     add_arguments(parser) / main(args) -> int       # python -m minirims bouncing-balls ...
 
@@ -369,27 +369,40 @@ def example_rollouts(
     models: dict[str, FramePredictor],
     data: dict[str, BallsTensors],
     settings: Settings,
-    n_examples: int = 2,
+    n_examples: int = 16,
 ) -> dict[str, np.ndarray]:
-    """Ground truth and every model's rollout for the first ``n_examples`` videos of each test set.
+    """Truth, every model's rollout and two guesses for the first ``n_examples`` videos of each test set.
 
-    Returns arrays keyed ``"<set>/truth"`` and ``"<set>/<model>"``: (n_examples, n_given + n_future, H, W)
-    uint8 (0-255; the first n_given frames are the given truth), plus ``"<set>/<model>/masks"``
-    (n_examples, n_given + n_future - 1, n) bool for RIMs.
+    Returns arrays keyed ``"<set>/truth"``, ``"<set>/<model>"``, ``"<set>/last-frame"`` (the last given
+    frame, copied) and ``"<set>/constant-velocity"`` (:func:`~.baselines.constant_velocity_guess`):
+    (n_examples, n_given + n_future, H, W) uint8 (0-255; the first n_given frames are the given truth), plus
+    ``"<set>/<model>/masks"`` (n_examples, n_given + n_future - 1, n) bool for RIMs.
     """
+    check_int("n_examples", n_examples)
     out: dict[str, np.ndarray] = {}
     g, f = settings.n_given, settings.n_future
+
+    def as_bytes(x: Tensor) -> np.ndarray:
+        return (x[:, :, 0] * 255).round().to(torch.uint8).cpu().numpy()
+
     for set_name in TEST_SETS:
         d = data[set_name]
         idx = torch.arange(min(n_examples, len(d)), device=d.positions.device)
         frames = d.batch(idx, settings.frame_size, g + f)
-        out[f"{set_name}/truth"] = (frames[:, :, 0] * 255).round().to(torch.uint8).cpu().numpy()
+        out[f"{set_name}/truth"] = as_bytes(frames)
         for name, model in models.items():
             r = rollout(model, frames, g, f, trace=True, feedback=settings.feedback)
-            video = torch.cat([frames[:, :g], r.predictions.to(frames.dtype)], dim=1)[:, :, 0]
-            out[f"{set_name}/{name}"] = (video * 255).round().to(torch.uint8).cpu().numpy()
+            out[f"{set_name}/{name}"] = as_bytes(
+                torch.cat([frames[:, :g], r.predictions.to(frames.dtype)], 1)
+            )
             if r.trace is not None:
                 out[f"{set_name}/{name}/masks"] = r.trace.masks.cpu().numpy()
+        guesses = {
+            "last-frame": last_frame_guess(frames, g, f, 0.0),
+            "constant-velocity": constant_velocity_guess(d, idx, settings),
+        }
+        for name, guess in guesses.items():
+            out[f"{set_name}/{name}"] = as_bytes(torch.cat([frames[:, :g], guess.to(frames.dtype)], 1))
     return out
 
 

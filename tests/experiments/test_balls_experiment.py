@@ -100,7 +100,7 @@ def test_smoke_run_writes_record(tmp_path) -> None:
     assert set(trained) == {"rim-6x16-k4", "lstm-256"}  # run returns the record, trained models come here
     assert record["simulate_seconds"] > 0 and result["metrics"].keys() == record["metrics"].keys()
     examples = np.load(tmp_path / "bouncing_balls_smoke_examples.npz")
-    assert examples["4 balls/rim-6x16-k4/masks"].shape == (2, 11, 6)
+    assert examples["4 balls/rim-6x16-k4/masks"].shape == (16, 11, 6)
     assert "rim-6x16-k4" in bb.format_table(result)
 
 
@@ -328,7 +328,8 @@ def test_cli_smoke_end_to_end(tmp_path, capsys) -> None:
     examples = np.load(tmp_path / "bouncing_balls_smoke_examples.npz")
     assert record["settings"]["n_future"] == 8  # --n-future: the test's rollout, 6 given + 8 predicted
     assert len(record["metrics"]["lstm-32"]["curtain"]["per_frame"]) == 8
-    assert examples["curtain/truth"].shape == (2, 14, 16, 16) and examples["curtain/truth"].dtype == np.uint8
+    assert examples["curtain/truth"].shape == (16, 14, 16, 16) and examples["curtain/truth"].dtype == np.uint8
+    assert examples["curtain/constant-velocity"].shape == examples["curtain/last-frame"].shape == (16, 14, 16, 16)
     assert (tmp_path / "bouncing_balls_smoke.png").exists()  # the record's figure beside it
     out = capsys.readouterr().out
     assert "profile smoke" in out and "mean-frame" in out and "last-frame" in out
