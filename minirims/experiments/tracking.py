@@ -19,8 +19,9 @@ blob without a ball costs ``penalty``. The total is divided by the number of tru
 in pixels, from a ball to where the prediction draws it (``penalty`` when it draws nothing near it). Touching
 balls form one blob, in the truth as in a prediction, so even a perfect prediction scores above 0 then.
 
-Behind a curtain (the occluding band of the curtain test set) nothing is scored: its pixels are left out of
-F1 and of the blobs, and balls whose centre lies behind it are not expected.
+Behind a curtain (the occluding band of the curtain test set) nothing is scored: its pixels, and one column
+on each side of it (where a model's drawing of the curtain's edge bleeds), are left out of F1 and of the
+blobs, in the prediction and in the truth alike.
 """
 
 from __future__ import annotations
@@ -235,7 +236,8 @@ def score_frames(
 
     Args:
         pred: (B, F, 1, H, W) predicted probabilities; truth: the true frames, same shape.
-        curtain: None or (x0, x1), the occluding band in box units (left out of both scores).
+        curtain: None or (x0, x1), the occluding band in box units (left out of both scores, with one
+            column on each side).
         threshold: foreground above it; penalty: fraction of the frame width (:data:`PENALTY`);
         min_pixels: the smallest blob counted.
 
@@ -252,6 +254,8 @@ def score_frames(
         raise ValueError(f"penalty: expected a fraction of the frame width in (0, 1], got {penalty!r}")
     b, f, _, h, w = pred.shape
     band = curtain_band(w, tuple(curtain) if curtain is not None else None, pred.device)
+    if band is not None:  # and one column on each side: a model's curtain edge may bleed into it
+        band = band | F.pad(band[1:], (0, 1)) | F.pad(band[:-1], (1, 0))
     ignore = None if band is None else band.view(1, w).expand(h, w)
     f1 = foreground_f1(pred[:, :, 0], truth[:, :, 0], threshold, ignore)
     masks = [x[:, :, 0] > threshold for x in (pred, truth)]
