@@ -8,6 +8,7 @@
     plot_record(record)                                      # the figure a command saves beside a record
     plot_frames(frames, title="", every=1, max_frames=16)    # a strip of video frames
     plot_rollouts(truth, predictions, n_given, every=2)      # the paper's Figure 6
+    plot_videos_at(videos, t, n_given, max_videos=16)         # one rollout frame of many videos
     show_rollout_frame(t, truth, predictions, n_given, masks=None)   # one step of a rollout
     rollout_viewer(truth, predictions, n_given, masks=None, t=0)     # an ipywidgets slider over the steps
 
@@ -36,6 +37,7 @@ __all__ = [
     "plot_frames",
     "plot_record",
     "plot_rollouts",
+    "plot_videos_at",
     "record_curves",
     "rollout_viewer",
     "show_rollout_frame",
@@ -235,6 +237,48 @@ def plot_rollouts(
             if c == 0:
                 ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
     fig.suptitle(title or f"{n_given} frames given, then rolled out (red: predicted)", fontsize=10)
+    return fig
+
+
+def plot_videos_at(
+    videos: dict[str, Any], t: int, n_given: int, max_videos: int = 16, title: str = ""
+) -> Any:
+    """One frame ``t`` of many videos: a row per predictor (truth first), a column per video.
+
+    A rollout judged on one video can be lucky; this shows the same moment of every example at once.
+
+    Args:
+        videos: name -> (V, T, H, W) videos (uint8 0-255 or float 0-1), the truth's first; e.g. the
+            ``"<set>/..."`` arrays of :func:`example_rollouts` for one set.
+        t: the frame shown, in [n_given, T) (a predicted frame).
+        n_given: given frames (the title counts the rollout step from them).
+        max_videos: at most this many columns.
+    """
+    if not isinstance(videos, dict) or not videos:
+        raise ValueError(
+            f"videos: expected a non-empty dict of (V, T, H, W) arrays, got {type(videos).__name__}"
+        )
+    arrays = {name: np.asarray(v) for name, v in videos.items()}
+    shapes = {a.shape[:2] for a in arrays.values()}
+    if any(a.ndim != 4 for a in arrays.values()) or len(shapes) != 1:
+        got = {name: a.shape for name, a in arrays.items()}
+        raise ValueError(f"videos: expected (V, T, H, W) arrays of one shape, got {got}")
+    n_videos, n_frames = shapes.pop()
+    if isinstance(t, bool) or not isinstance(t, int) or not n_given <= t < n_frames:
+        raise ValueError(f"t: expected a predicted frame in [{n_given}, {n_frames - 1}], got {t!r}")
+    shown = min(n_videos, max_videos)
+    fig = _figure((0.62 * shown + 1.4, 0.7 * len(arrays) + 0.5))
+    axes = fig.subplots(len(arrays), shown, squeeze=False)
+    for r, (name, a) in enumerate(arrays.items()):
+        scale = 255.0 if a.dtype == np.uint8 else 1.0
+        for c in range(shown):
+            ax = axes[r, c]
+            ax.imshow(a[c, t] / scale, cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([]), ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
+    step = t - n_given + 1
+    fig.suptitle(title or f"frame t+{step} of {shown} test videos", fontsize=10)
     return fig
 
 

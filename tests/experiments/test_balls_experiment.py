@@ -313,6 +313,14 @@ def test_figures_and_viewer() -> None:
     slider = viewer.children[0]
     assert (slider.min, slider.max, slider.value) == (0, 7, 4)
     slider.value = 6  # redraws without error
+    videos = {"truth": np.stack([truth] * 20), "rim-6x16-k4": np.stack([preds["rim-6x16-k4"]] * 20)}
+    grid = figures.plot_videos_at(videos, 5, n_given=4)
+    assert len(grid.axes) == 2 * 16 and grid.axes[0].get_ylabel() == "truth"  # at most 16 videos
+    assert "frame t+2 of 16 test videos" in grid.get_suptitle()
+    with pytest.raises(ValueError, match=r"t: expected a predicted frame in \[4, 7\], got 2"):
+        figures.plot_videos_at(videos, 2, n_given=4)
+    with pytest.raises(ValueError, match=r"videos: expected \(V, T, H, W\) arrays of one shape"):
+        figures.plot_videos_at({"truth": truth}, 5, n_given=4)
 
 
 def test_cli_smoke_end_to_end(tmp_path, capsys) -> None:
