@@ -292,7 +292,7 @@ def check_distinct(name: str, values: object, check: Any) -> tuple[Any, ...]:
 #: Model names say their size: ``rim-<n>x<d>-k<k>`` (n modules of d units, k active), ``lstm-<d>``,
 #: ``transformer-<layers>x<d_model>``.
 MODEL_NAME = re.compile(
-    r"(?P<kind>rim)-(?P<n>\d+)x(?P<d>\d+)-k(?P<k>\d+)|(?P<lstm>lstm)-(?P<h>\d+)"
+    r"(?P<kind>rim)-(?P<n>\d+)x(?P<d>\d+)-k(?P<k>\d+)(?P<gru>-gru)?|(?P<lstm>lstm)-(?P<h>\d+)"
     r"|(?P<tf>transformer)-(?P<layers>\d+)x(?P<width>\d+)"
 )
 
@@ -300,8 +300,9 @@ MODEL_NAME = re.compile(
 def parse_model_name(
     name: object, kinds: Sequence[str] = ("rim", "lstm"), field: str = "name"
 ) -> dict[str, Any]:
-    """``"rim-6x48-k4"`` -> ``{"kind": "rim", "n": 6, "d": 48, "k": 4}``; ``"lstm-288"`` -> ``{"kind":
-    "lstm", "d": 288}``; ``"transformer-2x64"`` -> ``{"kind": "transformer", "layers": 2, "d": 64}``.
+    """``"rim-6x48-k4"`` -> ``{"kind": "rim", "n": 6, "d": 48, "k": 4, "rnn": "lstm"}``
+    (``"rim-6x48-k4-gru"``: GRU modules, ``"rnn": "gru"``); ``"lstm-288"`` -> ``{"kind": "lstm", "d": 288}``;
+    ``"transformer-2x64"`` -> ``{"kind": "transformer", "layers": 2, "d": 64}``.
 
     Raises a ValueError naming ``field`` for anything else, a kind not in ``kinds``, a zero size or k > n.
     """
@@ -312,6 +313,7 @@ def parse_model_name(
         raise _fail(field, want, name)
     if m["kind"]:
         out = {"kind": "rim", "n": int(m["n"]), "d": int(m["d"]), "k": int(m["k"])}
+        out["rnn"] = "gru" if m["gru"] else "lstm"
         if not 1 <= out["k"] <= out["n"]:
             raise _fail(field, f"k active in [1, n = {out['n']}] in {want}", name)
     elif m["lstm"]:
@@ -469,7 +471,7 @@ def make_core(name: str, d_in: int, settings: Settings) -> nn.Module:
     inputs (``(B, T, d_in) -> (B, T, d_out)``); a RIM's attention sizes come from ``settings``."""
     spec = parse_model_name(name, ("rim", "lstm"))
     if spec["kind"] == "rim":
-        return RIM(d_in, spec["n"], spec["k"], spec["d"], **settings.rim_kwargs())
+        return RIM(d_in, spec["n"], spec["k"], spec["d"], rnn=spec["rnn"], **settings.rim_kwargs())
     return LSTMBaseline(d_in, spec["d"])
 
 

@@ -195,7 +195,8 @@ class MNISTClassifier(nn.Module):
 def make_model(name: str, settings: Settings | None = None) -> MNISTClassifier:
     """An :class:`MNISTClassifier` whose core is named by its size (default settings: the ``full`` profile).
 
-    ``rim-<n>x<d>-k<k>``: a RIM of n modules of d units, k active; ``lstm-<d>``: an LSTM of d units;
+    ``rim-<n>x<d>-k<k>``: a RIM of n modules of d units, k active (``-gru`` appended: GRU modules);
+    ``lstm-<d>``: an LSTM of d units;
     ``transformer-<layers>x<d_model>``: a causal Transformer with ``tf_heads`` heads.
     """
     s = PROFILES["full"] if settings is None else settings
