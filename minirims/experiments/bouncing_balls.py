@@ -126,6 +126,8 @@ class Settings(common.Settings):
     select: str = "bce"  # the validation rollout score that picks the best epoch: "bce", "f1" or "track"
     sharpen: float = 0.0  # weight of (1 - soft F1) beside the per-pixel BCE in training (0: BCE alone)
     feedback: str = "probs"  # what a rollout feeds back, in training and test: "probs" or "binary" (> 0.5)
+    slots: bool = False  # RIMs read the encoder's last feature map position by position (LSTMs: one vector)
+    slot_dim: int = 64  # the size of one such slot (the RIM's d_in when slots is on)
 
     TEST_ONLY: ClassVar[tuple[str, ...]] = (*common.Settings.TEST_ONLY, "n_future", "n_test")
 
@@ -152,6 +154,8 @@ class Settings(common.Settings):
         common.check_choice("feedback_grad", self.feedback_grad, (True, False))
         common.check_choice("select", self.select, tuple(SCORES))
         common.check_choice("feedback", self.feedback, FEEDBACK)
+        common.check_choice("slots", self.slots, (True, False))
+        check_int("slot_dim", self.slot_dim)
         if isinstance(self.sharpen, bool) or not isinstance(self.sharpen, (int, float)):
             raise ValueError(f"sharpen: expected a number in [0, 100], got {self.sharpen!r}")
         if not 0 <= self.sharpen <= 100:
@@ -224,8 +228,11 @@ def make_data(settings: Settings) -> dict[str, Balls]:
 
 
 def make_model(name: str, settings: Settings | None = None) -> FramePredictor:
-    """A :class:`FramePredictor` (encoder -> core -> decoder) whose core is named by its size."""
+    """A :class:`FramePredictor` (encoder -> core -> decoder) whose core is named by its size; with
+    ``settings.slots`` a RIM reads one slot per position of the encoder's last feature map."""
     s = PROFILES["full"] if settings is None else settings
+    if s.slots and name.startswith("rim"):  # input attention over the positions of the feature map
+        return FramePredictor(make_core(name, s.slot_dim, s), s.frame_size, s.channels, slots=True)
     return FramePredictor(make_core(name, s.d_embed, s), s.frame_size, s.channels)
 
 

@@ -66,25 +66,47 @@ def _check_frame(frame_size: object, channels: object) -> tuple[int, tuple[int, 
 class FrameEncoder(nn.Module):
     """Frames -> vectors: ``len(channels)`` convs (4x4, stride 2, ELU), then a linear layer and ELU.
 
-    Shapes: (B, 1, H, W) -> (B, d_e); H = W = ``frame_size``, a multiple of 2**len(channels).
+    With ``slots``, the last feature map is not flattened into one vector: each of its positions becomes a
+    slot (its features plus a learned position embedding, through a shared linear layer and ELU), so that a
+    RIM's input attention can choose *where* in the frame a module reads.
+
+    Shapes: (B, 1, H, W) -> (B, d_e), or (B, m, d_e) with ``slots`` (m = (H/2**L)^2 positions);
+    H = W = ``frame_size``, a multiple of 2**len(channels).
     """
 
-    def __init__(self, frame_size: int = 64, d_out: int = 512, channels: tuple[int, ...] = (16, 32, 64)):
+    def __init__(
+        self,
+        frame_size: int = 64,
+        d_out: int = 512,
+        channels: tuple[int, ...] = (16, 32, 64),
+        slots: bool = False,
+    ):
         super().__init__()
         self.frame_size, channels = _check_frame(frame_size, channels)
         self.d_out = check_positive_int("d_out", d_out)
+        if slots not in (True, False):
+            raise ValueError(f"slots: expected True or False, got {slots!r}")
+        self.slots = bool(slots)
         layers: list[nn.Module] = []
         for c_in, c_out in zip((1, *channels[:-1]), channels, strict=False):
             layers += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), nn.ELU()]
         self.convs = nn.Sequential(*layers)
         side = frame_size // 2 ** len(channels)
-        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(channels[-1] * side * side, d_out), nn.ELU())
+        self.n_slots = side * side if slots else 1
+        if slots:  # one vector per position of the last feature map: its features + where it is
+            self.position = nn.Parameter(torch.randn(side * side, channels[-1]) * 0.1)
+            self.fc = nn.Sequential(nn.Linear(channels[-1], d_out), nn.ELU())
+        else:
+            self.fc = nn.Sequential(nn.Flatten(), nn.Linear(channels[-1] * side * side, d_out), nn.ELU())
         _he_init(self)
         self.convs.to(memory_format=torch.channels_last)  # channels-last: see the module docstring
 
     def forward(self, frames: Tensor) -> Tensor:
-        """(B, 1, H, W) -> (B, d_e)."""
-        return self.fc(self.convs(frames.contiguous(memory_format=torch.channels_last)))
+        """(B, 1, H, W) -> (B, d_e), or with ``slots`` (B, m, d_e): one slot per feature-map position."""
+        features = self.convs(frames.contiguous(memory_format=torch.channels_last))
+        if not self.slots:
+            return self.fc(features)
+        return self.fc(features.flatten(2).transpose(1, 2) + self.position)
 
 
 class FrameDecoder(nn.Module):
@@ -136,17 +158,25 @@ class FramePredictor(nn.Module):
             ``forward(x (B, T, d_in), state, trace) -> (out (B, T, d_out), state, trace)``).
         frame_size: H = W.
         channels: encoder conv channels (the decoder mirrors them).
+        slots: the encoder gives one input slot per position of its last feature map (B, T, m, d_in)
+            instead of one vector (a RIM reads them through its input attention; an LSTM cannot).
 
     ``forward(frames)`` returns, at step t, the logits of frame t+1 given frames 0..t.
     """
 
-    def __init__(self, core: nn.Module, frame_size: int = 64, channels: tuple[int, ...] = (16, 32, 64)):
+    def __init__(
+        self,
+        core: nn.Module,
+        frame_size: int = 64,
+        channels: tuple[int, ...] = (16, 32, 64),
+        slots: bool = False,
+    ):
         super().__init__()
         if not isinstance(core, nn.Module) or not hasattr(core, "d_in") or not hasattr(core, "d_out"):
             raise ValueError(f"core: expected a RIM or LSTMBaseline module, got {type(core).__name__}")
         self.core = core
         self.frame_size = frame_size
-        self.encoder = FrameEncoder(frame_size, core.d_in, channels)
+        self.encoder = FrameEncoder(frame_size, core.d_in, channels, slots=slots)
         self.decoder = FrameDecoder(core.d_out, frame_size, channels)
 
     def check_frames(self, frames: object, name: str = "frames") -> Tensor:
@@ -165,7 +195,8 @@ class FramePredictor(nn.Module):
         """frames (B, T, 1, H, W) in [0, 1] -> (logits of frames 1..T, state, Trace or None)."""
         self.check_frames(frames)
         b, t = frames.shape[:2]
-        z = self.encoder(frames.reshape(b * t, *frames.shape[2:])).view(b, t, -1)  # all frames in one batch
+        z = self.encoder(frames.reshape(b * t, *frames.shape[2:]))  # all frames in one batch
+        z = z.view(b, t, self.encoder.n_slots, -1) if self.encoder.slots else z.view(b, t, -1)
         out, state, record = self.core(z, state, trace=trace)
         logits = self.decoder(out.reshape(b * t, -1)).view(frames.shape)
         return logits, state, record

@@ -388,6 +388,26 @@ def test_rollout_loss_is_teacher_forcing_at_t_minus_1_and_feeds_back_otherwise()
         rollout_loss(model, frames, n_given=True)
 
 
+def test_slots_let_the_rims_input_attention_choose_a_position() -> None:
+    s = bb.settings("smoke", slots=True, slot_dim=8)
+    rim, lstm = bb.make_model("rim-6x16-k4", s), bb.make_model("lstm-32", s)
+    side = s.frame_size // 2 ** len(s.channels)
+    assert rim.encoder.slots and rim.encoder.n_slots == side * side and rim.core.d_in == 8
+    assert not lstm.encoder.slots  # an LSTM reads one vector, slots or not
+    frames = _frames(2, 5)
+    z = rim.encoder(frames[:, 0])
+    assert z.shape == (2, side * side, 8)
+    logits, _, trace = rim(frames, trace=True)
+    assert logits.shape == frames.shape and trace.input_attn.shape[-1] == 1 + side * side  # null + positions
+    # a slot is its position's features: changing the frame far from a position leaves that slot unchanged
+    moved = frames[:, 0].clone()
+    moved[..., :8, :8] = 1 - moved[..., :8, :8]  # the top-left quarter
+    changed = (rim.encoder(moved) - z).abs().amax(-1)[0].view(side, side)
+    assert changed[-1, -1] == 0 and changed[0, 0] > 0
+    with pytest.raises(ValueError, match="slots: expected True or False, got 'yes'"):
+        FrameEncoder(16, 8, (8, 16), slots="yes")
+
+
 def test_sharpening_adds_one_minus_soft_f1_and_binary_feedback_feeds_sharp_frames() -> None:
     torch.manual_seed(0)
     model = bb.make_model("lstm-32", SMALL).eval()
