@@ -30,7 +30,9 @@ def main(runs: Path, out: Path) -> None:
         s = _stored_settings(bb, record["settings"])
         model_name = s.models[0]
         probe = path.parent.name.removesuffix(f"_{model_name}")
-        ckpt = runs / f"bouncing_balls_cpu_{settings_key(s.training_dict())}" / f"{model_name}_seed0.pt"
+        # the key of the settings as the run stored them (fields added to Settings later are not in it)
+        stored = {k: v for k, v in record["settings"].items() if k not in bb.Settings.TEST_ONLY}
+        ckpt = runs / f"bouncing_balls_cpu_{settings_key(stored)}" / f"{model_name}_seed0.pt"
         saved = torch.load(ckpt, map_location="cpu", weights_only=True)
         model = bb.make_model(model_name, s)
         model.load_state_dict(saved["best_state"])
@@ -41,11 +43,19 @@ def main(runs: Path, out: Path) -> None:
             "steps": bb.training_steps(s),
             "train_seconds": record["metrics"][model_name]["train_seconds"],
             "best_epoch": record["metrics"][model_name]["best_epoch"][0],
+            "val_at_best": {  # what a recipe is chosen by: the validation videos, never a test set
+                k: v
+                for k, v in record["curves"][model_name]["0"][
+                    record["metrics"][model_name]["best_epoch"][0]
+                ].items()
+                if k.startswith("val_")
+            },
             "record_commit": record["provenance"]["git_commit"],
             "scores": {k: {m: v.tolist() for m, v in sc.items()} for k, sc in scores.items()},
         }
+        val = summary["probes"][probe][model_name]["val_at_best"]
         print(
-            f"{probe:24s} {model_name:14s} F1 4 balls t+1..5, t+10: "
+            f"{probe:20s} {model_name:17s} val F1 {val.get('val_f1', float('nan')):.3f} | 4 balls F1 "
             + " ".join(f"{x:.2f}" for x in scores["4 balls"]["f1"][[0, 1, 2, 3, 4, 9]])
             + " | track: "
             + " ".join(f"{x:.1f}" for x in scores["4 balls"]["track"][[0, 1, 2, 3, 4, 9]]),
