@@ -1,14 +1,17 @@
 """Bouncing balls: next-frame prediction with RIMs vs LSTMs, tested on rollouts (paper, Figure 6).
 
-Train on videos of 4 balls on the test's own terms: the model reads the first ``train_given`` true frames
-(teacher forcing) and rolls out the rest of the training video from its own predictions, with per-pixel BCE
-on every predicted frame (``train_given = n_frames - 1`` is pure teacher forcing, as in the paper). Test by
-giving ``n_given`` true frames and letting the model predict ``n_future`` frames (15, or the paper's 35) from
-its own predictions; score the BCE of every predicted frame (summed over the frame's pixels, averaged over
-videos) on three test sets: 4 balls (as in training), 6-8 balls (more objects than ever seen) and 4 balls
-behind an occluding curtain. Every record also scores the trivial predictors of
-:mod:`minirims.experiments.baselines` (the mean frame; the last given frame, blended towards the mean): a
-model has learned the dynamics only at the rollout frames where it beats both. The experiment has the shape
+Train on videos of 4 balls by teacher forcing: every training frame is predicted from the true frame
+before it (``train_given = n_frames - 1``, as in the paper), scored by per-pixel BCE plus ``sharpen`` x
+(1 - soft foreground F1), so that a confident ball beats a grey smear; a smaller ``train_given`` rolls out
+the rest of the training video from the model's own predictions instead. Test by giving ``n_given`` true
+frames and letting the model predict ``n_future`` frames (15, or the paper's 35) from its own predictions, on
+three test sets: 4 balls (as in training), 6-8 balls (more objects than ever seen) and 4 balls behind an
+occluding curtain. Every predicted frame gets three scores (:data:`SCORES`): foreground F1 (are the balls
+where they should be, drawn sharp?), a tracking error (how far each true ball is from a predicted one) and
+BCE (a likelihood, which rewards a blur under uncertainty). Every record also scores the trivial predictors
+of :mod:`minirims.experiments.baselines` (the mean frame; the last given frame) and a reference that knows
+the motion but not the collisions (constant velocity): a model has learned the dynamics only at the rollout
+frames where it beats the trivial ones. The experiment has the shape
 of every experiment (:mod:`minirims.experiments.common`)::
 
     Settings, PROFILES, settings(profile=None, **overrides) -> Settings
@@ -116,7 +119,7 @@ class Settings(common.Settings):
     n_given: int = 15  # true frames given before a test rollout
     n_future: int = 15  # frames rolled out and scored (test videos have n_given + n_future frames)
     n_train: int = 16_000
-    n_val: int = 256  # 4-ball videos that pick the best epoch (rollout BCE); 0: the 4-ball test set
+    n_val: int = 256  # 4-ball videos that pick the best epoch (by `select`); 0: the 4-ball test set
     n_test: int = 1000  # videos per test set
     channels: tuple[int, ...] = (16, 32, 64)  # encoder conv channels (the decoder mirrors them)
     d_embed: int = 512  # encoder output = the core's input size
@@ -177,7 +180,9 @@ PROFILES: dict[str, Settings] = {
         eval_batch_size=16,
         channels=(8, 16),
         d_embed=32,
-        train_given=6,
+        train_given=11,
+        sharpen=0.5,
+        select="f1",
         **TINY_ATTENTION,
         note="CI check that every piece runs; the numbers mean nothing",
     ),
@@ -189,23 +194,30 @@ PROFILES: dict[str, Settings] = {
         n_test=256,
         batch_size=16,
         eval_batch_size=128,
-        epochs=6,
+        epochs=9,
         lr=2e-3,
         lr_schedule="cosine",
         warmup_steps=100,
         channels=(8, 16, 32),
         d_embed=256,
-        note="32x32 frames and a narrower encoder/decoder (8-16-32), 4k videos of 30 frames (15 read, 15 "
-        "rolled out), 1,500 steps of batch 16 for every model, each at its best peak rate in the sweep "
-        "(commit aeba678, results/README.md)",
+        train_given=29,
+        sharpen=0.5,
+        select="f1",
+        note="32x32 frames and a narrower encoder/decoder (8-16-32), 4k videos of 30 frames, teacher "
+        "forcing with BCE + 0.5 (1 - soft F1), the best of 9 epochs (2,250 steps of batch 16) by "
+        "validation rollout F1; the recipe the probes of results/probes/README.md chose by validation F1",
     ),
     "full": Settings(
         profile="full",
         batch_size=64,
         epochs=8,
-        note="the paper's 64x64 frames and 4 training balls; 16k videos of 30 frames (15 read, 15 rolled "
-        "out), 2,000 steps of batch 64; sized by estimate for < 8 min of one H100 per seed; the paper trains "
-        "on 51-frame videos for longer",
+        train_given=29,
+        sharpen=0.5,
+        select="f1",
+        note="the paper's 64x64 frames and 4 training balls; 16k videos of 30 frames, the cpu profile's "
+        "recipe (teacher forcing, BCE + 0.5 (1 - soft F1), best epoch by validation F1), 2,000 steps of "
+        "batch 64; sized by estimate for < 8 min of one H100 per seed; the paper trains on 51-frame videos "
+        "for longer",
     ),
 }
 
@@ -436,10 +448,10 @@ def run(settings: str | Settings | None = None, seeds: int | Sequence[int] = 1, 
 
     ``settings``: Settings or a profile name (None: env MINIRIMS_PROFILE); ``options``: those of
     :func:`minirims.experiments.common.train_and_test` (``results``, ``runs_dir``, ``save``, ``device``,
-    ``progress``, ``fresh``, ``trained``). The best epoch is the one with the lowest validation rollout BCE,
-    scored on rollouts as long as the training ones, so a longer test (``n_future`` 35) scores the very same
-    trained models. A saved record gets ``<experiment>_<profile>_examples.npz`` beside it
-    (:func:`example_rollouts` of the last seed's models).
+    ``progress``, ``fresh``, ``trained``). The best epoch is the one with the best validation rollout score
+    (``select``: F1 in every profile), scored on rollouts as long as the training ones, so a longer test
+    (``n_future`` 35) scores the very same trained models. A saved record gets
+    ``<experiment>_<profile>_examples.npz`` beside it (:func:`example_rollouts` of the last seed's models).
 
     Returns:
         The record. Per model and test set: ``per_frame`` (mean over seeds of the per-frame BCE, n_future
