@@ -121,6 +121,16 @@ def test_unknown_model_and_profile() -> None:
     assert bb.PROFILES["full"].models == ("rim-6x100-k4", "lstm-256", "lstm-512")
 
 
+def test_every_profile_trains_by_the_same_recipe() -> None:
+    # teacher forcing, BCE + a soft-F1 term, the best epoch by validation F1: what the probes chose
+    for name, s in bb.PROFILES.items():
+        assert (s.train_given, s.sharpen, s.select) == (s.n_frames - 1, 0.5, "f1"), name
+    cpu, long = bb.PROFILES["cpu"], bb.PROFILES["long"]
+    same = ("models", "frame_size", "channels", "d_embed", "lr", "batch_size", "n_frames", "n_given")
+    assert all(getattr(cpu, k) == getattr(long, k) for k in same)
+    assert bb.training_steps(long) > 5 * bb.training_steps(cpu)
+
+
 def test_cli_parses_profile_and_seeds(capsys) -> None:
     from minirims.__main__ import main
 
