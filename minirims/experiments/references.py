@@ -147,7 +147,7 @@ def reference_info(
 def load_reference_model(
     module: ModuleType, name: str, profile: str = "cpu", folder: str | os.PathLike[str] | None = None
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """The trained reference ``name`` of ``module``'s ``profile``, on the CPU in eval mode,, and its info.
+    """The trained reference ``name`` of ``module``'s ``profile``, on the CPU in eval mode, and its info.
 
     The model is built without ``torch.compile`` (the weights are the same, and a notebook need not wait for
     a compile).
