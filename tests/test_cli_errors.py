@@ -84,7 +84,7 @@ def test_every_experiment_command_has_the_shared_options_and_balls_adds_n_future
         module.add_arguments(parser)
         options[module] = {a.dest for a in parser._actions} - {"help"}
     shared = {"profile", "models", "seeds", "epochs", "lr", "results", "runs_dir", "device", "fresh"}
-    shared |= {"no_save", "no_progress"}
+    shared |= {"no_save", "no_progress", "keep_denormals"}
     assert options[copying] == options[mnist_resolution] == shared
     assert options[bouncing_balls] == shared | {"n_future"}
     parser = argparse.ArgumentParser()
