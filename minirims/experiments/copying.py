@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from minirims.cell import RIMState
 from minirims.experiments import common
 from minirims.experiments.common import (
     LAPTOP_ATTENTION,
@@ -65,6 +66,7 @@ __all__ = [
     "copying_sequences",
     "evaluate",
     "format_table",
+    "knockout_accuracy",
     "main",
     "make_model",
     "run",
@@ -253,6 +255,52 @@ def activity_masks(model: CopyModel, tokens: Tensor) -> Tensor:
     if not isinstance(model, CopyModel) or not isinstance(model.core, RIM):
         raise ValueError(f"model: expected a CopyModel with a RIM core, got {type(model).__name__}")
     return traced_masks(model, tokens)
+
+
+@torch.no_grad()
+def knockout_accuracy(
+    model: CopyModel, delay: int, n: int = 500, batch_size: int = 500, seed: int = 12345
+) -> Tensor:
+    """Which module holds which digit: digit accuracy per position with one module's memory wiped.
+
+    The model reads the 10 digits; then the state of one RIM module (h, and c for LSTM modules) is set back
+    to its initial value (zeros), and the model runs on through the wait and the answer. The sequences are
+    those of :func:`evaluate` (``n`` fresh ones at ``delay``, from their own seed).
+
+    Returns:
+        (n_modules + 1, 10) float64 on the CPU: row 0 the accuracy of each copied digit position with no
+        module wiped, row ``i + 1`` with module ``i`` wiped. A position that falls to chance (1/8) when a
+        module is wiped was held by that module alone.
+    """
+    if not isinstance(model, CopyModel) or not isinstance(model.core, RIM):
+        raise ValueError(f"model: expected a CopyModel with a RIM core, got {type(model).__name__}")
+    for name, value in (("delay", delay), ("n", n), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}: expected a positive int, got {value!r}")
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    gen = torch.Generator().manual_seed(seed + delay)
+    n_modules = model.core.n_modules
+    correct = torch.zeros(n_modules + 1, N_DIGITS, dtype=torch.float64)
+    done = 0
+    while done < n:
+        b = min(batch_size, n - done)
+        tokens, targets = copying_batch(b, delay, gen)
+        x = model.embed(tokens.to(device))
+        _, read, _ = model.core(x[:, :N_DIGITS])  # the state after the last digit
+        for row in range(n_modules + 1):
+            h, c = read.h.clone(), None if read.c is None else read.c.clone()
+            if row:  # wipe module row - 1
+                h[:, row - 1] = 0
+                if c is not None:
+                    c[:, row - 1] = 0
+            out, _, _ = model.core(x[:, N_DIGITS:], RIMState(h, c))
+            guess = model.head(out[:, -N_DIGITS:]).argmax(-1).cpu()
+            correct[row] += (guess == targets[:, -N_DIGITS:]).double().sum(0)
+        done += b
+    model.train(was_training)
+    return correct / n
 
 
 def run(

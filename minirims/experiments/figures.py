@@ -120,6 +120,28 @@ BALLS_SCORES = {
 }
 
 
+def plot_knockout(accuracy: Any, title: str = "", ax: Any = None) -> Any:
+    """Digit accuracy per copied position with one RIM module's memory wiped (a heat map).
+
+    ``accuracy``: (n_modules + 1, n_positions) from :func:`minirims.experiments.copying.knockout_accuracy`,
+    row 0 with no module wiped. Returns the figure.
+    """
+    acc = np.asarray(accuracy, dtype=float)
+    if acc.ndim != 2 or acc.shape[0] < 2:
+        raise ValueError(f"accuracy: expected shape (n_modules + 1, n_positions), got {acc.shape}")
+    n_rows, n_pos = acc.shape
+    fig, ax = _axes(ax, (0.55 * n_pos + 2.2, 0.4 * n_rows + 1.2))
+    im = ax.imshow(acc, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+    for (i, j), v in np.ndenumerate(acc):
+        ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="w" if v < 0.6 else "k")
+    ax.set_xticks(range(n_pos), [str(j + 1) for j in range(n_pos)])
+    ax.set_yticks(range(n_rows), ["none wiped"] + [f"module {i} wiped" for i in range(n_rows - 1)])
+    ax.set_xlabel("copied digit (position)")
+    ax.set_title(title or "digit accuracy with one module's memory wiped after the digits")
+    fig.colorbar(im, ax=ax, fraction=0.03, pad=0.02, label="accuracy")
+    return fig
+
+
 def record_curves(record: Mapping[str, Any], score: str = "bce") -> dict[str, dict[str, np.ndarray]]:
     """Per-frame rollout ``score`` ("bce", "f1" or "track") from a bouncing-balls record:
     {test set: {model: (n_future,)}}; models whose entry lacks the score (an older record) are left out."""

@@ -240,3 +240,34 @@ def test_shared_settings_helpers():
     assert mr.settings("smoke", epochs=2).epochs == 2
     with pytest.raises(ValueError, match=r"overrides: expected keys among .*, got unknown \['nope'\]"):
         mr.settings("smoke", nope=1)
+
+
+def test_knockout_row_zero_is_the_plain_accuracy_and_a_wiped_module_changes_the_answer(one_thread):
+    torch.manual_seed(0)
+    model = cp.make_model("rim-6x16-k4", SMOKE)
+    delay, n = 12, 40
+    acc = cp.knockout_accuracy(model, delay, n=n, batch_size=16)
+    assert acc.shape == (7, cp.N_DIGITS) and acc.dtype == torch.float64
+    assert bool(((acc >= 0) & (acc <= 1)).all())
+    # reading the digits, then running on from that state, is the same run as one pass over the sequence
+    assert abs(float(acc[0].mean()) - cp.evaluate(model, delay, n=n, batch_size=16)["acc"]) < 1e-6
+    # a module holds something: wiping every module's state in turn changes some answers
+    with torch.no_grad():
+        model.head.weight.mul_(50)  # sharpen the read-out so that a changed state changes a digit
+    acc = cp.knockout_accuracy(model, delay, n=n, batch_size=16)
+    assert bool((acc[1:] != acc[0]).any())
+    assert model.training  # the mode the model came in
+
+
+def test_knockout_refuses_what_it_cannot_wipe_and_the_figure_draws_it():
+    with pytest.raises(ValueError, match=r"^model: expected a CopyModel with a RIM core, got CopyModel$"):
+        cp.knockout_accuracy(cp.make_model("lstm-32", SMOKE), 12)
+    rim = cp.make_model("rim-6x16-k4", SMOKE)
+    with pytest.raises(ValueError, match=r"^delay: expected a positive int, got 0$"):
+        cp.knockout_accuracy(rim, 0)
+    with pytest.raises(ValueError, match=r"^n: expected a positive int, got True$"):
+        cp.knockout_accuracy(rim, 12, n=True)
+    with pytest.raises(ValueError, match=r"accuracy: expected shape \(n_modules \+ 1, n_positions\)"):
+        figures.plot_knockout(torch.ones(10))
+    fig = figures.plot_knockout(torch.rand(7, 10), title="t")
+    assert len(fig.axes[0].texts) == 70 and fig.axes[0].get_title() == "t"
