@@ -180,6 +180,11 @@ def plot_balls_scores(record: Mapping[str, Any], scores: tuple[str, ...] = ("f1"
                 ax.set_ylim(-0.02, 1.02)
     for ax in axes[:-1].flat:
         ax.set_xlabel("")
+    for ax in axes.flat:  # one legend for the figure, below it, so that no curve hides behind one
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4), fontsize=7)
     fig.suptitle(f"bouncing balls, {record['profile']} profile, {seeds} seed(s)", fontsize=10)
     return fig
 

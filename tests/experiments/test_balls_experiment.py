@@ -360,6 +360,7 @@ def test_cli_smoke_end_to_end(tmp_path, capsys) -> None:
     assert set(curves) == set(bb.TEST_SETS) and set(curves["curtain"]) == set(record["metrics"])
     fig = figures.plot_balls_scores(record)
     assert len(fig.axes) == 9 and fig.axes[0].get_ylabel().startswith("foreground F1")
+    assert len(fig.legends) == 1 and all(ax.get_legend() is None for ax in fig.axes)  # one, below the plots
     old = json.loads(json.dumps(record))  # a record from before F1: only its BCE row is drawn
     for entry in old["metrics"].values():
         for s in bb.TEST_SETS:
