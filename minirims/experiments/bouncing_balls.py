@@ -165,6 +165,30 @@ class Settings(common.Settings):
             raise ValueError(f"sharpen: expected a number in [0, 100], got {self.sharpen!r}")
 
 
+#: the training recipe of the 30-frame profiles, chosen by the probes of results/probes/README.md: teacher
+#: forcing (every frame predicted from the true one before it), BCE + 0.5 (1 - soft F1), best epoch by F1
+_RECIPE: dict[str, Any] = {"train_given": 29, "sharpen": 0.5, "select": "f1"}
+
+_CPU = Settings(
+    profile="cpu",
+    frame_size=32,
+    n_train=4000,
+    n_val=64,
+    n_test=256,
+    batch_size=16,
+    eval_batch_size=128,
+    epochs=9,
+    lr=2e-3,
+    lr_schedule="cosine",
+    warmup_steps=100,
+    channels=(8, 16, 32),
+    d_embed=256,
+    **_RECIPE,
+    note="32x32 frames and a narrower encoder/decoder (8-16-32), 4k videos of 30 frames, teacher "
+    "forcing with BCE + 0.5 (1 - soft F1), the best of 9 epochs (2,250 steps of batch 16) by "
+    "validation rollout F1; the recipe the probes of results/probes/README.md chose by validation F1",
+)
+
 PROFILES: dict[str, Settings] = {
     "smoke": Settings(
         profile="smoke",
@@ -186,44 +210,13 @@ PROFILES: dict[str, Settings] = {
         **TINY_ATTENTION,
         note="CI check that every piece runs; the numbers mean nothing",
     ),
-    "cpu": Settings(
-        profile="cpu",
-        frame_size=32,
-        n_train=4000,
-        n_val=64,
-        n_test=256,
-        batch_size=16,
-        eval_batch_size=128,
-        epochs=9,
-        lr=2e-3,
-        lr_schedule="cosine",
-        warmup_steps=100,
-        channels=(8, 16, 32),
-        d_embed=256,
-        train_given=29,
-        sharpen=0.5,
-        select="f1",
-        note="32x32 frames and a narrower encoder/decoder (8-16-32), 4k videos of 30 frames, teacher "
-        "forcing with BCE + 0.5 (1 - soft F1), the best of 9 epochs (2,250 steps of batch 16) by "
-        "validation rollout F1; the recipe the probes of results/probes/README.md chose by validation F1",
-    ),
-    "long": Settings(
+    "cpu": _CPU,
+    "long": _CPU.replace(
         profile="long",
-        frame_size=32,
         n_train=16_000,
         n_val=256,
         n_test=1000,
-        batch_size=16,
-        eval_batch_size=128,
         epochs=16,
-        lr=2e-3,
-        lr_schedule="cosine",
-        warmup_steps=100,
-        channels=(8, 16, 32),
-        d_embed=256,
-        train_given=29,
-        sharpen=0.5,
-        select="f1",
         note="a reference trained on a CPU for hours: the cpu recipe and sizes on 16k videos for 16 "
         "epochs (16,000 steps of batch 16, about 7x the cpu profile's), the best epoch by F1 on 256 "
         "validation videos",
@@ -232,9 +225,7 @@ PROFILES: dict[str, Settings] = {
         profile="full",
         batch_size=64,
         epochs=8,
-        train_given=29,
-        sharpen=0.5,
-        select="f1",
+        **_RECIPE,
         note="the paper's 64x64 frames and 4 training balls; 16k videos of 30 frames, the cpu profile's "
         "recipe (teacher forcing, BCE + 0.5 (1 - soft F1), best epoch by validation F1), 2,000 steps of "
         "batch 64; sized by estimate for < 8 min of one H100 per seed; the paper trains on 51-frame videos "
