@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -234,19 +234,22 @@ def evaluate(
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    gen = torch.Generator().manual_seed(seed + delay)
     ce_sum = torch.zeros((), device=device)
     acc_sum = torch.zeros((), device=device)
-    done = 0
-    while done < n:
-        b = min(batch_size, n - done)
-        tokens, targets = copying_batch(b, delay, gen)
+    for tokens, targets in _test_batches(delay, n, batch_size, seed):
+        b = tokens.shape[0]
         ce, acc = _copy_loss(model(tokens.to(device)), targets.to(device))
         ce_sum += ce * b
         acc_sum += acc * b
-        done += b
     model.train(was_training)
     return {"acc": float(acc_sum) / n, "ce": float(ce_sum) / n}
+
+
+def _test_batches(delay: int, n: int, batch_size: int, seed: int) -> Iterator[tuple[Tensor, Tensor]]:
+    """The ``n`` test sequences at ``delay`` (from their own seed, the same for every model) in batches."""
+    gen = torch.Generator().manual_seed(seed + delay)
+    for start in range(0, n, batch_size):
+        yield copying_batch(min(batch_size, n - start), delay, gen)
 
 
 @torch.no_grad()
@@ -275,18 +278,13 @@ def knockout_accuracy(
     if not isinstance(model, CopyModel) or not isinstance(model.core, RIM):
         raise ValueError(f"model: expected a CopyModel with a RIM core, got {type(model).__name__}")
     for name, value in (("delay", delay), ("n", n), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}: expected a positive int, got {value!r}")
+        check_int(name, value)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    gen = torch.Generator().manual_seed(seed + delay)
     n_modules = model.core.n_modules
     correct = torch.zeros(n_modules + 1, N_DIGITS, dtype=torch.float64)
-    done = 0
-    while done < n:
-        b = min(batch_size, n - done)
-        tokens, targets = copying_batch(b, delay, gen)
+    for tokens, targets in _test_batches(delay, n, batch_size, seed):
         x = model.embed(tokens.to(device))
         _, read, _ = model.core(x[:, :N_DIGITS])  # the state after the last digit
         for row in range(n_modules + 1):
@@ -298,7 +296,6 @@ def knockout_accuracy(
             out, _, _ = model.core(x[:, N_DIGITS:], RIMState(h, c))
             guess = model.head(out[:, -N_DIGITS:]).argmax(-1).cpu()
             correct[row] += (guess == targets[:, -N_DIGITS:]).double().sum(0)
-        done += b
     model.train(was_training)
     return correct / n
 
