@@ -172,18 +172,14 @@ def plot_balls_scores(record: Mapping[str, Any], scores: tuple[str, ...] = ("f1"
     axes = fig.subplots(len(scores), n_sets, squeeze=False)
     n_given = record["settings"]["n_given"]
     for row, score in zip(axes, scores, strict=True):
-        _draw_curves(
-            row, curves[score], n_given, f"{BALLS_SCORES[score][0]} ({BALLS_SCORES[score][1]} is better)"
-        )
+        ylabel = f"{BALLS_SCORES[score][0]} ({BALLS_SCORES[score][1]} is better)"
+        _draw_curves(row, curves[score], n_given, ylabel, legend=False)
         if score == "f1":
             for ax in row:
                 ax.set_ylim(-0.02, 1.02)
     for ax in axes[:-1].flat:
         ax.set_xlabel("")
-    for ax in axes.flat:  # one legend for the figure, below it, so that no curve hides behind one
-        if ax.get_legend() is not None:
-            ax.get_legend().remove()
-    handles, labels = axes[0, 0].get_legend_handles_labels()
+    handles, labels = axes[0, 0].get_legend_handles_labels()  # one legend, below: no curve hides behind it
     fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4), fontsize=7)
     fig.suptitle(f"bouncing balls, {record['profile']} profile, {seeds} seed(s)", fontsize=10)
     return fig
@@ -309,7 +305,9 @@ def plot_videos_at(
     return fig
 
 
-def _draw_curves(axes: Any, curves: dict[str, dict[str, Any]], n_given: int | None, ylabel: str) -> None:
+def _draw_curves(
+    axes: Any, curves: dict[str, dict[str, Any]], n_given: int | None, ylabel: str, legend: bool = True
+) -> None:
     for ax, (set_name, by_model) in zip(axes, curves.items(), strict=False):
         for model, values in by_model.items():
             y = np.asarray(values, dtype=np.float64)
@@ -329,7 +327,8 @@ def _draw_curves(axes: Any, curves: dict[str, dict[str, Any]], n_given: int | No
         ax.set_xlabel("frame" if n_given else "rollout step")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(ylabel, fontsize=9)
-    axes[0].legend(fontsize=7)
+    if legend:
+        axes[0].legend(fontsize=7)
 
 
 def plot_bce_curves(
