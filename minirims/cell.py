@@ -12,6 +12,11 @@ One step has four stages (Goyal et al., 2021):
    modules' h~ and add a gated residual.
 4. **Masked update**: active modules take the new state; inactive modules keep h (and c) bit for bit.
 
+Two switches remove a mechanism, for ablations (the course's notebook 09): ``communicate=False`` drops
+stage 3 (active modules take h~; the cell has no communication parameters) and ``selection="random"`` picks
+the k active modules at random at every step instead of by the competition (see
+:mod:`minirims.competition`).
+
 Gradient flows through the kept state of an inactive module, but its computed-and-discarded candidate h~
 receives no gradient at all -- not even through being a key/value in the communication step. This mirrors
 the reference implementation's gradient blocking, and makes "inactive" mean inactive for learning as well.
@@ -95,6 +100,8 @@ class RIMCell(nn.Module):
         input_heads, input_d_k, input_d_v: input attention heads, key size, value size per head.
         comm_heads, comm_d_k, comm_d_v: communication heads, key size, value size per head.
         dropout: dropout on both attentions' weights (training only).
+        communicate: False removes the communication (an ablation): active modules take h~ as it is.
+        selection: "attention" (the RIM) or "random" (an ablation: k modules at random at every step).
 
     Defaults follow the paper's sequential-MNIST settings: 6 modules, 4 active, 100 units each,
     input attention with 1 head, d_k 64, d_v 400; communication with 4 heads, d_k = d_v = 32.
@@ -121,10 +128,15 @@ class RIMCell(nn.Module):
         comm_d_k: int = 32,
         comm_d_v: int = 32,
         dropout: float = 0.1,
+        communicate: bool = True,
+        selection: str = "attention",
     ) -> None:
         super().__init__()
         if rnn not in ("lstm", "gru"):
             raise ValueError(f"rnn: expected 'lstm' or 'gru', got {rnn!r}")
+        if not isinstance(communicate, bool):
+            raise ValueError(f"communicate: expected True or False, got {communicate!r}")
+        self.communicate = communicate
         self.d_in = check_positive_int("d_in", d_in)
         self.n_modules = check_positive_int("n_modules", n_modules)
         self.d_hidden = check_positive_int("d_hidden", d_hidden)
@@ -139,11 +151,17 @@ class RIMCell(nn.Module):
             d_v=input_d_v,
             n_heads=input_heads,
             dropout=dropout,
+            selection=selection,
         )
+        self.selection = selection
         d_read = self.input_attention.d_read
         self.rnn = (GroupLSTMCell if rnn == "lstm" else GroupGRUCell)(n_modules, d_read, d_hidden)
-        self.communication = CommunicationAttention(
-            n_modules, d_hidden, n_heads=comm_heads, d_k=comm_d_k, d_v=comm_d_v, dropout=dropout
+        self.communication = (
+            CommunicationAttention(
+                n_modules, d_hidden, n_heads=comm_heads, d_k=comm_d_k, d_v=comm_d_v, dropout=dropout
+            )
+            if communicate
+            else None
         )
 
     def initial_state(
@@ -204,7 +222,10 @@ class RIMCell(nn.Module):
         else:
             h_tilde, c_tilde = self.rnn(comp.read, h), None
         h_tilde = block_inactive_grad(h_tilde, comp.mask)
-        h_comm, comm_attn = self.communication(h_tilde, comp.mask)
+        if self.communication is not None:
+            h_comm, comm_attn = self.communication(h_tilde, comp.mask)
+        else:  # the ablation: nothing is read from other modules (an all-zero attention map, one head)
+            h_comm, comm_attn = h_tilde, h_tilde.new_zeros(h.shape[0], 1, self.n_modules, self.n_modules)
         active = comp.mask.unsqueeze(-1)
         h_new = torch.where(active, h_comm, h)
         c_new = torch.where(active, c_tilde, c) if c_tilde is not None else None
@@ -221,7 +242,8 @@ class RIMCell(nn.Module):
 
         Returns:
             h (B, n, d_h) new module states, the new RIMState, and :class:`StepInfo`
-            (mask (B, n), input_attn (B, n, 1+m), comm_attn (B, H, n, n)).
+            (mask (B, n), input_attn (B, n, 1+m), comm_attn (B, H, n, n); zeros of (B, 1, n, n) without
+            communication).
 
         Raises:
             ValueError: a wrong shape, an empty batch, another device or dtype, NaN or infinite values.

@@ -19,6 +19,11 @@ modules 0, 3, 4, 5 of six; a GPU may pick others), so the selection is a stable 
 (modules 0..k-1 at t=0). The fused loop (:mod:`minirims.fast`) and the loop oracle (:mod:`minirims.naive`)
 select with the same rule.
 
+**Ablation: random selection.** ``InputAttention(selection="random")`` keeps the attention (what an active
+module reads is unchanged) but picks the k active modules uniformly at random at every step, one
+``torch.rand(B, n)`` draw per step (the global generator; float32), whatever the modules attend to. What a
+module's state keeps then no longer depends on the input: this takes the *choice* out of the competition.
+
 Shapes: B batch, n modules, k active, m input slots (the null slot is slot 0, so attention has 1+m slots),
 H heads, d_in input size, d_h module hidden size, d_k key size, d_v value size per head.
 """
@@ -43,7 +48,10 @@ from minirims._validate import (
 from minirims.attention import merge_heads
 from minirims.group import GroupLinear
 
-__all__ = ["CompetitionOutput", "InputAttention", "null_attention", "select_topk", "topk_mask"]
+__all__ = ["CompetitionOutput", "InputAttention", "SELECTIONS", "null_attention", "select_topk", "topk_mask"]
+
+#: how the k active modules are chosen: "attention" (the k least-null modules, the RIM) or "random" (ablation)
+SELECTIONS = ("attention", "random")
 
 
 class CompetitionOutput(NamedTuple):
@@ -119,6 +127,8 @@ class InputAttention(nn.Module):
         d_v: value size per head; each module reads H*d_v features.
         n_heads: H. The null-attention used for selection is averaged over heads.
         dropout: dropout on the attention weights used for the read (training only).
+        selection: "attention" (the k modules least attending to the null slot win) or "random" (k modules
+            drawn uniformly at random at every step: an ablation, see the module docstring).
     """
 
     def __init__(
@@ -131,8 +141,14 @@ class InputAttention(nn.Module):
         d_v: int = 400,
         n_heads: int = 1,
         dropout: float = 0.1,
+        selection: str = "attention",
     ) -> None:
         super().__init__()
+        if selection not in SELECTIONS:
+            raise ValueError(
+                f"selection: expected one of {', '.join(map(repr, SELECTIONS))}, got {selection!r}"
+            )
+        self.selection = selection
         self.d_in = check_positive_int("d_in", d_in)
         self.n_modules = check_positive_int("n_modules", n_modules)
         self.d_hidden = check_positive_int("d_hidden", d_hidden)
@@ -170,7 +186,8 @@ class InputAttention(nn.Module):
         return keys, values
 
     def attend(self, keys: Tensor, values: Tensor, h: Tensor) -> CompetitionOutput:
-        """Queries from the module states attend over projected slots; the k least-null modules win.
+        """Queries from the module states attend over projected slots; the k least-null modules win
+        (``selection="random"``: k modules at random).
 
         Args:
             keys: (B, H, 1+m, d_k) from :meth:`project_inputs`.
@@ -187,7 +204,10 @@ class InputAttention(nn.Module):
         scores = q @ keys.transpose(-2, -1) / math.sqrt(self.d_k)  # (B, H, n, 1+m); null column is exactly 0
         weights = torch.softmax(scores, dim=-1)
         attn = weights.mean(dim=1)  # (B, n, 1+m)
-        mask = topk_mask(-null_attention(attn).detach(), self.k_active)
+        if self.selection == "random":  # the ablation: k modules at random, whatever they attend to
+            mask = select_topk(torch.rand(h.shape[0], self.n_modules, device=h.device), self.k_active)
+        else:
+            mask = topk_mask(-null_attention(attn).detach(), self.k_active)
         dropped = F.dropout(weights, self.dropout, self.training) if self.dropout > 0 else weights
         read = merge_heads(dropped @ values)  # (B, n, H*d_v)
         return CompetitionOutput(read, mask, attn)

@@ -90,10 +90,13 @@ def fast_weights(cell: RIMCell) -> FastWeights:
         b_ih, b_hh = rnn.bias_ih, rnn.bias_hh
     w_h = torch.cat([rnn.weight_hh, q_w], dim=-1)
     b_h = torch.cat([b_hh, q_w.new_zeros(n, q_w.shape[-1])], dim=-1)
-    w_qkv = torch.cat([comm.query.weight, comm.key.weight, comm.value.weight], dim=-1)
-    b_qkv = torch.cat([comm.query.bias, comm.key.bias, comm.value.bias], dim=-1)
-    w_fg = torch.cat([comm.f.weight, comm.g.weight], dim=-1)
-    b_fg = torch.cat([comm.f.bias, comm.g.bias], dim=-1)
+    if comm is not None:
+        w_qkv = torch.cat([comm.query.weight, comm.key.weight, comm.value.weight], dim=-1)
+        b_qkv = torch.cat([comm.query.bias, comm.key.bias, comm.value.bias], dim=-1)
+        w_fg = torch.cat([comm.f.weight, comm.g.weight], dim=-1)
+        b_fg = torch.cat([comm.f.bias, comm.g.bias], dim=-1)
+    else:  # a cell without communication (an ablation): nothing to concatenate
+        w_qkv = b_qkv = w_fg = b_fg = q_w.new_zeros(n, 0)
     return FastWeights(
         w_h,
         b_h.unsqueeze(1),
@@ -178,14 +181,23 @@ class _StepConfig(NamedTuple):
     p_in: float
     p_comm: float
     trace: bool
+    communicate: bool
+    random: bool
 
 
 def _step(
-    h: Tensor, c: Tensor, keys_t: Tensor, feed_t: Tensor, w: FastWeights, cfg: _StepConfig
+    h: Tensor,
+    c: Tensor,
+    keys_t: Tensor,
+    feed_t: Tensor,
+    rand_t: Tensor | None,
+    w: FastWeights,
+    cfg: _StepConfig,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None]:
     """One fused time step in module-major layout.
 
-    h, c (n, B, d_h); keys_t (m, B, H_in, d_k); feed_t (H_in, n, m, B, G) folded or (m, B, H_in, d_v).
+    h, c (n, B, d_h); keys_t (m, B, H_in, d_k); feed_t (H_in, n, m, B, G) folded or (m, B, H_in, d_v);
+    rand_t (B, n) the step's random scores when ``cfg.random`` (the ablation), else None.
     Returns h, c (n, B, d_h), mask (n, B) bool, and with ``cfg.trace`` the input attention weights
     (n, B, H_in, 1+m) and communication attention (B, H, n, n) (else None, None).
     """
@@ -203,7 +215,10 @@ def _step(
     scores = scores * (1.0 / math.sqrt(cfg.d_k_in))
     null_score = scores.new_zeros(n, b, h_in, 1)
     weights = torch.softmax(torch.cat([null_score, scores], dim=-1), dim=-1)  # (n, B, H_in, 1+m)
-    mask = _select(weights[..., 0].mean(-1), cfg.k)  # (n, B) bool
+    if cfg.random:  # the ablation: k modules at random (the plain path's draw, see run_fast)
+        mask = select_topk(rand_t, cfg.k).t()
+    else:
+        mask = _select(weights[..., 0].mean(-1), cfg.k)  # (n, B) bool
     read_w = (F.dropout(weights, cfg.p_in, True) if cfg.p_in > 0 else weights)[..., 1:]  # (n, B, H_in, m)
     if cfg.fold:  # gates = sum over slots and heads of weight * x (W_v W_ih)
         gi = torch.einsum("nbhm,hnmbg->nbg", read_w, feed_t) + w.b_ih
@@ -217,6 +232,12 @@ def _step(
         h_tilde, c_tilde = gru_update(gi, gh, h), c
     active = mask.unsqueeze(-1)  # (n, B, 1)
     h_tilde = torch.where(active, h_tilde, h_tilde.detach())  # inactive candidates get no gradient
+    c_new = torch.where(active, c_tilde, c) if cfg.lstm else c
+    if not cfg.communicate:  # the ablation: active modules take h~ as it is
+        h_new = torch.where(active, h_tilde, h)
+        if not cfg.trace:
+            return h_new, c_new, mask, None, None
+        return h_new, c_new, mask, weights, h.new_zeros(b, 1, n, n)
     # Communication: q, k, v in one matmul, f and g in one.
     qkv = torch.baddbmm(w.b_qkv, h_tilde, w.w_qkv)  # (n, B, H*d_k | H*d_k | H*d_v)
     cq, ck, cv = (t.view(n, b, heads, -1) for t in qkv.split([heads * d_k, heads * d_k, heads * d_v], -1))
@@ -228,7 +249,6 @@ def _step(
     f_a, g_a = torch.baddbmm(w.b_fg, a, w.w_fg).chunk(2, dim=-1)
     # Masked update: active modules take the new state, inactive ones keep theirs bit for bit.
     h_new = torch.where(active, h_tilde + torch.sigmoid(g_a) * torch.tanh(f_a), h)
-    c_new = torch.where(active, c_tilde, c) if cfg.lstm else c
     if not cfg.trace:  # outputs nobody reads would still be written at every step
         return h_new, c_new, mask, None, None
     return h_new, c_new, mask, weights, attn.permute(2, 3, 0, 1)  # attn (B, H, n, n), as the plain path
@@ -258,13 +278,14 @@ def _steps(
     c: Tensor,
     keys_chunk: tuple[Tensor, ...],
     feed_chunk: tuple[Tensor, ...],
+    rand_chunk: tuple[Tensor | None, ...],
     w: FastWeights,
     cfg: _StepConfig,
 ) -> tuple[Tensor, Tensor, tuple[Tensor, ...]]:
     """A chunk of untraced steps in one call: h, c after the last one and the h of each step."""
     outs = []
-    for keys_t, feed_t in zip(keys_chunk, feed_chunk, strict=True):
-        h, c, _, _, _ = _step(h, c, keys_t, feed_t, w, cfg)
+    for keys_t, feed_t, rand_t in zip(keys_chunk, feed_chunk, rand_chunk, strict=True):
+        h, c, _, _, _ = _step(h, c, keys_t, feed_t, rand_t, w, cfg)
         outs.append(h)
     return h, c, tuple(outs)
 
@@ -344,16 +365,37 @@ def run_fast(
     n, k, d_h = cell.n_modules, cell.k_active, cell.d_hidden
     b, t_len, m, _ = x.shape
     h_in, d_k_in = inp.n_heads, inp.d_k
-    heads, d_k, d_v = comm.n_heads, comm.d_k, comm.d_v
+    heads, d_k, d_v = (comm.n_heads, comm.d_k, comm.d_v) if comm is not None else (0, 0, 0)
     lstm = cell.rnn_type == "lstm"
     g_width = (4 if lstm else 3) * d_h
     fold = should_fold(cell, m, b * t_len) if fold is None else fold
     p_in = inp.dropout if inp.training else 0.0
-    p_comm = comm.dropout if comm.training else 0.0
+    p_comm = comm.dropout if comm is not None and comm.training else 0.0
     w = fast_weights(cell)
     keys, feed = _hoist_inputs(cell, x, fold)
 
-    cfg = _StepConfig(n, k, b, m, h_in, d_k_in, heads, d_k, d_v, g_width, lstm, fold, p_in, p_comm, trace)
+    random = cell.selection == "random"
+    cfg = _StepConfig(
+        n,
+        k,
+        b,
+        m,
+        h_in,
+        d_k_in,
+        heads,
+        d_k,
+        d_v,
+        g_width,
+        lstm,
+        fold,
+        p_in,
+        p_comm,
+        trace,
+        comm is not None,
+        random,
+    )
+    # The ablation's random scores, one (B, n) draw per step in step order: the plain path's draws, exactly.
+    rand_ts = tuple(torch.rand(b, n, device=x.device) if random else None for _ in range(t_len))
     h = state.h.transpose(0, 1)  # (n, B, d_h)
     c = state.c.transpose(0, 1) if lstm else h  # (GRU: a placeholder the step ignores)
     outs, masks, in_attn, comm_attn = [], [], [], []
@@ -365,12 +407,13 @@ def run_fast(
         whole = t_len - t_len % unroll
         steps = _compiled("steps")
         for i in range(0, whole, unroll):
-            h, c, hs = steps(h, c, keys_ts[i : i + unroll], feed_ts[i : i + unroll], w, cfg)
+            chunk = slice(i, i + unroll)
+            h, c, hs = steps(h, c, keys_ts[chunk], feed_ts[chunk], rand_ts[chunk], w, cfg)
             outs.extend(hs)
-        keys_ts, feed_ts = keys_ts[whole:], feed_ts[whole:]
+        keys_ts, feed_ts, rand_ts = keys_ts[whole:], feed_ts[whole:], rand_ts[whole:]
     step = _compiled("step") if compile else _step
-    for keys_t, feed_t in zip(keys_ts, feed_ts, strict=True):
-        h, c, mask, weights, attn = step(h, c, keys_t, feed_t, w, cfg)
+    for keys_t, feed_t, rand_t in zip(keys_ts, feed_ts, rand_ts, strict=True):
+        h, c, mask, weights, attn = step(h, c, keys_t, feed_t, rand_t, w, cfg)
         outs.append(h)
         if trace:
             masks.append(mask.t())

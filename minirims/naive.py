@@ -45,6 +45,11 @@ class LoopRIMCell(nn.Module):
         super().__init__()
         if not isinstance(cell, RIMCell) or cell.rnn_type != "lstm":
             raise ValueError(f"cell: expected a RIMCell with rnn='lstm', got {type(cell).__name__}")
+        if not cell.communicate or cell.selection != "attention":
+            raise ValueError(
+                "cell: expected the RIM itself (communicate=True, selection='attention'), got an ablation "
+                f"(communicate={cell.communicate}, selection={cell.selection!r})"
+            )
         n = cell.n_modules
         inp, comm = cell.input_attention, cell.communication
         self.n, self.k, self.d_h = n, cell.k_active, cell.d_hidden

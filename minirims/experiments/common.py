@@ -290,9 +290,11 @@ def check_distinct(name: str, values: object, check: Any) -> tuple[Any, ...]:
 
 
 #: Model names say their size: ``rim-<n>x<d>-k<k>`` (n modules of d units, k active), ``lstm-<d>``,
-#: ``transformer-<layers>x<d_model>``.
+#: ``transformer-<layers>x<d_model>``. A RIM's name may add, in this order, ``-gru`` (GRU modules) and the
+#: ablations ``-nocomm`` (no communication) and ``-random`` (k modules at random at every step).
 MODEL_NAME = re.compile(
-    r"(?P<kind>rim)-(?P<n>\d+)x(?P<d>\d+)-k(?P<k>\d+)(?P<gru>-gru)?|(?P<lstm>lstm)-(?P<h>\d+)"
+    r"(?P<kind>rim)-(?P<n>\d+)x(?P<d>\d+)-k(?P<k>\d+)(?P<gru>-gru)?(?P<nocomm>-nocomm)?(?P<random>-random)?"
+    r"|(?P<lstm>lstm)-(?P<h>\d+)"
     r"|(?P<tf>transformer)-(?P<layers>\d+)x(?P<width>\d+)"
 )
 
@@ -300,8 +302,9 @@ MODEL_NAME = re.compile(
 def parse_model_name(
     name: object, kinds: Sequence[str] = ("rim", "lstm"), field: str = "name"
 ) -> dict[str, Any]:
-    """``"rim-6x48-k4"`` -> ``{"kind": "rim", "n": 6, "d": 48, "k": 4, "rnn": "lstm"}``
-    (``"rim-6x48-k4-gru"``: GRU modules, ``"rnn": "gru"``); ``"lstm-288"`` -> ``{"kind": "lstm", "d": 288}``;
+    """``"rim-6x48-k4"`` -> ``{"kind": "rim", "n": 6, "d": 48, "k": 4, "rnn": "lstm", "communicate": True,
+    "selection": "attention"}`` (``-gru``: ``"rnn": "gru"``; ``-nocomm``: ``"communicate": False``;
+    ``-random``: ``"selection": "random"``); ``"lstm-288"`` -> ``{"kind": "lstm", "d": 288}``;
     ``"transformer-2x64"`` -> ``{"kind": "transformer", "layers": 2, "d": 64}``.
 
     Raises a ValueError naming ``field`` for anything else, a kind not in ``kinds``, a zero size or k > n.
@@ -314,13 +317,16 @@ def parse_model_name(
     if m["kind"]:
         out = {"kind": "rim", "n": int(m["n"]), "d": int(m["d"]), "k": int(m["k"])}
         out["rnn"] = "gru" if m["gru"] else "lstm"
+        out["communicate"] = not m["nocomm"]
+        out["selection"] = "random" if m["random"] else "attention"
         if not 1 <= out["k"] <= out["n"]:
             raise _fail(field, f"k active in [1, n = {out['n']}] in {want}", name)
     elif m["lstm"]:
         out = {"kind": "lstm", "d": int(m["h"])}
     else:
         out = {"kind": "transformer", "layers": int(m["layers"]), "d": int(m["width"])}
-    if out["kind"] not in kinds or min(v for v in out.values() if isinstance(v, int)) < 1:
+    sizes = (v for v in out.values() if isinstance(v, int) and not isinstance(v, bool))
+    if out["kind"] not in kinds or min(sizes) < 1:
         raise _fail(field, want, name)
     return out
 
@@ -467,11 +473,15 @@ def settings_of(
 
 
 def make_core(name: str, d_in: int, settings: Settings) -> nn.Module:
-    """The recurrent core a model's name describes: a :class:`RIM` or :class:`LSTMBaseline` of ``d_in``
-    inputs (``(B, T, d_in) -> (B, T, d_out)``); a RIM's attention sizes come from ``settings``."""
+    """The recurrent core a model's name describes: a :class:`RIM` (ablated as its name says) or
+    :class:`LSTMBaseline` of ``d_in`` inputs (``(B, T, d_in) -> (B, T, d_out)``); a RIM's attention sizes
+    come from ``settings``."""
     spec = parse_model_name(name, ("rim", "lstm"))
     if spec["kind"] == "rim":
-        return RIM(d_in, spec["n"], spec["k"], spec["d"], rnn=spec["rnn"], **settings.rim_kwargs())
+        ablation = {"communicate": spec["communicate"], "selection": spec["selection"]}
+        return RIM(
+            d_in, spec["n"], spec["k"], spec["d"], rnn=spec["rnn"], **ablation, **settings.rim_kwargs()
+        )
     return LSTMBaseline(d_in, spec["d"])
 
 

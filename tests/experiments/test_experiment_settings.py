@@ -292,10 +292,78 @@ def test_the_shared_settings_validate_every_kind_of_value():
 @pytest.mark.parametrize(
     ("name", "spec"),
     [
-        ("rim-6x48-k4", {"kind": "rim", "n": 6, "d": 48, "k": 4, "rnn": "lstm"}),
-        ("rim-1x1-k1", {"kind": "rim", "n": 1, "d": 1, "k": 1, "rnn": "lstm"}),
-        ("rim-6x100-k6", {"kind": "rim", "n": 6, "d": 100, "k": 6, "rnn": "lstm"}),
-        ("rim-6x100-k4-gru", {"kind": "rim", "n": 6, "d": 100, "k": 4, "rnn": "gru"}),
+        (
+            "rim-6x48-k4",
+            {
+                "kind": "rim",
+                "n": 6,
+                "d": 48,
+                "k": 4,
+                "rnn": "lstm",
+                "communicate": True,
+                "selection": "attention",
+            },
+        ),
+        (
+            "rim-1x1-k1",
+            {
+                "kind": "rim",
+                "n": 1,
+                "d": 1,
+                "k": 1,
+                "rnn": "lstm",
+                "communicate": True,
+                "selection": "attention",
+            },
+        ),
+        (
+            "rim-6x100-k6",
+            {
+                "kind": "rim",
+                "n": 6,
+                "d": 100,
+                "k": 6,
+                "rnn": "lstm",
+                "communicate": True,
+                "selection": "attention",
+            },
+        ),
+        (
+            "rim-6x100-k4-gru",
+            {
+                "kind": "rim",
+                "n": 6,
+                "d": 100,
+                "k": 4,
+                "rnn": "gru",
+                "communicate": True,
+                "selection": "attention",
+            },
+        ),
+        (
+            "rim-6x48-k4-nocomm",
+            {
+                "kind": "rim",
+                "n": 6,
+                "d": 48,
+                "k": 4,
+                "rnn": "lstm",
+                "communicate": False,
+                "selection": "attention",
+            },
+        ),
+        (
+            "rim-6x48-k4-gru-nocomm-random",
+            {
+                "kind": "rim",
+                "n": 6,
+                "d": 48,
+                "k": 4,
+                "rnn": "gru",
+                "communicate": False,
+                "selection": "random",
+            },
+        ),
         ("lstm-288", {"kind": "lstm", "d": 288}),
         ("transformer-2x64", {"kind": "transformer", "layers": 2, "d": 64}),
     ],
@@ -347,7 +415,13 @@ def test_k_active_is_at_most_n_and_the_kinds_are_the_experiments():
         parse_model_name("transformer-2x64")  # the default kinds: rim and lstm
     with pytest.raises(ValueError, match=r"^name: expected a model name like 'lstm-288', got 'rim-6x8-k4'$"):
         parse_model_name("rim-6x8-k4", ("lstm",))
-    for bad in ("rim-6x8-k4-rnn", "lstm-8-gru"):  # only a RIM takes GRU modules, spelled -gru
+    for bad in (
+        "rim-6x8-k4-rnn",
+        "lstm-8-gru",
+        "rim-6x8-k4-random-nocomm",
+        "lstm-8-nocomm",
+        "rim-6x8-k4-nocom",
+    ):  # only a RIM takes GRU modules, spelled -gru
         with pytest.raises(ValueError, match=r"^name: expected a model name like"):
             parse_model_name(bad)
     from minirims.experiments import bouncing_balls as bb
@@ -358,6 +432,9 @@ def test_k_active_is_at_most_n_and_the_kinds_are_the_experiments():
         mr.make_model("gru-1")  # the message lists what this experiment knows
     core = common.make_core("rim-5x7-k2", 3, _copying())
     assert (core.n_modules, core.k_active, core.d_out) == (5, 2, 35)
+    assert core.cell.communicate and core.cell.selection == "attention"
+    core = common.make_core("rim-5x7-k2-nocomm-random", 3, _copying())
+    assert core.cell.communication is None and core.cell.selection == "random"
     assert common.make_core("lstm-9", 3, _copying()).d_out == 9
 
 
