@@ -49,6 +49,8 @@ def test_models_lr_epochs_and_no_save_reach_the_run_of_every_experiment(command,
     argv += ["--epochs", "2", "--seeds", "0,3", "--no-save", "--no-progress", "--device", "cpu"]
     if command == "bouncing-balls":
         argv += ["--n-future", "35"]
+    if command == "copying":
+        argv += ["--distractor-rate", "0.05", "--test-distractor-rates", "0.2,0.5"]
     _, modules = build_parser(argv)
     module = modules[command]
     seen: dict = {}
@@ -66,14 +68,17 @@ def test_models_lr_epochs_and_no_save_reach_the_run_of_every_experiment(command,
     assert s.epochs == 2 and s.profile == "cpu" and isinstance(s, module.Settings)
     # nothing else changes: the rest is the profile's (balls: and --n-future, its test's rollout length)
     cpu = module.PROFILES["cpu"]
-    extra = {"n_future": 35} if command == "bouncing-balls" else {}
+    extra = {
+        "bouncing-balls": {"n_future": 35},
+        "copying": {"distractor_rate": 0.05, "test_distractor_rates": (0.2, 0.5)},
+    }.get(command, {})
     assert s == cpu.replace(models=s.models, lr=0.02, lr_by_model={}, epochs=2, **extra)
     assert seen["seeds"] == [0, 3] and seen["save"] is False and seen["progress"] is False
     assert seen["device"] == "cpu" and seen["fresh"] is False
     assert (seen["results"], seen["runs_dir"]) == (None, None)
 
 
-def test_every_experiment_command_has_the_shared_options_and_balls_adds_n_future():
+def test_every_experiment_command_has_the_shared_options_and_its_own():
     import argparse
 
     from minirims.experiments import bouncing_balls, copying, mnist_resolution
@@ -85,7 +90,8 @@ def test_every_experiment_command_has_the_shared_options_and_balls_adds_n_future
         options[module] = {a.dest for a in parser._actions} - {"help"}
     shared = {"profile", "models", "seeds", "epochs", "lr", "results", "runs_dir", "device", "fresh"}
     shared |= {"no_save", "no_progress", "keep_denormals"}
-    assert options[copying] == options[mnist_resolution] == shared
+    assert options[mnist_resolution] == shared
+    assert options[copying] == shared | {"distractor_rate", "test_distractor_rates"}
     assert options[bouncing_balls] == shared | {"n_future"}
     parser = argparse.ArgumentParser()
     common.add_arguments(parser)

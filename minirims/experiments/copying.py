@@ -8,17 +8,23 @@ experiment (:mod:`minirims.experiments.common`)::
 
     Settings, PROFILES, settings(profile=None, **overrides) -> Settings
     copying_sequences(digits (N, 10), delay) -> (tokens (N, delay + 20), targets (N, delay + 20))
-    copying_batch(n, delay, generator) -> the same, for n random digit strings
+    copying_batch(n, delay, generator, distractor_rate=0) -> the same, for n random digit strings
+    add_distractors(tokens, delay, rate, generator) -> tokens with distractors in the wait
     make_model(name, settings) -> CopyModel                # tokens (B, L) -> logits (B, L, 10)
     evaluate(model, delay, n, batch_size, seed) -> {"acc", "ce"}   # over the 10 copied digits
     activity_masks(model, tokens) -> (B, L, n) bool        # which RIM modules are active at each step
     run(settings=None, seeds=1, ...) -> Record; format_table(record) -> str
     add_arguments(parser) / main(args) -> int              # python -m minirims copying ...
 
+**Distractors** (``distractor_rate > 0``): each blank of the wait is replaced, with that probability, by a
+distractor token (10) that is never to be copied; the model then embeds 11 tokens. ``test_distractor_rates``
+tests the trained models at other rates (the same digits; the distractors of a lower rate are kept at a higher
+one), where the top-down attention should let the memory modules ignore them.
+
 Record: ``metrics[model]["acc"][str(T)]`` is the digit accuracy (0..1) over the 10 copied digits at delay
 ``T`` and ``metrics[model]["ce"][str(T)]`` the cross-entropy on those 10 steps, each mean/std/n/values over
-seeds. Trivial predictor (``metrics["chance"]``): a uniform guess among the 8 digits scores 12.5% and
-``ln 8 = 2.08`` nats.
+seeds; with distractor tests, ``metrics[model]["acc_distract"][str(rate)][str(T)]`` too. Trivial predictor
+(``metrics["chance"]``): a uniform guess among the 8 digits scores 12.5% and ``ln 8 = 2.08`` nats.
 """
 
 from __future__ import annotations
@@ -62,6 +68,7 @@ __all__ = [
     "Settings",
     "activity_masks",
     "add_arguments",
+    "add_distractors",
     "copying_batch",
     "copying_sequences",
     "evaluate",
@@ -76,7 +83,8 @@ __all__ = [
 EXPERIMENT = "copying"
 N_DIGITS = 10  # digits to copy
 BLANK, MARKER = 0, 9
-VOCAB = 10  # 0 blank, 1..8 digits, 9 marker
+VOCAB = 10  # 0 blank, 1..8 digits, 9 marker: what the model outputs
+DISTRACTOR = 10  # an input token of the distractor variant only, never a target
 #: a uniform guess among the 8 digits (the trivial predictor every model must beat)
 CHANCE_ACC = 1 / 8
 CHANCE_CE = math.log(8)
@@ -91,14 +99,41 @@ class Settings(common.Settings):
     steps_per_epoch: int = 500  # fresh sequences are drawn for every step
     d_emb: int = 32  # token embedding
     n_eval: int = 1000  # test sequences per delay
+    distractor_rate: float = 0.0  # chance that a blank of a training wait is a distractor (0: none)
+    test_distractor_rates: tuple[
+        float, ...
+    ] = ()  # rates tested besides the plain test (needs distractor_rate > 0)
 
-    TEST_ONLY: ClassVar[tuple[str, ...]] = (*common.Settings.TEST_ONLY, "test_delays", "n_eval")
+    TEST_ONLY: ClassVar[tuple[str, ...]] = (
+        *common.Settings.TEST_ONLY,
+        "test_delays",
+        "n_eval",
+        "test_distractor_rates",
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
         for key in ("train_delay", "steps_per_epoch", "d_emb", "n_eval"):
             check_int(key, getattr(self, key))
         object.__setattr__(self, "test_delays", check_distinct("test_delays", self.test_delays, check_int))
+        _check_distractor_rate("distractor_rate", self.distractor_rate)
+        rates = self.test_distractor_rates
+        if rates != ():
+            rates = check_distinct("test_distractor_rates", rates, _check_distractor_rate)
+            if self.distractor_rate == 0:
+                raise ValueError(
+                    "test_distractor_rates: expected none when distractor_rate is 0 (the model has no "
+                    f"distractor token), got {list(rates)}"
+                )
+        object.__setattr__(self, "test_distractor_rates", tuple(rates))
+
+
+def _check_distractor_rate(name: str, value: object) -> float:
+    """A probability in [0, 1) (never a bool)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1
+    if not ok:
+        raise ValueError(f"{name}: expected a number in [0, 1), got {value!r}")
+    return float(value)
 
 
 PROFILES: dict[str, Settings] = {
@@ -176,26 +211,67 @@ def copying_sequences(digits: Tensor, delay: int) -> tuple[Tensor, Tensor]:
     return tokens, targets
 
 
-def copying_batch(n: int, delay: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+def copying_batch(
+    n: int, delay: int, generator: torch.Generator | None = None, distractor_rate: float = 0.0
+) -> tuple[Tensor, Tensor]:
     """``n`` copying sequences with random digits (uniform on 1..8) and a delay of ``delay`` steps.
+
+    With ``distractor_rate > 0`` each blank of the wait is a distractor with that probability (drawn from the
+    same ``generator``, after the digits: see :func:`add_distractors`).
 
     Returns:
         tokens (n, delay + 20) and targets (n, delay + 20), both int64 (see :func:`copying_sequences`).
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n: expected a positive int, got {n!r}")
-    return copying_sequences(torch.randint(1, 9, (n, N_DIGITS), generator=generator), delay)
+    rate = _check_distractor_rate("distractor_rate", distractor_rate)
+    tokens, targets = copying_sequences(torch.randint(1, 9, (n, N_DIGITS), generator=generator), delay)
+    if rate > 0:
+        tokens = add_distractors(tokens, delay, rate, generator)
+    return tokens, targets
+
+
+def add_distractors(
+    tokens: Tensor, delay: int, rate: float, generator: torch.Generator | None = None
+) -> Tensor:
+    """Replace each blank of the wait (the ``delay - 1`` steps between the digits and the marker) by the
+    distractor token (10) with probability ``rate``; the targets do not change.
+
+    One uniform number per position is drawn from ``generator``, and a blank becomes a distractor where it
+    is below ``rate``: with generators in the same state, the distractors of a lower rate are kept at a
+    higher one.
+
+    Args:
+        tokens: (N, delay + 20) int64 from :func:`copying_sequences`.
+        delay: the sequences' T.
+        rate: in [0, 1).
+
+    Returns:
+        a new (N, delay + 20) int64 tensor.
+    """
+    if isinstance(delay, bool) or not isinstance(delay, int) or delay < 1:
+        raise ValueError(f"delay: expected a positive int, got {delay!r}")
+    if not isinstance(tokens, Tensor) or tokens.dim() != 2 or tokens.shape[1] != delay + 2 * N_DIGITS:
+        shape = tuple(tokens.shape) if isinstance(tokens, Tensor) else type(tokens).__name__
+        raise ValueError(f"tokens: expected shape (N, {delay + 2 * N_DIGITS}) for delay {delay}, got {shape}")
+    rate = _check_distractor_rate("rate", rate)
+    wait = slice(N_DIGITS, N_DIGITS + delay - 1)
+    u = torch.rand(tokens.shape[0], delay - 1, generator=generator)
+    out = tokens.clone()
+    out[:, wait] = torch.where((u < rate) & (tokens[:, wait] == BLANK), DISTRACTOR, tokens[:, wait])
+    return out
 
 
 class CopyModel(nn.Module):
     """Token embedding -> recurrent core -> a linear read-out at every step.
 
-    tokens (B, L) int64 in 0..9 -> logits (B, L, 10). ``core`` maps (B, L, d_emb) -> (B, L, d_out).
+    tokens (B, L) int64 in 0..9 (0..10 with ``distractors``) -> logits (B, L, 10). ``core`` maps
+    (B, L, d_emb) -> (B, L, d_out).
     """
 
-    def __init__(self, core: nn.Module, d_emb: int) -> None:
+    def __init__(self, core: nn.Module, d_emb: int, distractors: bool = False) -> None:
         super().__init__()
-        self.embed = nn.Embedding(VOCAB, d_emb)
+        self.embed = nn.Embedding(VOCAB + 1 if distractors else VOCAB, d_emb)
         self.core = core
         self.head = nn.Linear(int(core.d_out), VOCAB)
 
@@ -210,9 +286,11 @@ class CopyModel(nn.Module):
 
 
 def make_model(name: str, settings: Settings | None = None) -> CopyModel:
-    """A :class:`CopyModel` whose core is named by its size: ``rim-6x48-k4`` or ``lstm-288``."""
+    """A :class:`CopyModel` whose core is named by its size: ``rim-6x48-k4`` or ``lstm-288`` (a RIM's name may
+    ask for an ablation: ``rim-6x48-k4-nocomm``, ``-random``); it embeds the distractor token when
+    ``settings.distractor_rate > 0``."""
     s = PROFILES["full"] if settings is None else settings
-    return CopyModel(make_core(name, s.d_emb, s), s.d_emb)
+    return CopyModel(make_core(name, s.d_emb, s), s.d_emb, distractors=s.distractor_rate > 0)
 
 
 def _copy_loss(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
@@ -225,18 +303,24 @@ def _copy_loss(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, delay: int, n: int = 1000, batch_size: int = 500, seed: int = 12345
+    model: nn.Module,
+    delay: int,
+    n: int = 1000,
+    batch_size: int = 500,
+    seed: int = 12345,
+    distractor_rate: float = 0.0,
 ) -> dict[str, float]:
     """Digit accuracy and cross-entropy over the 10 copied digits on ``n`` fresh sequences at ``delay``.
 
-    The test sequences come from their own seed, so every model sees the same ones.
+    The test sequences come from their own seed, so every model sees the same ones; ``distractor_rate``
+    adds distractors to the same digit strings.
     """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     ce_sum = torch.zeros((), device=device)
     acc_sum = torch.zeros((), device=device)
-    for tokens, targets in _test_batches(delay, n, batch_size, seed):
+    for tokens, targets in _test_batches(delay, n, batch_size, seed, distractor_rate):
         b = tokens.shape[0]
         ce, acc = _copy_loss(model(tokens.to(device)), targets.to(device))
         ce_sum += ce * b
@@ -245,11 +329,18 @@ def evaluate(
     return {"acc": float(acc_sum) / n, "ce": float(ce_sum) / n}
 
 
-def _test_batches(delay: int, n: int, batch_size: int, seed: int) -> Iterator[tuple[Tensor, Tensor]]:
-    """The ``n`` test sequences at ``delay`` (from their own seed, the same for every model) in batches."""
+def _test_batches(
+    delay: int, n: int, batch_size: int, seed: int, distractor_rate: float = 0.0
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """The ``n`` test sequences at ``delay`` (from their own seed, the same for every model) in batches; the
+    distractors come from a generator of their own, so every rate has the same digit strings."""
     gen = torch.Generator().manual_seed(seed + delay)
+    distract = torch.Generator().manual_seed(seed + delay + 1_000_003)
     for start in range(0, n, batch_size):
-        yield copying_batch(min(batch_size, n - start), delay, gen)
+        tokens, targets = copying_batch(min(batch_size, n - start), delay, gen)
+        if distractor_rate > 0:
+            tokens = add_distractors(tokens, delay, distractor_rate, distract)
+        yield tokens, targets
 
 
 @torch.no_grad()
@@ -323,7 +414,7 @@ def run(
 
         def batches(seed: int, epoch: int) -> list[tuple[Tensor, Tensor]]:
             gen = torch.Generator().manual_seed(1_000_003 * seed + epoch)
-            tokens, targets = copying_batch(steps * bs, s.train_delay, gen)
+            tokens, targets = copying_batch(steps * bs, s.train_delay, gen, s.distractor_rate)
             return [
                 (tokens[i : i + bs].to(device), targets[i : i + bs].to(device))
                 for i in range(0, steps * bs, bs)
@@ -334,18 +425,24 @@ def run(
             return ce, {"acc": acc.detach()}
 
         def validate(model: nn.Module) -> dict[str, float]:
-            scores = evaluate(model, s.train_delay, 512, s.eval_batch_size, seed=777)
+            scores = evaluate(model, s.train_delay, 512, s.eval_batch_size, 777, s.distractor_rate)
             return {"val_acc": scores["acc"], "val_ce": scores["ce"]}
 
-        def test(model: nn.Module) -> dict[int, dict[str, float]]:
-            bar = tqdm(s.test_delays, desc="test", leave=False, disable=not options.get("progress", True))
-            return {d: evaluate(model, d, s.n_eval, s.eval_batch_size) for d in bar}
-
-        def summarize(per_seed: list[dict[int, dict[str, float]]]) -> dict[str, Any]:
+        def test(model: nn.Module) -> dict[tuple[float, int], dict[str, float]]:
+            cases = [(r, d) for r in (s.distractor_rate, *s.test_distractor_rates) for d in s.test_delays]
+            bar = tqdm(cases, desc="test", leave=False, disable=not options.get("progress", True))
             return {
-                key: {str(d): mean_std([r[d][key] for r in per_seed]) for d in s.test_delays}
-                for key in ("acc", "ce")
+                (r, d): evaluate(model, d, s.n_eval, s.eval_batch_size, distractor_rate=r) for r, d in bar
             }
+
+        def summarize(per_seed: list[dict[tuple[float, int], dict[str, float]]]) -> dict[str, Any]:
+            def at(rate: float, key: str) -> dict[str, Any]:
+                return {str(d): mean_std([r[rate, d][key] for r in per_seed]) for d in s.test_delays}
+
+            out: dict[str, Any] = {key: at(s.distractor_rate, key) for key in ("acc", "ce")}
+            if s.test_distractor_rates:
+                out["acc_distract"] = {str(r): at(r, "acc") for r in s.test_distractor_rates}
+            return out
 
         return Task(batches, loss, validate, test, summarize, select="val_ce", chance_loss=CHANCE_CE)
 
@@ -381,15 +478,45 @@ def format_table(record: Mapping[str, Any]) -> str:
         lines.append(
             "  ce".ljust(width) + "".join(f"{m['ce'][str(d)]['mean']:.3f}".rjust(14) for d in delays)
         )
+        for rate, accs in m.get("acc_distract", {}).items():
+            lines.append(
+                f"  {float(rate):.0%} distr.".ljust(width)
+                + "".join(f"{100 * accs[str(d)]['mean']:.1f}%".rjust(14) for d in delays)
+            )
     lines.append("chance".ljust(width) + "".join(f"{100 * CHANCE_ACC:.1f}%".rjust(14) for _ in delays))
     return "\n".join(lines)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``python -m minirims copying`` (shared by every experiment)."""
-    common.add_arguments(parser)
+    """Options of ``python -m minirims copying`` (those of every experiment, and the distractor variant's)."""
+
+    def distractors(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--distractor-rate",
+            type=float,
+            default=None,
+            help="chance that a blank of a training wait is a distractor token (default: the profile's, 0)",
+        )
+        p.add_argument(
+            "--test-distractor-rates",
+            default=None,
+            help="distractor rates to test besides the trained one, e.g. 0.2,0.5 (needs --distractor-rate)",
+        )
+
+    common.add_arguments(parser, distractors)
 
 
 def main(args: argparse.Namespace) -> int:
     """``python -m minirims copying``: run from parsed arguments, print the table; returns 0."""
-    return common.run_command(sys.modules[__name__], args)
+    extra: dict[str, Any] = {}
+    if args.distractor_rate is not None:
+        extra["distractor_rate"] = args.distractor_rate
+    if args.test_distractor_rates is not None:
+        try:
+            extra["test_distractor_rates"] = tuple(float(r) for r in args.test_distractor_rates.split(","))
+        except ValueError:
+            raise ValueError(
+                "--test-distractor-rates: expected numbers separated by commas, e.g. 0.05,0.2,0.5, "
+                f"got {args.test_distractor_rates!r}"
+            ) from None
+    return common.run_command(sys.modules[__name__], args, extra)

@@ -271,3 +271,77 @@ def test_knockout_refuses_what_it_cannot_wipe_and_the_figure_draws_it():
         figures.plot_knockout(torch.ones(10))
     fig = figures.plot_knockout(torch.rand(7, 10), title="t")
     assert len(fig.axes[0].texts) == 70 and fig.axes[0].get_title() == "t"
+
+
+def test_distractors_fill_only_blanks_of_the_wait_and_nest_across_rates():
+    tokens, targets = cp.copying_batch(400, 30, torch.Generator().manual_seed(0))
+    low = cp.add_distractors(tokens, 30, 0.1, torch.Generator().manual_seed(5))
+    high = cp.add_distractors(tokens, 30, 0.5, torch.Generator().manual_seed(5))
+    wait = slice(10, 39)  # the 29 blanks between the digits and the marker
+    for out, rate in ((low, 0.1), (high, 0.5)):
+        changed = out != tokens
+        assert (
+            (out[changed] == cp.DISTRACTOR).all() and not changed[:, :10].any() and not changed[:, 39:].any()
+        )
+        assert abs(changed[:, wait].double().mean().item() - rate) < 0.03
+    assert ((low == cp.DISTRACTOR) <= (high == cp.DISTRACTOR)).all()  # a higher rate keeps the lower's
+    assert torch.equal(cp.add_distractors(tokens, 30, 0.0), tokens)
+    # a batch with distractors: the same digits and targets as without, only the wait differs
+    plain = cp.copying_batch(8, 30, torch.Generator().manual_seed(1))
+    noisy = cp.copying_batch(8, 30, torch.Generator().manual_seed(1), distractor_rate=0.3)
+    assert torch.equal(plain[1], noisy[1]) and torch.equal(plain[0][:, :10], noisy[0][:, :10])
+    assert (noisy[0] == cp.DISTRACTOR).any()
+    # the test sequences at every rate hold the same digit strings
+    batches = [next(cp._test_batches(20, 16, 16, 3, rate)) for rate in (0.0, 0.4)]
+    assert torch.equal(batches[0][1], batches[1][1]) and (batches[1][0] == cp.DISTRACTOR).any()
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (
+            lambda: cp.add_distractors(torch.zeros(2, 24, dtype=torch.long), 5, 0.1),
+            r"^tokens: expected shape \(N, 25\)",
+        ),
+        (
+            lambda: cp.add_distractors(torch.zeros(2, 25, dtype=torch.long), 5, 1.0),
+            r"^rate: expected a number in \[0, 1\), got 1.0$",
+        ),
+        (
+            lambda: cp.copying_batch(2, 5, distractor_rate=-0.1),
+            r"^distractor_rate: expected a number in \[0, 1\)",
+        ),
+        (
+            lambda: cp.settings("smoke", distractor_rate=True),
+            r"^distractor_rate: expected a number in \[0, 1\), got True$",
+        ),
+        (
+            lambda: cp.settings("smoke", test_distractor_rates=(0.2,)),
+            r"^test_distractor_rates: expected none when",
+        ),
+        (
+            lambda: cp.settings("smoke", distractor_rate=0.1, test_distractor_rates=(0.2, 2)),
+            r"^test_distractor_rates\[1\]: expected a number in \[0, 1\), got 2$",
+        ),
+    ],
+)
+def test_distractor_arguments_are_named(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_a_distractor_run_embeds_the_token_and_records_every_rate(tmp_path, one_thread):
+    settings = cp.settings("smoke", **TINY, distractor_rate=0.1, test_distractor_rates=(0.3, 0.6))
+    assert cp.make_model(RIM, settings).embed.num_embeddings == 11
+    assert cp.make_model(RIM, cp.settings("smoke")).embed.num_embeddings == 10
+    assert (
+        "distractor_rate" in settings.training_dict()
+        and "test_distractor_rates" not in settings.training_dict()
+    )
+    record = cp.run(settings, seeds=1, save=False, runs_dir=tmp_path, progress=False)
+    for name in (RIM, LSTM):
+        got = record["metrics"][name]["acc_distract"]
+        assert set(got) == {"0.3", "0.6"} and set(got["0.3"]) == {"5", "9"}
+        assert 0 <= got["0.6"]["9"]["mean"] <= 1
+    table = cp.format_table(record)
+    assert "30% distr." in table and "60% distr." in table
