@@ -43,6 +43,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "minirims.experiments.bouncing_balls",
         "bouncing balls: next-frame prediction, rollouts, out-of-distribution sets",
     ),
+    "mechanisms": (
+        "minirims.experiments.mechanisms",
+        "why RIMs work: noise, foreground and knock-out measurements of the reference models",
+    ),
     "grade": (
         "minirims.course.grade",
         "grade a learner's notebook, or a folder of submissions (a table per learner and exercise)",

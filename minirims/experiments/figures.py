@@ -6,6 +6,9 @@
     plot_bce_curves(curves, title="", n_given=None, ylabel=...)   # balls: one score per rollout frame
     plot_balls_scores(record, scores=("f1", "track", "bce"))      # balls: every score, every test set
     plot_record(record)                                      # the figure a command saves beside a record
+    plot_knockout(accuracy)                                  # copying: digits lost with one module wiped
+    plot_flip_robustness(record)                             # MNIST accuracy with background pixels flipped
+    plot_foreground(record, model)                           # each module's activity on stroke / background
     plot_frames(frames, title="", every=1, max_frames=16)    # a strip of video frames
     plot_rollouts(truth, predictions, n_given, every=2)      # the paper's Figure 6
     plot_videos_at(videos, t, n_given, max_videos=16)         # one rollout frame of many videos
@@ -28,13 +31,17 @@ import numpy as np
 from torch import Tensor
 
 from minirims.experiments.baselines import BASELINES, REFERENCES
+from minirims.experiments.common import parse_model_name
 
 __all__ = [
     "PAPER_TABLE1",
     "plot_accuracy",
     "plot_balls_scores",
     "plot_bce_curves",
+    "plot_flip_robustness",
+    "plot_foreground",
     "plot_frames",
+    "plot_knockout",
     "plot_record",
     "plot_rollouts",
     "plot_videos_at",
@@ -139,6 +146,71 @@ def plot_knockout(accuracy: Any, title: str = "", ax: Any = None) -> Any:
     ax.set_xlabel("copied digit (position)")
     ax.set_title(title or "digit accuracy with one module's memory wiped after the digits")
     fig.colorbar(im, ax=ax, fraction=0.03, pad=0.02, label="accuracy")
+    return fig
+
+
+def plot_flip_robustness(record: Mapping[str, Any]) -> Any:
+    """MNIST accuracy (%) against the share of background pixels flipped, one panel per test size, one line
+    per model, chance dashed. ``record``: a ``mechanisms`` record (:mod:`minirims.experiments.mechanisms`)."""
+    import matplotlib.pyplot as plt
+
+    acc = record["metrics"]["acc_flipped"]
+    sizes = list(next(iter(acc.values())))
+    fig, axes = plt.subplots(1, len(sizes), figsize=(2.6 * len(sizes) + 0.6, 2.9), sharey=True)
+    for ax, size in zip(np.atleast_1d(axes), sizes, strict=True):
+        for name, by_size in acc.items():
+            rates = [float(r) for r in by_size[size]]
+            ax.plot(
+                [100 * r for r in rates], [100 * a for a in by_size[size].values()], marker="o", label=name
+            )
+        ax.axhline(100 * record["metrics"]["chance"], color="grey", ls="--", lw=1, label="chance")
+        ax.set_title(f"{size}x{size}" + (" (trained)" if size == sizes[0] else ""), fontsize=9)
+        ax.set_xlabel("background pixels flipped (%)")
+        ax.set_ylim(0, 100)
+    np.atleast_1d(axes)[0].set_ylabel("test accuracy (%)")
+    np.atleast_1d(axes)[-1].legend(fontsize=7)
+    fig.suptitle(
+        f"MNIST with background noise no model saw, {record['profile']} reference models", fontsize=10
+    )
+    fig.tight_layout()
+    return fig
+
+
+def plot_foreground(record: Mapping[str, Any], model: str | None = None) -> Any:
+    """Each RIM module's share of active steps on stroke pixels and on background pixels, at every test size
+    (bars: stroke filled, background hatched; the dotted line is k / n, a module that ignores its input)."""
+    import matplotlib.pyplot as plt
+
+    fg = record["metrics"]["foreground"]
+    name = model if model is not None else next(iter(fg))
+    if name not in fg:
+        raise ValueError(f"model: expected one of {sorted(fg)}, got {name!r}")
+    sizes = list(fg[name])
+    act = np.asarray([fg[name][s] for s in sizes])  # (sizes, n, 2)
+    n = act.shape[1]
+    fig, ax = plt.subplots(figsize=(1.3 * n + 1.5, 3.0))
+    width = 0.8 / len(sizes)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, size in enumerate(sizes):
+        x = np.arange(n) + (i - (len(sizes) - 1) / 2) * width
+        ax.bar(x - width / 4, act[i, :, 0], width / 2, color=colors[i], label=f"{size}x{size} stroke")
+        ax.bar(
+            x + width / 4,
+            act[i, :, 1],
+            width / 2,
+            color="w",
+            edgecolor=colors[i],
+            hatch="///",
+            label=f"{size}x{size} background",
+        )
+    spec = parse_model_name(name)
+    ax.axhline(spec["k"] / spec["n"], color="grey", ls=":", lw=1)
+    ax.set_xticks(range(n), [f"module {i}" for i in range(n)])
+    ax.set_ylabel("share of pixels where active")
+    ax.set_ylim(0, 1.05)
+    ax.set_title(f"{name}: is a module active on the digit or on the background?", fontsize=10)
+    ax.legend(fontsize=6, ncol=len(sizes), loc="upper center", bbox_to_anchor=(0.5, -0.14))
+    fig.tight_layout()
     return fig
 
 

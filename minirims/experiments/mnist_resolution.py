@@ -9,6 +9,8 @@ should still recognise the longer sequences. The experiment has the shape of eve
     make_model(name, settings) -> MNISTClassifier      # tokens (B, T) int -> logits (B, 10)
     evaluate_accuracy(model, tokens, labels, batch_size) -> float
     activity_masks(model, tokens) -> (B, T, n) bool    # which RIM modules are active at each pixel
+    foreground_activity(model, tokens) -> (n, 2)       # each module's active share on stroke / background
+    flip_background(tokens, rate, generator) -> tokens # background noise the models never saw
     run(settings=None, seeds=1, ...) -> Record; format_table(record, paper=True) -> str
     add_arguments(parser) / main(args) -> int          # python -m minirims mnist-resolution ...
 
@@ -52,6 +54,8 @@ __all__ = [
     "add_arguments",
     "check_environment",
     "evaluate_accuracy",
+    "flip_background",
+    "foreground_activity",
     "format_table",
     "main",
     "make_model",
@@ -214,6 +218,64 @@ def activity_masks(model: MNISTClassifier, tokens: Tensor) -> Tensor:
     if not isinstance(model, MNISTClassifier) or not isinstance(model.core, RIM):
         raise ValueError(f"model: expected an MNISTClassifier with a RIM core, got {type(model).__name__}")
     return common.traced_masks(model, tokens)
+
+
+def flip_background(tokens: Tensor, rate: float, generator: torch.Generator | None = None) -> Tensor:
+    """Turn each background pixel (0) into a stroke pixel (1) with probability ``rate``: noise that no model
+    saw in training. One uniform number per pixel from ``generator`` (a CPU one; pixel ``i`` flips where it is
+    below ``rate``), so with generators in the same state a higher rate keeps the flips of a lower one.
+
+    Args:
+        tokens: (N, T) pixel tokens in {0, 1} (any integer dtype).
+        rate: in [0, 1].
+
+    Returns:
+        (N, T) tokens of the same dtype and device.
+    """
+    if not isinstance(tokens, Tensor) or tokens.dim() != 2 or tokens.dtype.is_floating_point:
+        got = f"{tuple(tokens.shape)} {tokens.dtype}" if isinstance(tokens, Tensor) else type(tokens).__name__
+        raise ValueError(f"tokens: expected shape (N, T) of integer pixel tokens, got {got}")
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+        raise ValueError(f"rate: expected a number in [0, 1], got {rate!r}")
+    u = torch.rand(tokens.shape, generator=generator).to(tokens.device)
+    return torch.where((tokens == 0) & (u < rate), torch.ones_like(tokens), tokens)
+
+
+@torch.no_grad()
+def foreground_activity(model: MNISTClassifier, tokens: Tensor, batch_size: int = 250) -> Tensor:
+    """Does a module attend to the digit's strokes or to the background? For each RIM module, the share of
+    stroke pixels (token 1) and of background pixels (token 0) at which it is active.
+
+    A module that ignores what it reads is active on both at the same rate (about k / n); a module that
+    specialises on the foreground is active on strokes far more often than on the background.
+
+    Args:
+        model: an :class:`MNISTClassifier` with a RIM core.
+        tokens: (N, T) pixel tokens in {0, 1}, with both kinds of pixel present.
+
+    Returns:
+        (n, 2) float64 on the CPU: column 0 the share of stroke pixels, column 1 of background pixels, at
+        which each module is active.
+    """
+    if not isinstance(model, MNISTClassifier) or not isinstance(model.core, RIM):
+        raise ValueError(f"model: expected an MNISTClassifier with a RIM core, got {type(model).__name__}")
+    if not isinstance(tokens, Tensor) or tokens.dim() != 2 or tokens.dtype.is_floating_point:
+        got = f"{tuple(tokens.shape)} {tokens.dtype}" if isinstance(tokens, Tensor) else type(tokens).__name__
+        raise ValueError(f"tokens: expected shape (N, T) of integer pixel tokens, got {got}")
+    check_int("batch_size", batch_size)
+    n = model.core.n_modules
+    active = torch.zeros(2, n, dtype=torch.float64)  # [stroke, background] x modules
+    count = torch.zeros(2, dtype=torch.float64)
+    for i in range(0, tokens.shape[0], batch_size):
+        chunk = tokens[i : i + batch_size]
+        masks = common.traced_masks(model, chunk).double()  # (B, T, n)
+        stroke = (chunk.cpu() == 1).double().unsqueeze(-1)  # (B, T, 1)
+        active[0] += (masks * stroke).sum((0, 1))
+        active[1] += (masks * (1 - stroke)).sum((0, 1))
+        count += torch.stack([stroke.sum(), (1 - stroke).sum()])
+    if (count == 0).any():
+        raise ValueError("tokens: expected both stroke (1) and background (0) pixels, got only one kind")
+    return (active / count.unsqueeze(1)).t()
 
 
 @torch.no_grad()

@@ -1,0 +1,231 @@
+"""Why RIMs work: measurements on trained models (notebook 09). Nothing is trained here.
+
+    mnist_robustness(models, images, labels, sizes, rates, seed) -> {name: {size: {rate: accuracy}}}
+    mnist_foreground(model, images, sizes) -> {size: (n, 2)}   # active share on stroke / background pixels
+    copying_null_attention(model, delay, n) -> {token kind: (n,)}  # mean null attention per module
+    run(profile, n_test, results) -> Record                     # python -m minirims mechanisms ...
+
+The record (``results/mechanisms/mechanisms_<profile>.json``) holds, for the reference models of a profile
+(:mod:`minirims.experiments.references`): MNIST test accuracy with background pixels flipped at rates no model
+saw in training, at every test size, beside the uniform guess; each RIM module's activity on stroke and on
+background pixels at every size; and for the copying RIM, the knock-out table
+(:func:`~minirims.experiments.copying.knockout_accuracy`) and the null attention of each module on digits,
+blanks and the marker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from minirims.experiments import common
+from minirims.experiments import copying as cp
+from minirims.experiments import mnist_resolution as mr
+from minirims.experiments.data.mnist import load_mnist, pixel_sequences
+from minirims.model import RIM
+
+__all__ = [
+    "EXPERIMENT",
+    "FLIP_RATES",
+    "add_arguments",
+    "copying_null_attention",
+    "main",
+    "mnist_foreground",
+    "mnist_robustness",
+    "run",
+]
+
+EXPERIMENT = "mechanisms"
+#: shares of background pixels flipped to stroke at test (none in training)
+FLIP_RATES = (0.0, 0.005, 0.01, 0.02, 0.05)
+_KINDS = {"digit": range(1, 9), "blank": (cp.BLANK,), "marker": (cp.MARKER,)}
+
+
+def _check_images(images: object) -> Tensor:
+    if not isinstance(images, (Tensor, np.ndarray)) or tuple(images.shape[1:]) != (28, 28) or len(images) < 1:
+        got = tuple(images.shape) if hasattr(images, "shape") else type(images).__name__
+        raise ValueError(f"images: expected MNIST digits of shape (N, 28, 28) with N >= 1, got {got}")
+    return torch.as_tensor(images)
+
+
+def _check_sizes(name: str, values: object) -> tuple[int, ...]:
+    return common.check_distinct(name, values, common.check_int)
+
+
+@torch.no_grad()
+def mnist_robustness(
+    models: Mapping[str, nn.Module],
+    images: Tensor | np.ndarray,
+    labels: Tensor | np.ndarray,
+    sizes: Sequence[int] = (14, 16, 19, 24),
+    rates: Sequence[float] = FLIP_RATES,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, dict[int, dict[float, float]]]:
+    """Test accuracy of each model with background pixels flipped (:func:`mr.flip_background`).
+
+    Every model sees the same noisy digits (the flips come from ``seed`` and the size, and a higher rate
+    keeps the flips of a lower one).
+
+    Args:
+        models: name -> an :class:`~minirims.experiments.mnist_resolution.MNISTClassifier`.
+        images: (N, 28, 28) uint8 digits; labels: (N,) ints.
+        sizes: test resolutions; rates: flip rates in [0, 1]; progress: a progress bar over the sizes.
+
+    Returns:
+        ``{name: {size: {rate: accuracy}}}``.
+    """
+    images = _check_images(images)
+    labels = torch.as_tensor(labels).long()
+    if labels.shape != images.shape[:1]:
+        raise ValueError(
+            f"labels: expected shape ({images.shape[0]},) like images, got {tuple(labels.shape)}"
+        )
+    sizes = _check_sizes("sizes", sizes)
+    rates = common.check_distinct("rates", rates, _check_rate)
+    out: dict[str, dict[int, dict[float, float]]] = {name: {} for name in models}
+    for size in tqdm(sizes, desc="sizes", leave=False, disable=not progress):
+        tokens = pixel_sequences(images, size)
+        for rate in rates:
+            noisy = mr.flip_background(tokens, rate, torch.Generator().manual_seed(seed * 1000 + size))
+            for name, model in models.items():
+                out[name].setdefault(size, {})[rate] = mr.evaluate_accuracy(model, noisy, labels)
+    return out
+
+
+def _check_rate(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ValueError(f"{name}: expected a number in [0, 1], got {value!r}")
+    return float(value)
+
+
+def mnist_foreground(
+    model: nn.Module, images: Tensor | np.ndarray, sizes: Sequence[int] = (14, 16, 19, 24)
+) -> dict[int, Tensor]:
+    """:func:`mr.foreground_activity` of a RIM classifier at every size: ``{size: (n, 2)}``, columns the
+    share of stroke and of background pixels at which each module is active."""
+    images = _check_images(images)
+    return {
+        size: mr.foreground_activity(model, pixel_sequences(images, size))
+        for size in _check_sizes("sizes", sizes)
+    }
+
+
+@torch.no_grad()
+def copying_null_attention(model: cp.CopyModel, delay: int = 200, n: int = 200) -> dict[str, Tensor]:
+    """How much each module of a copying RIM attends to the null slot on each kind of input token.
+
+    A module that ignores an input attends to the null slot (and, losing the competition, keeps its state).
+    Runs ``n`` test sequences at ``delay`` (those of :func:`cp.evaluate`).
+
+    Returns:
+        ``{"digit" | "blank" | "marker" (| "distractor"): (n_modules,) float64}``, the mean null attention
+        of each module over the steps whose input is of that kind (distractors only for a model that
+        embeds them).
+    """
+    if not isinstance(model, cp.CopyModel) or not isinstance(model.core, RIM):
+        raise ValueError(f"model: expected a CopyModel with a RIM core, got {type(model).__name__}")
+    common.check_int("delay", delay)
+    common.check_int("n", n)
+    kinds = dict(_KINDS)
+    rate = 0.0
+    if model.embed.num_embeddings > cp.VOCAB:
+        kinds["distractor"], rate = (cp.DISTRACTOR,), 0.2
+    tokens, _ = next(cp._test_batches(delay, n, n, 12345, rate))
+    was_training = model.training
+    model.eval()
+    try:
+        _, trace = model(tokens.to(next(model.parameters()).device), trace=True)
+    finally:
+        model.train(was_training)
+    null = trace.input_attn[..., 0].double().cpu()  # (B, L, n)
+    out = {}
+    for kind, values in kinds.items():
+        where = torch.isin(tokens, torch.tensor(list(values)))
+        out[kind] = null[where].mean(0)
+    return out
+
+
+def run(
+    profile: str = "cpu",
+    n_test: int = 1000,
+    results: str | Path | None = None,
+    save: bool = True,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Measure the reference models of ``profile`` (see the module docstring); write the record."""
+    from minirims.experiments.references import load_reference_model
+
+    common.check_choice("profile", profile, common.PROFILES)
+    common.check_int("n_test", n_test, hi=10_000)
+    started, t0 = common.provenance(), time.perf_counter()
+    torch.manual_seed(0)
+    mnist = {name: load_reference_model(mr, name, profile)[0] for name in mr.settings(profile).models}
+    copy_models = {name: load_reference_model(cp, name, profile)[0] for name in cp.settings(profile).models}
+    images, labels = load_mnist("test")
+    images, labels = images[:n_test], labels[:n_test]
+    sizes = mr.settings(profile).test_sizes
+    metrics: dict[str, Any] = {"chance": mr.CHANCE_ACC}
+    with tqdm(total=3, desc="mechanisms", disable=not progress) as bar:
+        metrics["acc_flipped"] = mnist_robustness(mnist, images, labels, sizes, progress=progress)
+        bar.update()
+        metrics["foreground"] = {
+            name: {size: act.tolist() for size, act in mnist_foreground(model, images[:200], sizes).items()}
+            for name, model in mnist.items()
+            if isinstance(model.core, RIM)
+        }
+        bar.update()
+        for name, model in copy_models.items():
+            if isinstance(model.core, RIM):
+                metrics.setdefault("knockout", {})[name] = cp.knockout_accuracy(model, 200).tolist()
+                null = copying_null_attention(model)
+                metrics.setdefault("null_attention", {})[name] = {k: v.tolist() for k, v in null.items()}
+        bar.update()
+    record = common.make_record(
+        EXPERIMENT,
+        profile,
+        {"n_test": n_test, "sizes": list(sizes), "flip_rates": list(FLIP_RATES), "knockout_delay": 200},
+        [0],
+        metrics,
+        wall_time=time.perf_counter() - t0,
+        extra={"models": {"mnist_resolution": list(mnist), "copying": list(copy_models)}},
+        started=started,
+    )
+    if save:
+        common.save_record(record, common.output_record_path(EXPERIMENT, profile, results))
+    return record
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``python -m minirims mechanisms``."""
+    parser.add_argument("--profile", default="cpu", help="whose reference models to measure (default: cpu)")
+    parser.add_argument("--n-test", type=int, default=1000, help="MNIST test digits per size (default: 1000)")
+    parser.add_argument("--results", default=None, help="write the record into this folder (default: runs/)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def main(args: argparse.Namespace) -> int:
+    """``python -m minirims mechanisms``: measure, print a summary, write the record; returns 0."""
+    record = run(args.profile, args.n_test, args.results, progress=not args.no_progress)
+    m = record["metrics"]
+    for name, by_size in m["acc_flipped"].items():
+        cells = "  ".join(
+            f"{size}: " + "/".join(f"{100 * a:.0f}" for a in by_rate.values())
+            for size, by_rate in by_size.items()
+        )
+        print(f"{name:<14} accuracy % at flip rates {list(FLIP_RATES)}  {cells}")
+    for name, by_size in m["foreground"].items():
+        for size, act in by_size.items():
+            print(
+                f"{name} {size}x{size} active on stroke/background: "
+                + " ".join(f"{s:.2f}/{b:.2f}" for s, b in act)
+            )
+    return 0
