@@ -33,8 +33,9 @@ def test_every_check_is_exported_and_registered_by_notebook():
         checks.copying,
         checks.mnist,
         checks.balls,
+        checks.mechanisms,
     ]
-    assert list(checks.BY_NOTEBOOK) == [f"{i:02d}" for i in range(1, 9)]
+    assert list(checks.BY_NOTEBOOK) == [f"{i:02d}" for i in range(1, 10)]
     for (notebook, names), module in zip(checks.BY_NOTEBOOK.items(), modules, strict=True):
         assert names == tuple(module.__all__), notebook
         for name in names:
