@@ -41,6 +41,7 @@ __all__ = [
     "mnist_foreground",
     "mnist_robustness",
     "run",
+    "save_figures",
 ]
 
 EXPERIMENT = "mechanisms"
@@ -204,6 +205,22 @@ def run(
     return record
 
 
+def save_figures(record: Mapping[str, Any], path: str | Path) -> list[Path]:
+    """The record's figures beside it: ``<name>_flip.png`` (noise) and ``<name>_foreground.png``."""
+    import matplotlib.pyplot as plt
+
+    from minirims.experiments import figures
+
+    stem = Path(path).with_suffix("")
+    out = []
+    for suffix, draw in (("flip", figures.plot_flip_robustness), ("foreground", figures.plot_foreground)):
+        fig = draw(record)
+        out.append(stem.with_name(f"{stem.name}_{suffix}.png"))
+        fig.savefig(out[-1], dpi=110)
+        plt.close(fig)
+    return out
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``python -m minirims mechanisms``."""
     parser.add_argument("--profile", default="cpu", help="whose reference models to measure (default: cpu)")
@@ -213,8 +230,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    """``python -m minirims mechanisms``: measure, print a summary, write the record; returns 0."""
+    """``python -m minirims mechanisms``: measure, print a summary, write the record and its figures."""
+    import matplotlib
+
+    matplotlib.use("Agg")
     record = run(args.profile, args.n_test, args.results, progress=not args.no_progress)
+    path = common.output_record_path(EXPERIMENT, args.profile, args.results)
+    for figure in save_figures(record, path):
+        print(f"figure: {figure}")
+    print(f"record: {path}")
     m = record["metrics"]
     for name, by_size in m["acc_flipped"].items():
         cells = "  ".join(

@@ -157,6 +157,9 @@ def test_run_writes_a_record_of_every_measurement_and_its_figures_draw(tmp_path,
     assert record["settings"]["n_test"] == 10
     for fig in (figures.plot_flip_robustness(saved), figures.plot_foreground(saved)):
         assert fig.axes
+    pngs = mechanisms.save_figures(saved, tmp_path / "mechanisms_smoke.json")
+    assert [p.name for p in pngs] == ["mechanisms_smoke_flip.png", "mechanisms_smoke_foreground.png"]
+    assert all(p.stat().st_size > 1000 for p in pngs)
     with pytest.raises(ValueError, match=r"^model: expected one of \['rim"):
         figures.plot_foreground(saved, "lstm-16")
 
