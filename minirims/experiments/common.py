@@ -97,6 +97,7 @@ __all__ = [
     "seed_list",
     "settings_key",
     "settings_of",
+    "traced",
     "traced_masks",
     "train_and_test",
 ]
@@ -666,11 +667,10 @@ def save_record_or_keep(record: Mapping[str, Any], path: Path) -> Path:
 
 
 @torch.no_grad()
-def traced_masks(model: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
-    """Run ``model(tokens, trace=True)`` in eval mode (restored after); the trace's masks, on the CPU.
-
-    ``tokens`` (L,) or (B, L); returns (B, L, n) bool. Each experiment's ``activity_masks`` checks the model.
-    """
+def traced(model: nn.Module, tokens: torch.Tensor) -> Any:
+    """Run ``model(tokens, trace=True)`` in eval mode (restored after) on the model's device; the RIM's
+    :class:`~minirims.model.Trace` (masks (B, L, n), input_attn (B, L, n, 1+m), comm_attn). ``tokens`` (L,)
+    or (B, L)."""
     x = tokens[None] if tokens.dim() == 1 else tokens
     was_training = model.training
     model.eval()
@@ -678,7 +678,13 @@ def traced_masks(model: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
         _, tr = model(x.to(next(model.parameters()).device), trace=True)
     finally:
         model.train(was_training)
-    return tr.masks.cpu()
+    return tr
+
+
+def traced_masks(model: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    """:func:`traced`'s masks, on the CPU: tokens (L,) or (B, L) -> (B, L, n) bool. Each experiment's
+    ``activity_masks`` checks the model."""
+    return traced(model, tokens).masks.cpu()
 
 
 def seed_list(seeds: int | Sequence[int]) -> list[int]:

@@ -141,13 +141,7 @@ def copying_null_attention(model: cp.CopyModel, delay: int = 200, n: int = 200) 
     if model.embed.num_embeddings > cp.VOCAB:
         kinds["distractor"], rate = (cp.DISTRACTOR,), 0.2
     tokens, _ = next(cp._test_batches(delay, n, n, 12345, rate))
-    was_training = model.training
-    model.eval()
-    try:
-        _, trace = model(tokens.to(next(model.parameters()).device), trace=True)
-    finally:
-        model.train(was_training)
-    null = trace.input_attn[..., 0].double().cpu()  # (B, L, n)
+    null = common.traced(model, tokens).input_attn[..., 0].double().cpu()  # (B, L, n)
     out = {}
     for kind, values in kinds.items():
         where = torch.isin(tokens, torch.tensor(list(values)))
