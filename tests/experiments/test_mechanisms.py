@@ -177,3 +177,21 @@ def test_cli_user_errors_end_in_one_line(argv, message, capsys):
     assert main(["mechanisms", *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"python -m minirims mechanisms: error: {message}"
+
+
+def test_a_profile_the_copying_task_lacks_measures_mnist_only(tmp_path, monkeypatch, one_thread):
+    from minirims.experiments import references
+
+    loaded = []
+
+    def fake_reference(module, name, profile="cpu", folder=None):
+        loaded.append((module.EXPERIMENT, name, profile))
+        torch.manual_seed(0)
+        return module.make_model(name, module.settings("smoke")).eval(), {}
+
+    monkeypatch.setattr(references, "load_reference_model", fake_reference)
+    monkeypatch.setattr(mechanisms, "load_mnist", lambda split: digits(4))
+    monkeypatch.setattr(mr, "settings", lambda profile=None, **kw: MNIST_SMOKE.replace(test_sizes=(14,)))
+    record = mechanisms.run("long", n_test=4, save=False, progress=False)
+    assert {e for e, _, _ in loaded} == {"mnist_resolution"} and {p for _, _, p in loaded} == {"long"}
+    assert "knockout" not in record["metrics"] and record["models"]["copying"] == []
