@@ -138,7 +138,7 @@ class Agent(nn.Module):
         core: a model name (``rim-<n>x<d>-k<k>`` or ``lstm-<d>``, see
             :func:`~minirims.experiments.common.make_core`).
         settings: the experiment settings that size a RIM's attention (any
-            :class:`~minirims.experiments.common.Settings`; its dropout is not used).
+            :class:`~minirims.experiments.common.Settings`; its dropout and compile are not used).
         d_emb: the encoder's output size.
     """
 
@@ -147,8 +147,9 @@ class Agent(nn.Module):
         check_int("obs_size", obs_size)
         check_int("n_actions", n_actions)
         self.encoder = nn.Sequential(nn.Linear(obs_size, d_emb), nn.ReLU())
-        # no dropout: the probabilities of the rollout and of the update must come from one function
-        self.core = make_core(core, d_emb, settings.replace(dropout=0.0))
+        # No dropout: the probabilities of the rollout and of the update must come from one function. No
+        # compile: the agent steps one time step at a time, where a compiled step does not pay.
+        self.core = make_core(core, d_emb, settings.replace(dropout=0.0, compile=False))
         self.policy = nn.Linear(int(self.core.d_out), n_actions)
         self.value = nn.Linear(int(self.core.d_out), 1)
         with torch.no_grad():  # a near-uniform first policy
