@@ -144,6 +144,8 @@ def test_run_writes_a_record_of_every_measurement_and_its_figures_draw(tmp_path,
     monkeypatch.setattr(references, "load_reference_model", fake_reference)
     monkeypatch.setattr(mechanisms, "load_mnist", lambda split: digits(10))
     monkeypatch.setattr(cp, "knockout_accuracy", lambda model, delay: torch.full((7, 10), 0.5))
+    null = {"digit": torch.full((6,), 0.5), "blank": torch.full((6,), 0.9), "marker": torch.zeros(6)}
+    monkeypatch.setattr(mechanisms, "copying_null_attention", lambda model: null)  # tested on its own above
     record = mechanisms.run("smoke", n_test=10, results=tmp_path, progress=False)
     saved = json.loads((tmp_path / "mechanisms_smoke.json").read_text())
     assert saved["experiment"] == "mechanisms" and saved["provenance"]["torch"] == torch.__version__
@@ -154,6 +156,7 @@ def test_run_writes_a_record_of_every_measurement_and_its_figures_draw(tmp_path,
     assert list(m["foreground"]) == [rim] and list(m["foreground"][rim]) == sizes
     assert list(m["acc_flipped"][rim][sizes[0]]) == [str(r) for r in mechanisms.FLIP_RATES]
     assert set(m["knockout"]) == set(m["null_attention"]) == {"rim-6x8-k4"}
+    assert m["null_attention"]["rim-6x8-k4"]["blank"] == pytest.approx([0.9] * 6)
     assert record["settings"]["n_test"] == 10
     for fig in (figures.plot_flip_robustness(saved), figures.plot_foreground(saved)):
         assert fig.axes
