@@ -7,6 +7,7 @@
     plot_balls_scores(record, scores=("f1", "track", "bce"))      # balls: every score, every test set
     plot_record(record)                                      # the figure a command saves beside a record
     plot_knockout(accuracy)                                  # copying: digits lost with one module wiped
+    plot_distractors(record)                                 # copying: accuracy against the distractor rate
     plot_flip_robustness(record)                             # MNIST accuracy with background pixels flipped
     plot_foreground(record, model)                           # each module's activity on stroke / background
     plot_frames(frames, title="", every=1, max_frames=16)    # a strip of video frames
@@ -38,6 +39,7 @@ __all__ = [
     "plot_accuracy",
     "plot_balls_scores",
     "plot_bce_curves",
+    "plot_distractors",
     "plot_flip_robustness",
     "plot_foreground",
     "plot_frames",
@@ -146,6 +148,47 @@ def plot_knockout(accuracy: Any, title: str = "", ax: Any = None) -> Any:
     ax.set_xlabel("copied digit (position)")
     ax.set_title(title or "digit accuracy with one module's memory wiped after the digits")
     fig.colorbar(im, ax=ax, fraction=0.03, pad=0.02, label="accuracy")
+    return fig
+
+
+def plot_distractors(record: Mapping[str, Any]) -> Any:
+    """A copying record with distractor tests: digit accuracy (%) against the distractor rate, one panel per
+    test delay, one line per model (error bars: std over seeds), the training rate dotted, chance dashed."""
+    import matplotlib.pyplot as plt
+
+    settings, metrics = record["settings"], record["metrics"]
+    trained = float(settings["distractor_rate"])
+    rates = [trained, *(float(r) for r in settings["test_distractor_rates"])]
+    if len(rates) < 2:
+        raise ValueError("record: expected a copying record with test_distractor_rates, got none")
+    order = np.argsort(rates)
+    delays = [str(d) for d in settings["test_delays"]]
+    fig, axes = plt.subplots(
+        1, len(delays), figsize=(2.4 * len(delays) + 0.8, 2.9), sharey=True, squeeze=False
+    )
+    for ax, delay in zip(axes[0], delays, strict=True):
+        for name, m in metrics.items():
+            if name == "chance":
+                continue
+            cells = [
+                m["acc"][delay],
+                *(m["acc_distract"][str(r)][delay] for r in settings["test_distractor_rates"]),
+            ]
+            mean = np.array([100 * c["mean"] for c in cells])[order]
+            std = np.array([100 * (c["std"] or 0.0) for c in cells])[order]
+            ax.errorbar(100 * np.array(rates)[order], mean, yerr=std, marker="o", capsize=3, label=name)
+        ax.axhline(100 / 8, color="grey", ls="--", lw=1, label="chance")
+        ax.axvline(100 * trained, color="grey", ls=":", lw=0.8)
+        ax.set_title(f"T = {delay}", fontsize=9)
+        ax.set_xlabel("distractors in the wait (%)")
+        ax.set_ylim(0, 102)
+    axes[0][0].set_ylabel("digit accuracy (%)")
+    axes[0][-1].legend(fontsize=7)
+    fig.suptitle(
+        f"copying with distractors (trained at {100 * trained:.0f}%), {record['profile']} profile",
+        fontsize=10,
+    )
+    fig.tight_layout()
     return fig
 
 

@@ -345,3 +345,9 @@ def test_a_distractor_run_embeds_the_token_and_records_every_rate(tmp_path, one_
         assert 0 <= got["0.6"]["9"]["mean"] <= 1
     table = cp.format_table(record)
     assert "30% distr." in table and "60% distr." in table
+    fig = figures.plot_distractors(record)
+    assert len(fig.axes) == 2 and {RIM, LSTM} <= set(fig.axes[-1].get_legend_handles_labels()[1])
+    x = fig.axes[0].lines[0].get_xdata()
+    assert list(x) == [10.0, 30.0, 60.0]  # the training rate first, then the test rates
+    with pytest.raises(ValueError, match="^record: expected a copying record with test_distractor_rates"):
+        figures.plot_distractors({**record, "settings": {**record["settings"], "test_distractor_rates": []}})
