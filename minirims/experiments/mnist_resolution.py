@@ -99,6 +99,26 @@ class Settings(common.Settings):
         check_int("tf_heads", self.tf_heads)
 
 
+#: the ``cpu`` profile; ``long`` is its recipe at another size (the LSTM at its own rate)
+_CPU = Settings(
+    profile="cpu",
+    models=("rim-6x32-k4", "lstm-192"),
+    n_valid=1_000,
+    n_test=1_000,
+    epochs=5,
+    batch_size=32,
+    lr=3e-3,
+    lr_schedule="cosine",
+    warmup_steps=200,
+    dropout=0.0,
+    **LAPTOP_ATTENTION,
+    compile=True,
+    note="laptop size: a RIM of 6 x 32 units against an LSTM of 192, all 50k training digits, 5 "
+    "epochs of batch 32, one recipe for both (warm-up to 3e-3, cosine decay, no dropout: with one input "
+    "slot it erases the pixel); chosen from one-epoch probes (commit aeba678, results/README.md). Early "
+    "training, not the paper's ~100 epochs",
+)
+
 PROFILES: dict[str, Settings] = {
     "smoke": Settings(
         profile="smoke",
@@ -115,24 +135,7 @@ PROFILES: dict[str, Settings] = {
         tf_heads=2,
         note="proves the pipeline runs (seconds); accuracies are near chance",
     ),
-    "cpu": Settings(
-        profile="cpu",
-        models=("rim-6x32-k4", "lstm-192"),
-        n_valid=1_000,
-        n_test=1_000,
-        epochs=5,
-        batch_size=32,
-        lr=3e-3,
-        lr_schedule="cosine",
-        warmup_steps=200,
-        dropout=0.0,
-        **LAPTOP_ATTENTION,
-        compile=True,
-        note="laptop size: a RIM of 6 x 32 units against an LSTM of 192, all 50k training digits, 5 "
-        "epochs of batch 32, one recipe for both (warm-up to 3e-3, cosine decay, no dropout: with one input "
-        "slot it erases the pixel); chosen from one-epoch probes (commit aeba678, results/README.md). Early "
-        "training, not the paper's ~100 epochs",
-    ),
+    "cpu": _CPU,
     "full": Settings(
         profile="full",
         models=("rim-6x100-k4", "rim-6x100-k5", "rim-6x100-k6", "lstm-300", "lstm-600", "transformer-4x128"),
@@ -140,19 +143,13 @@ PROFILES: dict[str, Settings] = {
         lr=7e-4,
         note="the paper's models and rate, 20 epochs of batch 64 (the paper: ~100) to fit a GPU budget",
     ),
-    "long": Settings(
+    "long": _CPU.replace(
         profile="long",
         models=("rim-6x48-k4", "lstm-288"),
         n_valid=2_000,
+        n_test=SPLIT_SIZES["test"],
         epochs=30,
-        batch_size=32,
-        lr=3e-3,
         lr_by_model={"lstm-288": 1e-3},
-        lr_schedule="cosine",
-        warmup_steps=200,
-        dropout=0.0,
-        **LAPTOP_ATTENTION,
-        compile=True,
         note="a reference trained on a CPU for hours, beside the paper's Table 1: the cpu recipe for 30 "
         "epochs, a RIM of 6 x 48 units against an LSTM of the same state size (288) at the rate its probe "
         "needed (1e-3: at 3e-3 it stayed at chance; commit aeba678, results/README.md); all 10k test digits",
