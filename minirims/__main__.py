@@ -47,6 +47,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "minirims.experiments.mechanisms",
         "why RIMs work: noise, foreground and knock-out measurements of the reference models",
     ),
+    "rl-probe": (
+        "minirims.experiments.rl",
+        "reinforcement learning: PPO with a RIM core against an LSTM core (MinAtar; the cue task on smoke)",
+    ),
     "grade": (
         "minirims.course.grade",
         "grade a learner's notebook, or a folder of submissions (a table per learner and exercise)",

@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from minirims.cell import RIMState
 from minirims.experiments.common import check_int, make_core
+from minirims.model import RIM
 
 __all__ = [
     "Agent",
@@ -147,9 +148,14 @@ class Agent(nn.Module):
         check_int("obs_size", obs_size)
         check_int("n_actions", n_actions)
         self.encoder = nn.Sequential(nn.Linear(obs_size, d_emb), nn.ReLU())
-        # No dropout: the probabilities of the rollout and of the update must come from one function. No
-        # compile: the agent steps one time step at a time, where a compiled step does not pay.
-        self.core = make_core(core, d_emb, settings.replace(dropout=0.0, compile=False))
+        self.core = make_core(core, d_emb, settings)
+        if isinstance(self.core, RIM):
+            # No dropout: the probabilities of the rollout and of the update must come from one function. No
+            # compile: the agent steps one time step at a time, where a compiled step does not pay.
+            self.core.compile_step = False
+            for attention in (self.core.cell.input_attention, self.core.cell.communication):
+                if attention is not None:
+                    attention.dropout = 0.0
         self.policy = nn.Linear(int(self.core.d_out), n_actions)
         self.value = nn.Linear(int(self.core.d_out), 1)
         with torch.no_grad():  # a near-uniform first policy
