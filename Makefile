@@ -46,6 +46,7 @@ $(STAMP): pyproject.toml $(VENV)/.torch-spec
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --progress-bar off '$(TORCH_SPEC)'
 	$(PIP) install --progress-bar off -e '.[dev]'
+	$(PIP) install --progress-bar off --no-deps 'minatar==1.0.15'
 	@$(PY) -c "import torch, minirims; print('torch', torch.__version__, '| cuda available:', torch.cuda.is_available())"
 	@touch $@
 

@@ -126,3 +126,19 @@ def test_ppo_learns_the_cue_task_that_a_memoryless_policy_cannot(one_thread):
     assert len(curve) == 30 and curve[-1]["steps"] == 16 * 16 * 30
     first, last = np.nanmean([c["return"] for c in curve[:3]]), np.nanmean([c["return"] for c in curve[-3:]])
     assert first < 0.7 and last > 0.9, (first, last)  # a policy without memory earns 0.5
+
+
+def test_minatar_env_steps_a_game_and_its_shifts_are_settings():
+    pytest.importorskip("minatar", reason="make venv installs minatar (the RL probe's games)")
+    env = ppo.MinAtarEnv("breakout", sticky=0.0, ramping=False, seed=0)
+    obs = env.reset()
+    assert obs.shape == (env.obs_size,) == (400,) and env.n_actions == 3 and set(np.unique(obs)) <= {0.0, 1.0}
+    steps, done = 0, False
+    while not done and steps < 5000:
+        obs, reward, done = env.step(steps % env.n_actions)
+        steps += 1
+    assert done and reward in (0.0, 1.0)
+    # the same seed plays the same game
+    a, b = (ppo.MinAtarEnv("breakout", seed=3) for _ in range(2))
+    assert np.array_equal(a.reset(), b.reset())
+    assert [a.step(1)[1:] for _ in range(50)] == [b.step(1)[1:] for _ in range(50)]
