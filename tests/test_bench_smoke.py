@@ -187,3 +187,22 @@ def test_denormal_benchmark_times_both_settings_and_names_the_cpu():
     assert "kept/flushed" in bench_denormals.format_table(report)
     with pytest.raises(ValueError, match=r"experiments: expected names among .*, got \['atari'\]"):
         bench_denormals.run(["atari"])
+
+
+def test_learner_runs_times_each_command_end_to_end_and_keeps_its_metrics(tmp_path, monkeypatch, capsys):
+    from benchmarks import learner_runs
+
+    assert learner_runs.main(["--list"]) == 0
+    listed = capsys.readouterr().out
+    assert "copying_cpu" not in listed and "rim-6x48-k4-random" in listed and "--profile cpu" in listed
+    smoke = (["copying", "--profile", "smoke", "--seeds", "1", "--models", "lstm-48"], "copying_smoke.json")
+    broken = (["copying", "--profile", "nope"], "copying_nope.json")
+    monkeypatch.setattr(learner_runs, "RUNS", {"smoke": smoke, "broken": broken})
+    out = tmp_path / "timings.json"
+    assert learner_runs.main(["--json", str(out), "--threads", "1"]) == 1  # one run failed
+    record = json.loads(out.read_text())
+    ok, failed = record["runs"]["smoke"], record["runs"]["broken"]
+    assert ok["returncode"] == 0 and ok["end_to_end_seconds"] > 0 and ok["threads"] == 1
+    assert set(ok["metrics"]) == {"lstm-48", "chance"}
+    assert failed["returncode"] == 2 and "profile: expected one of" in failed["stderr_tail"]
+    assert record["provenance"]["cpu_model"] and record["benchmark"] == "learner_runs"

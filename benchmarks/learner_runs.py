@@ -1,0 +1,103 @@
+"""How long a learner waits: each `cpu` run of the course, end to end, as a learner starts it.
+
+Each run is the command a learner (or a notebook's training cell) runs, started in a fresh process with two
+threads, from nothing (an empty runs folder: every compile and data load included), one after the other on
+an otherwise quiet machine::
+
+    python -m benchmarks.learner_runs --list                    # what would run
+    python -m benchmarks.learner_runs                           # all of them (about an hour)
+    python -m benchmarks.learner_runs --only copying ablation --json results/timings/learner_runs_<cpu>.json
+
+The record holds, per run, the command, ``end_to_end_seconds``, the exit status and the run's own record
+(its metrics: what the learner saw), beside the CPU (model, flags), the threads and the commit
+(:func:`minirims.experiments.common.provenance`). Run it from a fresh clone (``make venv data`` first) for the
+numbers a learner meets; the notebooks' time estimates come from these records.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from minirims.experiments.common import provenance
+
+#: name -> (the experiment command and its options, the record file it writes)
+RUNS: dict[str, tuple[list[str], str]] = {
+    "copying": (["copying", "--profile", "cpu", "--seeds", "1"], "copying_cpu.json"),
+    "mnist": (["mnist-resolution", "--profile", "cpu", "--seeds", "1"], "mnist_resolution_cpu.json"),
+    "balls": (["bouncing-balls", "--profile", "cpu", "--seeds", "1"], "bouncing_balls_cpu.json"),
+    "ablation": (
+        ["copying", "--profile", "cpu", "--seeds", "1", "--models", "rim-6x48-k4-random"],
+        "copying_cpu.json",
+    ),
+}
+
+
+def time_run(name: str, threads: int = 2) -> dict[str, Any]:
+    """Run ``name`` of :data:`RUNS` in a fresh process with ``threads`` threads; its time, status, record."""
+    args, record_name = RUNS[name]
+    with tempfile.TemporaryDirectory(prefix=f"learner-{name}-") as tmp:
+        command = [
+            sys.executable,
+            "-m",
+            "minirims",
+            *args,
+            "--runs-dir",
+            tmp,
+            "--results",
+            tmp,
+            "--no-progress",
+        ]
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+        env.pop("MINIRIMS_PROFILE", None)
+        start = time.perf_counter()
+        done = subprocess.run(command, env=env, capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        path = Path(tmp) / record_name
+        record = json.loads(path.read_text()) if path.exists() else None
+    return {
+        "command": "python -m minirims " + " ".join(args),
+        "threads": threads,
+        "end_to_end_seconds": round(seconds, 1),
+        "returncode": done.returncode,
+        "stderr_tail": done.stderr[-2000:] if done.returncode else "",
+        "metrics": record["metrics"] if record else None,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", choices=sorted(RUNS), default=None, help="these runs only")
+    parser.add_argument(
+        "--threads", type=int, default=2, help="threads per run (default 2, a learner's laptop)"
+    )
+    parser.add_argument("--json", default=None, help="write the record here")
+    parser.add_argument("--list", action="store_true", help="print the commands and stop")
+    args = parser.parse_args(argv)
+    if args.threads < 1:
+        parser.error(f"--threads: expected a positive int, got {args.threads}")
+    names = args.only or list(RUNS)
+    if args.list:
+        for name in names:
+            print(f"{name:10} python -m minirims {' '.join(RUNS[name][0])}")
+        return 0
+    record: dict[str, Any] = {"benchmark": "learner_runs", "provenance": provenance(), "runs": {}}
+    for name in names:
+        result = record["runs"][name] = time_run(name, args.threads)
+        status = "ok" if result["returncode"] == 0 else f"failed ({result['returncode']})"
+        print(f"{name:10} {result['end_to_end_seconds'] / 60:6.1f} min  {status}", flush=True)
+        if args.json:  # after every run, so that a stop loses little
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
+    return 0 if all(r["returncode"] == 0 for r in record["runs"].values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
