@@ -270,9 +270,10 @@ def _dead_pid() -> int:
 
 def test_temporary_files_of_killed_saves_are_removed_by_the_next_run(tmp_path):
     ckpt = tmp_path / "toy.pt"
+    saver = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])  # a live process
     dead = tmp_path / f".toy.pt.tmp-{_dead_pid()}"  # a save killed half way
-    live = tmp_path / f".toy.pt.tmp-{os.getppid()}"  # another live process saving right now: left alone
-    old = tmp_path / f".toy.pt.tmp-{os.getppid() + 10**6}"  # no such process
+    live = tmp_path / f".toy.pt.tmp-{saver.pid}"  # another live process saving right now: left alone
+    old = tmp_path / f".toy.pt.tmp-{saver.pid + 10**6}"  # no such process
     stale = tmp_path / ".toy.pt.tmp-1"  # pid 1 lives, but this file is two hours old: a reused pid
     other = tmp_path / ".other.pt.tmp-999999"  # another file's: not this run's to remove
     for path in (dead, live, old, stale, other):
@@ -280,7 +281,11 @@ def test_temporary_files_of_killed_saves_are_removed_by_the_next_run(tmp_path):
     two_hours_ago = time.time() - 7200
     os.utime(stale, (two_hours_ago, two_hours_ago))
     x, y = _data()
-    fit(_model(), *_run(x, y), TrainConfig(epochs=1, progress=False), checkpoint=ckpt, select=None)
+    try:
+        fit(_model(), *_run(x, y), TrainConfig(epochs=1, progress=False), checkpoint=ckpt, select=None)
+    finally:
+        saver.kill()
+        saver.wait()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([ckpt.name, live.name, other.name])
     assert remove_stale_temp_files(tmp_path / "nowhere" / "x.pt") == []
 
