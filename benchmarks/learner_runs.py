@@ -38,6 +38,14 @@ RUNS: dict[str, tuple[list[str], str]] = {
         "copying_cpu.json",
     ),
 }
+# the same runs with their models trained side by side in two processes of one thread each
+RUNS.update(
+    {
+        f"{name}-2proc": ([*args, "--workers", "2"], record)
+        for name, (args, record) in RUNS.items()
+        if name != "ablation"
+    }
+)
 
 
 def time_run(name: str, threads: int = 2) -> dict[str, Any]:
@@ -86,13 +94,13 @@ def main(argv: list[str] | None = None) -> int:
     names = args.only or list(RUNS)
     if args.list:
         for name in names:
-            print(f"{name:10} python -m minirims {' '.join(RUNS[name][0])}")
+            print(f"{name:14} python -m minirims {' '.join(RUNS[name][0])}")
         return 0
     record: dict[str, Any] = {"benchmark": "learner_runs", "provenance": provenance(), "runs": {}}
     for name in names:
         result = record["runs"][name] = time_run(name, args.threads)
         status = "ok" if result["returncode"] == 0 else f"failed ({result['returncode']})"
-        print(f"{name:10} {result['end_to_end_seconds'] / 60:6.1f} min  {status}", flush=True)
+        print(f"{name:14} {result['end_to_end_seconds'] / 60:6.1f} min  {status}", flush=True)
         if args.json:  # after every run, so that a stop loses little
             Path(args.json).parent.mkdir(parents=True, exist_ok=True)
             Path(args.json).write_text(json.dumps(record, indent=2) + "\n")

@@ -74,7 +74,7 @@ def test_models_lr_epochs_and_no_save_reach_the_run_of_every_experiment(command,
     }.get(command, {})
     assert s == cpu.replace(models=s.models, lr=0.02, lr_by_model={}, epochs=2, **extra)
     assert seen["seeds"] == [0, 3] and seen["save"] is False and seen["progress"] is False
-    assert seen["device"] == "cpu" and seen["fresh"] is False
+    assert seen["device"] == "cpu" and seen["fresh"] is False and seen["workers"] == 1
     assert (seen["results"], seen["runs_dir"]) == (None, None)
 
 
@@ -89,7 +89,7 @@ def test_every_experiment_command_has_the_shared_options_and_its_own():
         module.add_arguments(parser)
         options[module] = {a.dest for a in parser._actions} - {"help"}
     shared = {"profile", "models", "seeds", "epochs", "lr", "results", "runs_dir", "device", "fresh"}
-    shared |= {"no_save", "no_progress", "keep_denormals"}
+    shared |= {"no_save", "no_progress", "keep_denormals", "workers"}
     assert options[mnist_resolution] == shared
     assert options[copying] == shared | {"distractor_rate", "test_distractor_rates"}
     assert options[bouncing_balls] == shared | {"n_future"}

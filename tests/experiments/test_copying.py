@@ -351,3 +351,22 @@ def test_a_distractor_run_embeds_the_token_and_records_every_rate(tmp_path, one_
     assert list(x) == [10.0, 30.0, 60.0]  # the training rate first, then the test rates
     with pytest.raises(ValueError, match="^record: expected a copying record with test_distractor_rates"):
         figures.plot_distractors({**record, "settings": {**record["settings"], "test_distractor_rates": []}})
+
+
+def test_training_in_two_processes_gives_the_numbers_of_one_process(tmp_path, one_thread):
+    settings = cp.settings("smoke", **TINY)
+    alone = cp.run(settings, seeds=[0], save=False, runs_dir=tmp_path / "one", progress=False)
+    trained = {}
+    side = cp.run(
+        settings, seeds=[0], save=False, runs_dir=tmp_path / "two", progress=False, workers=2, trained=trained
+    )
+
+    def without_time(rows):
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
+
+    for name in settings.models:  # each (model, seed) trained in its own process, one thread
+        assert side["metrics"][name]["acc"] == alone["metrics"][name]["acc"]
+        assert without_time(side["curves"][name]["0"]) == without_time(alone["curves"][name]["0"])
+    assert set(trained) == set(settings.models)
+    with pytest.raises(ValueError, match=r"^workers: expected a positive int, got 0$"):
+        cp.run(settings, seeds=1, save=False, runs_dir=tmp_path / "x", progress=False, workers=0)
