@@ -551,6 +551,7 @@ def train_and_test(
     extra: Mapping[str, Any] | None = None,
     flush_denormals: bool = True,
     workers: int = 1,
+    train_only: bool = False,
 ) -> Record:
     """The loop every experiment runs: for each model and seed, train with :func:`fit`, test, then record.
 
@@ -572,6 +573,8 @@ def train_and_test(
     ``workers`` > 1 (a CPU): first train the (model, seed) pairs in that many processes side by side, one
     thread each (:func:`train_in_processes`), then test them here from their finished checkpoints; on a
     2-core machine two small models train faster side by side than one after the other at two threads.
+    ``train_only``: train (or resume) every checkpoint and return an empty record: what each of those
+    processes does.
 
     The runs folder (and ``results``, when saving) must be folders one can write to: checked before any
     work. A record that cannot be written after all (the folder became read-only during the run) is written
@@ -621,17 +624,23 @@ def train_and_test(
                     fresh=fresh,
                     flush_denormals=flush_denormals,
                 )
+                if train_only:
+                    continue
                 curves[name][str(seed)] = result.history
                 best.append(int(result.best_epoch))
                 seconds += sum(float(e.get("seconds", 0.0)) for e in result.history)
                 tested.append(task.test(model))
                 if trained is not None:
                     trained[name] = model.cpu().eval()
+            if train_only:
+                continue
             metrics[name] = {**task.summarize(tested), "best_epoch": best, "train_seconds": round(seconds, 3)}
             warning = _absurd_loss(name, curves[name], task.chance_loss)
             if warning is not None:
                 metrics[name]["warning"] = warning
                 print(f"warning: {warning}", file=sys.stderr, flush=True)
+        if train_only:
+            return {}  # type: ignore[typeddict-item]
         if baselines is not None:
             metrics.update(baselines(task))
     started["flush_denormals"] = flushed
@@ -659,7 +668,14 @@ def _train_one(job: tuple[str, Settings, int, str, bool, bool]) -> str:
     torch.set_num_threads(1)
     module = importlib.import_module(f"minirims.experiments.{experiment}")
     module.run(
-        settings, [seed], runs_dir=runs_dir, save=False, progress=False, fresh=fresh, flush_denormals=flush
+        settings,
+        [seed],
+        runs_dir=runs_dir,
+        save=False,
+        progress=False,
+        fresh=fresh,
+        flush_denormals=flush,
+        train_only=True,
     )
     return f"{settings.models[0]} seed {seed}"
 
