@@ -191,18 +191,22 @@ def _step(
     keys_t: Tensor,
     feed_t: Tensor,
     rand_t: Tensor | None,
+    keep_t: Tensor | None,
     w: FastWeights,
     cfg: _StepConfig,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None]:
     """One fused time step in module-major layout.
 
     h, c (n, B, d_h); keys_t (m, B, H_in, d_k); feed_t (H_in, n, m, B, G) folded or (m, B, H_in, d_v);
-    rand_t (B, n) the step's random scores when ``cfg.random`` (the ablation), else None.
+    rand_t (B, n) the step's random scores when ``cfg.random`` (the ablation), else None; keep_t (1, B, 1),
+    0 where the state is reset to zeros before this step (``resets``), or None.
     Returns h, c (n, B, d_h), mask (n, B) bool, and with ``cfg.trace`` the input attention weights
     (n, B, H_in, 1+m) and communication attention (B, H, n, n) (else None, None).
     """
     n, b, m, h_in, g_width = cfg.n, cfg.b, cfg.m, cfg.h_in, cfg.g_width
     heads, d_k, d_v = cfg.heads, cfg.d_k, cfg.d_v  # the communication's
+    if keep_t is not None:  # a new sequence starts here for some examples: their state is zeros, as at t = 0
+        h, c = h * keep_t, c * keep_t
     # Everything that reads h, in one batched matmul: recurrent gates and input-attention queries.
     hq = torch.baddbmm(w.b_h, h, w.w_h)  # (n, B, G + H_in*d_k)
     gh, q = hq.split([g_width, h_in * cfg.d_k_in], dim=-1)
@@ -279,13 +283,14 @@ def _steps(
     keys_chunk: tuple[Tensor, ...],
     feed_chunk: tuple[Tensor, ...],
     rand_chunk: tuple[Tensor | None, ...],
+    keep_chunk: tuple[Tensor | None, ...],
     w: FastWeights,
     cfg: _StepConfig,
 ) -> tuple[Tensor, Tensor, tuple[Tensor, ...]]:
     """A chunk of untraced steps in one call: h, c after the last one and the h of each step."""
     outs = []
-    for keys_t, feed_t, rand_t in zip(keys_chunk, feed_chunk, rand_chunk, strict=True):
-        h, c, _, _, _ = _step(h, c, keys_t, feed_t, rand_t, w, cfg)
+    for keys_t, feed_t, rand_t, keep_t in zip(keys_chunk, feed_chunk, rand_chunk, keep_chunk, strict=True):
+        h, c, _, _, _ = _step(h, c, keys_t, feed_t, rand_t, keep_t, w, cfg)
         outs.append(h)
     return h, c, tuple(outs)
 
@@ -344,6 +349,7 @@ def run_fast(
     trace: bool = False,
     fold: bool | None = None,
     compile: bool = False,
+    resets: Tensor | None = None,
 ) -> tuple[Tensor, RIMState, tuple[Tensor, Tensor, Tensor] | None]:
     """The RIM over a whole sequence, fused (see the module docstring). Inputs are not validated here.
 
@@ -357,6 +363,7 @@ def run_fast(
         compile: step with ``torch.compile`` (inductor): one compiled graph per chunk of
             :data:`COMPILE_UNROLL` steps, forward and backward. The first call compiles (tens of seconds on a
             CPU). A traced run, and the last ``T % COMPILE_UNROLL`` steps, go one compiled step at a time.
+        resets: (B, T) bool or None: where True, the state is set back to zeros before that step.
 
     Returns:
         outputs (B, T, n*d_h), the final RIMState, and the trace tensors (or None).
@@ -396,6 +403,8 @@ def run_fast(
     )
     # The ablation's random scores, one (B, n) draw per step in step order: the plain path's draws, exactly.
     rand_ts = tuple(torch.rand(b, n, device=x.device) if random else None for _ in range(t_len))
+    keep = None if resets is None else (~resets).to(state.h.dtype)  # (B, T): 0 where a sequence restarts
+    keep_ts = tuple(None if keep is None else keep[:, i].view(1, b, 1) for i in range(t_len))
     h = state.h.transpose(0, 1)  # (n, B, d_h)
     c = state.c.transpose(0, 1) if lstm else h  # (GRU: a placeholder the step ignores)
     outs, masks, in_attn, comm_attn = [], [], [], []
@@ -408,12 +417,17 @@ def run_fast(
         steps = _compiled("steps")
         for i in range(0, whole, unroll):
             chunk = slice(i, i + unroll)
-            h, c, hs = steps(h, c, keys_ts[chunk], feed_ts[chunk], rand_ts[chunk], w, cfg)
+            h, c, hs = steps(h, c, keys_ts[chunk], feed_ts[chunk], rand_ts[chunk], keep_ts[chunk], w, cfg)
             outs.extend(hs)
-        keys_ts, feed_ts, rand_ts = keys_ts[whole:], feed_ts[whole:], rand_ts[whole:]
+        keys_ts, feed_ts, rand_ts, keep_ts = (
+            keys_ts[whole:],
+            feed_ts[whole:],
+            rand_ts[whole:],
+            keep_ts[whole:],
+        )
     step = _compiled("step") if compile else _step
-    for keys_t, feed_t, rand_t in zip(keys_ts, feed_ts, rand_ts, strict=True):
-        h, c, mask, weights, attn = step(h, c, keys_t, feed_t, rand_t, w, cfg)
+    for keys_t, feed_t, rand_t, keep_t in zip(keys_ts, feed_ts, rand_ts, keep_ts, strict=True):
+        h, c, mask, weights, attn = step(h, c, keys_t, feed_t, rand_t, keep_t, w, cfg)
         outs.append(h)
         if trace:
             masks.append(mask.t())

@@ -35,6 +35,7 @@ from minirims._validate import (
     check_finite,
     check_finite_float,
     check_like,
+    check_mask,
     check_positive_int,
     check_shape,
     check_tensor,
@@ -100,7 +101,7 @@ class RIM(nn.Module):
         return self.cell.initial_state(batch_size, device, dtype)
 
     def forward(
-        self, x: Tensor, state: RIMState | None = None, trace: bool = False
+        self, x: Tensor, state: RIMState | None = None, trace: bool = False, resets: Tensor | None = None
     ) -> tuple[Tensor, RIMState, Trace | None]:
         """Run the cell over a sequence.
 
@@ -109,6 +110,8 @@ class RIM(nn.Module):
                 finite, on the parameters' device with their dtype (or autocast's, under ``torch.autocast``).
             state: initial RIMState (h, c) each (B, n, d_h), finite; None for zeros (the parameters' dtype).
             trace: also return a :class:`Trace` of masks and attention maps (costs memory).
+            resets: (B, T) bool, or None: where True, the state is set back to zeros just before that step
+                (a new episode starts there, e.g. in reinforcement learning), as if a new sequence began.
 
         Returns:
             outputs (B, T, n*d_h), the final RIMState (in the parameters' dtype, also under autocast), and a
@@ -134,18 +137,25 @@ class RIM(nn.Module):
         else:
             state = self.cell.check_state(state, b)
             check_finite(("x", x), ("state.h", state.h), ("state.c", state.c))
+        if resets is not None:
+            check_mask("resets", resets, (b, x.shape[1]))
+            check_shape("resets", resets, (b, x.shape[1]), floating=False)
+            if resets.device != x.device:
+                raise ValueError(f"resets: expected device {x.device} (that of x), got {resets.device}")
         if x.dim() == 3:
             x = x.unsqueeze(2)
         if self.fast:  # the fused loop of minirims.fast: the same function with fewer, larger ops
-            out, state, record = run_fast(self.cell, x, state, trace=trace, compile=self.compile_step)
+            out, state, record = run_fast(
+                self.cell, x, state, trace=trace, compile=self.compile_step, resets=resets
+            )
         else:
-            out, state, record = self._run_plain(x, state, trace)
+            out, state, record = self._run_plain(x, state, trace, resets)
         if state.h.dtype != weight.dtype:  # under autocast: the state stays in the parameters' dtype
             state = RIMState(*(None if t is None else t.to(weight.dtype) for t in state))
         return out, state, Trace(*record) if record is not None else None
 
     def _run_plain(
-        self, x: Tensor, state: RIMState, trace: bool
+        self, x: Tensor, state: RIMState, trace: bool, resets: Tensor | None = None
     ) -> tuple[Tensor, RIMState, tuple[Tensor, Tensor, Tensor] | None]:
         """The plain path, :meth:`RIMCell.step` at every step: x (B, T, m, d_in) -> as :func:`run_fast`."""
         # Keys and values do not depend on the state: project the whole sequence in one matmul.
@@ -153,7 +163,10 @@ class RIM(nn.Module):
         # unbind (not keys[:, t]): its backward stacks the T gradients once, where indexing would allocate and
         # zero-fill a full (B, T, ...) gradient at every step.
         outputs, masks, in_attn, comm_attn = [], [], [], []
-        for keys_t, values_t in zip(keys.unbind(1), values.unbind(1), strict=True):
+        for t, (keys_t, values_t) in enumerate(zip(keys.unbind(1), values.unbind(1), strict=True)):
+            if resets is not None:  # a new sequence starts at step t where resets[:, t]: zeros, as at t = 0
+                keep = (~resets[:, t]).to(state.h.dtype).view(-1, 1, 1)
+                state = RIMState(state.h * keep, None if state.c is None else state.c * keep)
             h, state, info = self.cell.step(keys_t, values_t, state)
             outputs.append(h.reshape(x.shape[0], self.d_out))
             if trace:

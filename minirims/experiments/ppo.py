@@ -172,13 +172,18 @@ class Agent(nn.Module):
         if obs.dim() != 3:
             raise ValueError(f"obs: expected shape (T, N, obs_size), got {tuple(obs.shape)}")
         x = self.encoder(obs.float())
-        outs = []
-        for t in range(x.shape[0]):  # one step at a time: the state is reset where an episode starts
-            if starts is not None:
-                state = _keep(state, 1 - starts[t])
-            out, state, _ = self.core(x[t].unsqueeze(1), state)
-            outs.append(out[:, 0])
-        h = torch.stack(outs)
+        if isinstance(self.core, RIM):  # the whole rollout in one call: the RIM resets where episodes start
+            resets = None if starts is None else starts.t().bool()
+            out, state, _ = self.core(x.transpose(0, 1), state, resets=resets)
+            h = out.transpose(0, 1)
+        else:  # nn.LSTM cannot reset inside a sequence: one step at a time
+            outs = []
+            for t in range(x.shape[0]):
+                if starts is not None:
+                    state = _keep(state, 1 - starts[t])
+                out, state, _ = self.core(x[t].unsqueeze(1), state)
+                outs.append(out[:, 0])
+            h = torch.stack(outs)
         return self.policy(h), self.value(h).squeeze(-1), state
 
 
