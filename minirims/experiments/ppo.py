@@ -298,10 +298,14 @@ class PPOConfig:
     def __post_init__(self) -> None:
         for key in ("n_steps", "epochs", "minibatches"):
             check_int(key, getattr(self, key))
-        for key in ("lr", "grad_clip"):
+        for key in ("lr", "grad_clip", "value_coef"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
                 raise ValueError(f"{key}: expected a finite number > 0, got {value!r}")
+        for key, lo, hi in (("gamma", 0, 1), ("lam", 0, 1), ("clip", 0, 1), ("entropy_coef", 0, 1)):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+                raise ValueError(f"{key}: expected a number in [{lo}, {hi}], got {value!r}")
 
 
 def train(

@@ -81,11 +81,7 @@ class Settings:
     )
     total_steps: int = 400_000  # environment steps of training, every environment together
     n_envs: int = 8
-    n_steps: int = 32  # steps per environment per rollout
-    ppo_epochs: int = 4
-    minibatches: int = 2
-    lr: float = 5e-4
-    entropy_coef: float = 0.01
+    ppo: ppo.PPOConfig = field(default_factory=lambda: ppo.PPOConfig(lr=5e-4))  # rollouts and updates
     eval_episodes: int = 64
     d_emb: int = 64
     input_heads: int = 1
@@ -104,25 +100,18 @@ class Settings:
             return str(value)
 
         object.__setattr__(self, "models", common.check_distinct("models", self.models, core))
-        for key in (
-            "total_steps",
-            "n_envs",
-            "n_steps",
-            "ppo_epochs",
-            "minibatches",
-            "eval_episodes",
-            "d_emb",
-        ):
+        for key in ("total_steps", "n_envs", "eval_episodes", "d_emb"):
             check_int(key, getattr(self, key))
         for key in ("input_heads", "input_d_k", "input_d_v", "comm_heads", "comm_d_k", "comm_d_v"):
             check_int(key, getattr(self, key))
-        if self.n_envs % self.minibatches:
+        if not isinstance(self.ppo, ppo.PPOConfig):
             raise ValueError(
-                f"minibatches: expected a divisor of n_envs = {self.n_envs}, got {self.minibatches}"
+                f"ppo: expected a minirims.experiments.ppo.PPOConfig, got {type(self.ppo).__name__}"
             )
-        common.check_rate("lr", self.lr, hi=1.0)
-        if not 0 <= self.entropy_coef < 1:
-            raise ValueError(f"entropy_coef: expected a number in [0, 1), got {self.entropy_coef!r}")
+        if self.n_envs % self.ppo.minibatches:
+            raise ValueError(
+                f"ppo.minibatches: expected a divisor of n_envs = {self.n_envs}, got {self.ppo.minibatches}"
+            )
         if not isinstance(self.test_envs, Mapping) or not self.test_envs:
             raise ValueError(
                 f"test_envs: expected a non-empty dict of name -> environment, got {self.test_envs!r}"
@@ -152,15 +141,6 @@ class Settings:
         keys = ("input_heads", "input_d_k", "input_d_v", "comm_heads", "comm_d_k", "comm_d_v")
         return {k: getattr(self, k) for k in keys} | {"dropout": 0.0, "compile_step": False}
 
-    def ppo_config(self) -> ppo.PPOConfig:
-        return ppo.PPOConfig(
-            n_steps=self.n_steps,
-            epochs=self.ppo_epochs,
-            minibatches=self.minibatches,
-            lr=self.lr,
-            entropy_coef=self.entropy_coef,
-        )
-
 
 PROFILES: dict[str, Settings] = {
     "smoke": Settings(
@@ -170,8 +150,7 @@ PROFILES: dict[str, Settings] = {
         test_envs={"delay 2": {"delay": 2}, "delay 6": {"delay": 6}},
         total_steps=16 * 16 * 4,
         n_envs=16,
-        n_steps=16,
-        lr=3e-3,
+        ppo=ppo.PPOConfig(n_steps=16, lr=3e-3),
         eval_episodes=32,
         d_emb=16,
         input_d_k=8,
@@ -258,7 +237,7 @@ def run(
             parameters[name] = common.count_parameters(agent)
             envs = ppo.VecEnv(lambda k: make_env(s.train_env, k), s.n_envs, seed=seed)
             tick = time.perf_counter()
-            curve = ppo.train(agent, envs, s.total_steps, s.ppo_config(), progress=progress)
+            curve = ppo.train(agent, envs, s.total_steps, s.ppo, progress=progress)
             speed.append(curve[-1]["steps"] / (time.perf_counter() - tick))
             curves.setdefault(name, {})[str(seed)] = curve
             tests = tqdm(s.test_envs.items(), desc="test", leave=False, disable=not progress)

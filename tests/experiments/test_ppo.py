@@ -48,6 +48,8 @@ def test_gae_matches_a_hand_computed_case_and_stops_at_episode_ends():
         (lambda: ppo.ppo_loss(*[torch.zeros(4)] * 6, clip=0.0), r"^clip: expected a number in \(0, 1\)"),
         (lambda: ppo.PPOConfig(lr=0), r"^lr: expected a finite number > 0, got 0$"),
         (lambda: ppo.PPOConfig(n_steps=0), r"^n_steps: expected a positive int"),
+        (lambda: ppo.PPOConfig(entropy_coef=1.5), r"^entropy_coef: expected a number in \[0, 1\], got 1.5$"),
+        (lambda: ppo.PPOConfig(gamma=-0.1), r"^gamma: expected a number in \[0, 1\]"),
         (lambda: ppo.CueEnv(delay=-1), r"^delay: expected an int >= 0"),
         (lambda: ppo.Agent(0, 2, "lstm-8", SETTINGS), "^obs_size: expected a positive int"),
         (lambda: ppo.Agent(4, 2, "gru-8", SETTINGS), "^name: expected a model name"),
