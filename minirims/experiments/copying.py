@@ -53,6 +53,7 @@ from minirims.experiments.common import (
     make_core,
     mean_std,
     settings_of,
+    traced,
     traced_masks,
     train_and_test,
 )
@@ -76,6 +77,7 @@ __all__ = [
     "knockout_accuracy",
     "main",
     "make_model",
+    "null_attention_by_token",
     "run",
     "settings",
 ]
@@ -391,6 +393,35 @@ def knockout_accuracy(
     return correct / n
 
 
+@torch.no_grad()
+def null_attention_by_token(model: CopyModel, delay: int = 200, n: int = 200) -> dict[str, Tensor]:
+    """How much each module of a copying RIM attends to the null slot on each kind of input token.
+
+    A module that ignores an input attends to the null slot (and, losing the competition, keeps its state).
+    Runs ``n`` test sequences at ``delay`` (those of :func:`evaluate`).
+
+    Returns:
+        ``{"digit" | "blank" | "marker" (| "distractor"): (n_modules,) float64}``, the mean null attention
+        of each module over the steps whose input is of that kind (distractors only for a model that
+        embeds them).
+    """
+    if not isinstance(model, CopyModel) or not isinstance(model.core, RIM):
+        raise ValueError(f"model: expected a CopyModel with a RIM core, got {type(model).__name__}")
+    check_int("delay", delay)
+    check_int("n", n)
+    kinds: dict[str, Any] = {"digit": range(1, 9), "blank": (BLANK,), "marker": (MARKER,)}
+    rate = 0.0
+    if model.embed.num_embeddings > VOCAB:
+        kinds["distractor"], rate = (DISTRACTOR,), 0.2
+    tokens, _ = next(_test_batches(delay, n, n, 12345, rate))
+    null = traced(model, tokens).input_attn[..., 0].double().cpu()  # (B, L, n)
+    out = {}
+    for kind, values in kinds.items():
+        where = torch.isin(tokens, torch.tensor(list(values)))
+        out[kind] = null[where].mean(0)
+    return out
+
+
 def run(
     settings: str | Settings | None = None,
     seeds: int | list[int] = 1,
@@ -428,20 +459,27 @@ def run(
             scores = evaluate(model, s.train_delay, 512, s.eval_batch_size, 777, s.distractor_rate)
             return {"val_acc": scores["acc"], "val_ce": scores["ce"]}
 
-        def test(model: nn.Module) -> dict[tuple[float, int], dict[str, float]]:
+        def test(model: nn.Module) -> dict[Any, Any]:
             cases = [(r, d) for r in (s.distractor_rate, *s.test_distractor_rates) for d in s.test_delays]
             bar = tqdm(cases, desc="test", leave=False, disable=not options.get("progress", True))
-            return {
+            out: dict[Any, Any] = {
                 (r, d): evaluate(model, d, s.n_eval, s.eval_batch_size, distractor_rate=r) for r, d in bar
             }
+            if s.distractor_rate > 0 and isinstance(model.core, RIM):  # what the modules ignore
+                null = null_attention_by_token(model, delay=max(s.test_delays), n=min(200, s.n_eval))
+                out["null_attention"] = {kind: v.tolist() for kind, v in null.items()}
+            return out
 
-        def summarize(per_seed: list[dict[tuple[float, int], dict[str, float]]]) -> dict[str, Any]:
+        def summarize(per_seed: list[dict[Any, Any]]) -> dict[str, Any]:
             def at(rate: float, key: str) -> dict[str, Any]:
                 return {str(d): mean_std([r[rate, d][key] for r in per_seed]) for d in s.test_delays}
 
             out: dict[str, Any] = {key: at(s.distractor_rate, key) for key in ("acc", "ce")}
             if s.test_distractor_rates:
                 out["acc_distract"] = {str(r): at(r, "acc") for r in s.test_distractor_rates}
+            if "null_attention" in per_seed[0]:  # per kind: one list of module values per seed
+                kinds = per_seed[0]["null_attention"]
+                out["null_attention"] = {k: [r["null_attention"][k] for r in per_seed] for k in kinds}
             return out
 
         return Task(batches, loss, validate, test, summarize, select="val_ce", chance_loss=CHANCE_CE)

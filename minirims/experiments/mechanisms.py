@@ -47,7 +47,8 @@ __all__ = [
 EXPERIMENT = "mechanisms"
 #: shares of background pixels flipped to stroke at test (none in training)
 FLIP_RATES = (0.0, 0.005, 0.01, 0.02, 0.05)
-_KINDS = {"digit": range(1, 9), "blank": (cp.BLANK,), "marker": (cp.MARKER,)}
+#: the copying RIM's null attention per kind of input token (defined beside the task)
+copying_null_attention = cp.null_attention_by_token
 
 
 def _check_images(images: object) -> Tensor:
@@ -118,35 +119,6 @@ def mnist_foreground(
         size: mr.foreground_activity(model, pixel_sequences(images, size))
         for size in _check_sizes("sizes", sizes)
     }
-
-
-@torch.no_grad()
-def copying_null_attention(model: cp.CopyModel, delay: int = 200, n: int = 200) -> dict[str, Tensor]:
-    """How much each module of a copying RIM attends to the null slot on each kind of input token.
-
-    A module that ignores an input attends to the null slot (and, losing the competition, keeps its state).
-    Runs ``n`` test sequences at ``delay`` (those of :func:`cp.evaluate`).
-
-    Returns:
-        ``{"digit" | "blank" | "marker" (| "distractor"): (n_modules,) float64}``, the mean null attention
-        of each module over the steps whose input is of that kind (distractors only for a model that
-        embeds them).
-    """
-    if not isinstance(model, cp.CopyModel) or not isinstance(model.core, RIM):
-        raise ValueError(f"model: expected a CopyModel with a RIM core, got {type(model).__name__}")
-    common.check_int("delay", delay)
-    common.check_int("n", n)
-    kinds = dict(_KINDS)
-    rate = 0.0
-    if model.embed.num_embeddings > cp.VOCAB:
-        kinds["distractor"], rate = (cp.DISTRACTOR,), 0.2
-    tokens, _ = next(cp._test_batches(delay, n, n, 12345, rate))
-    null = common.traced(model, tokens).input_attn[..., 0].double().cpu()  # (B, L, n)
-    out = {}
-    for kind, values in kinds.items():
-        where = torch.isin(tokens, torch.tensor(list(values)))
-        out[kind] = null[where].mean(0)
-    return out
 
 
 def run(

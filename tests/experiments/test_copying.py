@@ -345,6 +345,10 @@ def test_a_distractor_run_embeds_the_token_and_records_every_rate(tmp_path, one_
         assert 0 <= got["0.6"]["9"]["mean"] <= 1
     table = cp.format_table(record)
     assert "30% distr." in table and "60% distr." in table
+    null = record["metrics"][RIM]["null_attention"]  # what each RIM module ignores, per kind of token
+    assert set(null) == {"digit", "blank", "marker", "distractor"} and len(null["distractor"]) == 1
+    assert len(null["distractor"][0]) == 6 and all(0 <= v <= 1 for v in null["distractor"][0])
+    assert "null_attention" not in record["metrics"][LSTM]
     fig = figures.plot_distractors(record)
     assert len(fig.axes) == 2 and {RIM, LSTM} <= set(fig.axes[-1].get_legend_handles_labels()[1])
     x = fig.axes[0].lines[0].get_xdata()
