@@ -100,33 +100,6 @@ def test_random_selection_ignores_the_input_and_follows_the_seed():
     )  # the RIM: it does
 
 
-def test_ablated_compiled_steps_equal_eager(one_thread, monkeypatch):
-    from minirims import fast
-
-    pairs = (("step", fast._step), ("steps", fast._steps))
-    compiled = {name: torch.compile(fn, backend="aot_eager", dynamic=False) for name, fn in pairs}
-    monkeypatch.setattr(fast, "_COMPILED", compiled)
-    torch.manual_seed(0)
-    rim = RIM(
-        4,
-        n_modules=4,
-        k_active=2,
-        d_hidden=6,
-        input_d_k=4,
-        dropout=0.0,
-        communicate=False,
-        selection="random",
-    )
-    x = torch.randn(2, 5, 4)  # one chunk of COMPILE_UNROLL = 4 steps, then one step
-    results = []
-    for compile_step in (False, True):
-        rim.compile_step = compile_step
-        torch.manual_seed(3)
-        out, _, _ = rim(x)
-        results.append(out.detach())
-    torch.testing.assert_close(results[1], results[0], atol=1e-5, rtol=1e-4)
-
-
 @pytest.mark.parametrize(
     ("kw", "message"),
     [
