@@ -2,15 +2,16 @@
 
     mnist_robustness(models, images, labels, sizes, rates, seed) -> {name: {size: {rate: accuracy}}}
     mnist_foreground(model, images, sizes) -> {size: (n, 2)}   # active share on stroke / background pixels
+    mnist_null_attention(model, images, size, rate) -> {kind: (n,)}  # real strokes vs flipped pixels
     copying_null_attention(model, delay, n) -> {token kind: (n,)}  # mean null attention per module
     run(profile, n_test, results) -> Record                     # python -m minirims mechanisms ...
 
 The record (``results/mechanisms/mechanisms_<profile>.json``) holds, for the reference models of a profile
 (:mod:`minirims.experiments.references`): MNIST test accuracy with background pixels flipped at rates no model
 saw in training, at every test size, beside the uniform guess; each RIM module's activity on stroke and on
-background pixels at every size; and for the copying RIM, the knock-out table
-(:func:`~minirims.experiments.copying.knockout_accuracy`) and the null attention of each module on digits,
-blanks and the marker.
+background pixels at every size, and its null attention on real strokes, flipped pixels and background;
+and for the copying RIM, the knock-out table (:func:`~minirims.experiments.copying.knockout_accuracy`) and
+the null attention of each module on digits, blanks and the marker.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ __all__ = [
     "copying_null_attention",
     "main",
     "mnist_foreground",
+    "mnist_null_attention",
     "mnist_robustness",
     "run",
     "save_figures",
@@ -121,6 +123,31 @@ def mnist_foreground(
     }
 
 
+@torch.no_grad()
+def mnist_null_attention(
+    model: nn.Module, images: Tensor | np.ndarray, size: int, rate: float = 0.02, seed: int = 0
+) -> dict[str, Tensor]:
+    """Does a module's attention tell a flipped background pixel from a real stroke? The mean null attention
+    of each RIM module on real stroke pixels, on flipped background pixels (the same token, 1) and on the
+    background left as it is, with ``rate`` of the background flipped (:func:`mr.flip_background`, the
+    flips of :func:`mnist_robustness` for the same ``seed`` and size).
+
+    Returns:
+        ``{"stroke" | "flipped" | "background": (n_modules,) float64}`` (NaN for a kind without pixels, e.g.
+        "flipped" at rate 0).
+    """
+    if not isinstance(model, mr.MNISTClassifier) or not isinstance(model.core, RIM):
+        raise ValueError(f"model: expected an MNISTClassifier with a RIM core, got {type(model).__name__}")
+    images = _check_images(images)
+    tokens = pixel_sequences(images, common.check_int("size", size))
+    noisy = mr.flip_background(
+        tokens, _check_rate("rate", rate), torch.Generator().manual_seed(seed * 1000 + size)
+    )
+    null = common.traced(model, noisy).input_attn[..., 0].double().cpu()  # (B, T, n)
+    kinds = {"stroke": tokens == 1, "flipped": (noisy == 1) & (tokens == 0), "background": noisy == 0}
+    return {kind: null[where].mean(0) for kind, where in kinds.items()}
+
+
 def run(
     profile: str = "cpu",
     n_test: int = 1000,
@@ -150,6 +177,16 @@ def run(
         bar.update()
         metrics["foreground"] = {
             name: {size: act.tolist() for size, act in mnist_foreground(model, images[:200], sizes).items()}
+            for name, model in mnist.items()
+            if isinstance(model.core, RIM)
+        }
+        metrics["null_attention_flipped"] = {  # 2% of the background flipped, 200 digits, each size
+            name: {
+                size: {
+                    k: v.tolist() for k, v in mnist_null_attention(model, images[:200], size, 0.02).items()
+                }
+                for size in sizes
+            }
             for name, model in mnist.items()
             if isinstance(model.core, RIM)
         }

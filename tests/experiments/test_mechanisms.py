@@ -119,6 +119,22 @@ def test_foreground_activity_counts_each_kind_of_pixel(one_thread):
     assert set(per_size) == {14, 19} and torch.equal(per_size[14], act)
 
 
+def test_mnist_null_attention_separates_real_strokes_flipped_pixels_and_background(one_thread):
+    model = mnist_model("rim-6x8-k4")
+    images, _ = digits(6)
+    null = mechanisms.mnist_null_attention(model, images, 14, rate=0.3)
+    assert set(null) == {"stroke", "flipped", "background"}
+    assert all(v.shape == (6,) and ((v > 0) & (v < 1)).all() for v in null.values())
+    tokens = mr.pixel_sequences(images, 14)
+    noisy = mr.flip_background(tokens, 0.3, torch.Generator().manual_seed(14))
+    trace = model(noisy, trace=True)[1]
+    flipped = (noisy == 1) & (tokens == 0)
+    torch.testing.assert_close(null["flipped"], trace.input_attn[..., 0][flipped].double().mean(0))
+    assert mechanisms.mnist_null_attention(model, images, 14, rate=0.0)["flipped"].isnan().all()
+    with pytest.raises(ValueError, match="^model: expected an MNISTClassifier with a RIM core"):
+        mechanisms.mnist_null_attention(mnist_model("lstm-16"), images, 14)
+
+
 def test_null_attention_per_token_kind(one_thread):
     torch.manual_seed(0)
     model = cp.make_model("rim-6x8-k4", COPY_SMOKE)
@@ -154,6 +170,7 @@ def test_run_writes_a_record_of_every_measurement_and_its_figures_draw(tmp_path,
     sizes = [str(s) for s in MNIST_SMOKE.test_sizes]
     rim = next(n for n in MNIST_SMOKE.models if n.startswith("rim"))
     assert list(m["foreground"]) == [rim] and list(m["foreground"][rim]) == sizes
+    assert set(m["null_attention_flipped"][rim][sizes[0]]) == {"stroke", "flipped", "background"}
     assert list(m["acc_flipped"][rim][sizes[0]]) == [str(r) for r in mechanisms.FLIP_RATES]
     assert set(m["knockout"]) == set(m["null_attention"]) == {"rim-6x8-k4"}
     assert m["null_attention"]["rim-6x8-k4"]["blank"] == pytest.approx([0.9] * 6)
