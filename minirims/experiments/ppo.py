@@ -124,10 +124,15 @@ def ppo_loss(
 
 
 # ---------------------------------------------------------------------------------------------- the agent
+def _map_state(state: Any, fn: Callable[[Tensor], Tensor]) -> Any:
+    """``fn`` applied to every tensor of a core's state (a RIMState, or an LSTM's (h, c)), its type kept."""
+    parts = [None if t is None else fn(t) for t in state]
+    return RIMState(*parts) if isinstance(state, RIMState) else tuple(parts)
+
+
 def _keep(state: Any, keep: Tensor) -> Any:
     """The core's state with the examples where ``keep`` (N,) is 0 set back to zeros (a new episode)."""
-    parts = [None if t is None else t * keep.view(-1, *[1] * (t.dim() - 1)).to(t.dtype) for t in state]
-    return RIMState(*parts) if isinstance(state, RIMState) else tuple(parts)
+    return _map_state(state, lambda t: t * keep.view(-1, *[1] * (t.dim() - 1)).to(t.dtype))
 
 
 class Agent(nn.Module):
@@ -328,8 +333,7 @@ def train(
     curve, done_steps, t0 = [], 0, time.perf_counter()
     rollouts = max(1, total_steps // (cfg.n_steps * n))
     for _ in tqdm(range(rollouts), desc="rollouts", disable=not progress):
-        first_state = tuple(None if t is None else t.detach() for t in state)
-        first_state = RIMState(*first_state) if isinstance(state, RIMState) else first_state
+        first_state = _map_state(state, Tensor.detach)
         buf = {k: [] for k in ("obs", "starts", "actions", "logp", "values", "rewards", "dones")}
         with torch.no_grad():
             for _ in range(cfg.n_steps):
@@ -348,7 +352,7 @@ def train(
         groups = torch.arange(n).view(cfg.minibatches, -1)
         for _ in range(cfg.epochs):
             for g in groups[torch.randperm(cfg.minibatches)]:
-                init = _select(first_state, g)
+                init = _map_state(first_state, lambda t, g=g: t[g])
                 logits, values, _ = agent(data["obs"][:, g], init, data["starts"][:, g])
                 dist = torch.distributions.Categorical(logits=logits)
                 loss, stats = ppo_loss(
@@ -373,9 +377,3 @@ def train(
             {"steps": done_steps, "return": mean_return, "seconds": time.perf_counter() - t0, **stats}
         )
     return curve
-
-
-def _select(state: Any, index: Tensor) -> Any:
-    """The state of the environments ``index``."""
-    parts = [None if t is None else t[index] for t in state]
-    return RIMState(*parts) if isinstance(state, RIMState) else tuple(parts)
