@@ -139,3 +139,22 @@ def test_the_provenance_keeps_one_seeds_own_test_values():
         "acc": {"50": 0.6},
         "4 balls": {"mean_bce": 3.0, "per_frame": [2.0, 3.0]},
     }
+
+
+def test_every_committed_reference_loads_and_they_fit_the_budget():
+    """Each reference in results/models loads through the loader (its hash and its profile's settings hold),
+    and together they stay within the 25 MB a clone should carry."""
+    import importlib
+
+    from minirims.experiments.references import models_dir
+
+    infos = sorted(models_dir().glob("*.json"))
+    assert infos, "expected committed reference models in results/models"
+    for path in infos:
+        info = json.loads(path.read_text())
+        module = importlib.import_module(f"minirims.experiments.{info['experiment']}")
+        model, loaded = load_reference_model(module, info["model"], info["profile"])
+        assert loaded["sha256"] == info["sha256"]
+        assert not model.training
+    size = sum(p.stat().st_size for p in models_dir().iterdir() if p.is_file())
+    assert size <= 25_000_000, f"results/models holds {size / 1e6:.1f} MB"
