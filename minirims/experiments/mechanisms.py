@@ -99,10 +99,15 @@ def mnist_robustness(
     for size in tqdm(sizes, desc="sizes", leave=False, disable=not progress):
         tokens = pixel_sequences(images, size)
         for rate in rates:
-            noisy = mr.flip_background(tokens, rate, torch.Generator().manual_seed(seed * 1000 + size))
+            noisy = mr.flip_background(tokens, rate, _flip_generator(seed, size))
             for name, model in models.items():
                 out[name].setdefault(size, {})[rate] = mr.evaluate_accuracy(model, noisy, labels)
     return out
+
+
+def _flip_generator(seed: int, size: int) -> torch.Generator:
+    """The generator of the background flips at ``size``: the same flips for every measurement of a seed."""
+    return torch.Generator().manual_seed(seed * 1000 + size)
 
 
 def _check_rate(name: str, value: object) -> float:
@@ -140,9 +145,7 @@ def mnist_null_attention(
         raise ValueError(f"model: expected an MNISTClassifier with a RIM core, got {type(model).__name__}")
     images = _check_images(images)
     tokens = pixel_sequences(images, common.check_int("size", size))
-    noisy = mr.flip_background(
-        tokens, _check_rate("rate", rate), torch.Generator().manual_seed(seed * 1000 + size)
-    )
+    noisy = mr.flip_background(tokens, _check_rate("rate", rate), _flip_generator(seed, size))
     null = common.traced(model, noisy).input_attn[..., 0].double().cpu()  # (B, T, n)
     kinds = {"stroke": tokens == 1, "flipped": (noisy == 1) & (tokens == 0), "background": noisy == 0}
     return {kind: null[where].mean(0) for kind, where in kinds.items()}
