@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -217,10 +219,18 @@ def run(
     results: str | None = None,
     save: bool = True,
     progress: bool = True,
+    runs_dir: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
-    """Train every model and seed for ``total_steps``, test on every test environment; the record."""
+    """Train every model and seed for ``total_steps``, test on every test environment; the record.
+
+    With ``runs_dir``, each trained agent (weights, curve, training speed) is kept in
+    ``<runs_dir>/rl_probe_<profile>_<hash of the training settings>/<model>_seed<seed>.pt``, and a later run
+    with the same training settings tests the kept agent instead of training it again (so the models and
+    seeds of one record can train in separate processes, then one run tests them all).
+    """
     s = _resolve(settings)
     seeds = seed_list(seeds)
+    kept = None if runs_dir is None else _runs_folder(s, runs_dir)
     started, t0 = common.provenance(), time.perf_counter()
     metrics: dict[str, Any] = {
         "random": {
@@ -235,10 +245,21 @@ def run(
             seed_everything(seed)
             agent = make_model(name, s)
             parameters[name] = common.count_parameters(agent)
-            envs = ppo.VecEnv(lambda k: make_env(s.train_env, k), s.n_envs, seed=seed)
-            tick = time.perf_counter()
-            curve = ppo.train(agent, envs, s.total_steps, s.ppo, progress=progress)
-            speed.append(curve[-1]["steps"] / (time.perf_counter() - tick))
+            path = None if kept is None else kept / f"{name}_seed{seed}.pt"
+            if path is not None and path.exists():
+                saved = torch.load(path, weights_only=True)
+                agent.load_state_dict(saved["state_dict"])
+                curve, seconds = saved["curve"], saved["seconds"]
+            else:
+                envs = ppo.VecEnv(lambda k: make_env(s.train_env, k), s.n_envs, seed=seed)
+                tick = time.perf_counter()
+                curve = ppo.train(agent, envs, s.total_steps, s.ppo, progress=progress)
+                seconds = time.perf_counter() - tick
+                if path is not None:
+                    tmp = path.with_suffix(".tmp")
+                    torch.save({"state_dict": agent.state_dict(), "curve": curve, "seconds": seconds}, tmp)
+                    tmp.replace(path)
+            speed.append(curve[-1]["steps"] / seconds)
             curves.setdefault(name, {})[str(seed)] = curve
             tests = tqdm(s.test_envs.items(), desc="test", leave=False, disable=not progress)
             per_seed.append({test: evaluate(agent, spec, s.eval_episodes, seed) for test, spec in tests})
@@ -260,6 +281,16 @@ def run(
     if save:
         common.save_record(record, common.output_record_path(EXPERIMENT, s.profile, results))
     return record
+
+
+def _runs_folder(s: Settings, runs_dir: str | os.PathLike[str]) -> Path:
+    """The folder of the kept agents of ``s`` (made if missing): its name hashes what training depends on."""
+    training = {
+        k: v for k, v in s.as_dict().items() if k not in ("models", "test_envs", "eval_episodes", "note")
+    }
+    folder = common.check_runs_dir(runs_dir) / f"{EXPERIMENT}_{s.profile}_{common.settings_key(training)}"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def format_table(record: Mapping[str, Any]) -> str:
@@ -290,6 +321,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--steps", type=int, default=None, help="environment steps of training per agent")
     parser.add_argument("--results", default=None, help="write the record into this folder (default: runs/)")
+    parser.add_argument(
+        "--runs-dir", default=None, help="keep each trained agent here and test kept agents without training"
+    )
     parser.add_argument("--no-save", action="store_true", help="do not write the record")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -302,7 +336,14 @@ def main(args: argparse.Namespace) -> int:
     if args.steps is not None:
         changes["total_steps"] = args.steps
     s = settings(args.profile, **changes)
-    record = run(s, args.seeds, args.results, save=not args.no_save, progress=not args.no_progress)
+    record = run(
+        s,
+        args.seeds,
+        args.results,
+        save=not args.no_save,
+        progress=not args.no_progress,
+        runs_dir=args.runs_dir,
+    )
     print(format_table(record))
     if not args.no_save:
         print(f"record: {common.output_record_path(EXPERIMENT, s.profile, args.results)}")

@@ -60,6 +60,38 @@ def test_a_smoke_run_records_every_model_test_and_the_random_policy(tmp_path, on
         assert again["metrics"][lstm]["return"][test]["values"] == cell["values"][:1]
 
 
+def test_kept_agents_are_tested_without_training_again(tmp_path, one_thread, monkeypatch):
+    tiny = SMOKE.replace(total_steps=256, eval_episodes=16)
+    lstm = SMOKE.models[1]
+    first = rl.run(tiny.replace(models=(lstm,)), seeds=[0], save=False, progress=False, runs_dir=tmp_path)
+    (folder,) = tmp_path.iterdir()
+    assert [p.name for p in folder.iterdir()] == [f"{lstm}_seed0.pt"]
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a kept agent was trained again")
+
+    monkeypatch.setattr(rl.ppo, "train", no_training)
+    again = rl.run(tiny.replace(models=(lstm,)), seeds=[0], save=False, progress=False, runs_dir=tmp_path)
+    assert again["curves"] == first["curves"]
+    assert again["metrics"][lstm]["return"] == first["metrics"][lstm]["return"]
+    # the test settings are not part of the key; the training settings are
+    rl.run(
+        tiny.replace(models=(lstm,), eval_episodes=8),
+        seeds=[0],
+        save=False,
+        progress=False,
+        runs_dir=tmp_path,
+    )
+    with pytest.raises(AssertionError, match="trained again"):
+        rl.run(
+            tiny.replace(models=(lstm,), total_steps=512),
+            seeds=[0],
+            save=False,
+            progress=False,
+            runs_dir=tmp_path,
+        )
+
+
 def test_cli_user_errors_end_in_one_line(capsys):
     from minirims.__main__ import main
 
