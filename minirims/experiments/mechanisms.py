@@ -141,8 +141,7 @@ def mnist_null_attention(
         ``{"stroke" | "flipped" | "background": (n_modules,) float64}`` (NaN for a kind without pixels, e.g.
         "flipped" at rate 0).
     """
-    if not isinstance(model, mr.MNISTClassifier) or not isinstance(model.core, RIM):
-        raise ValueError(f"model: expected an MNISTClassifier with a RIM core, got {type(model).__name__}")
+    mr.check_rim_classifier(model)
     images = _check_images(images)
     tokens = pixel_sequences(images, common.check_int("size", size))
     noisy = mr.flip_background(tokens, _check_rate("rate", rate), _flip_generator(seed, size))

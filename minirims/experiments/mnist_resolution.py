@@ -53,6 +53,7 @@ __all__ = [
     "activity_masks",
     "add_arguments",
     "check_environment",
+    "check_rim_classifier",
     "evaluate_accuracy",
     "flip_background",
     "foreground_activity",
@@ -209,11 +210,20 @@ def make_model(name: str, settings: Settings | None = None) -> MNISTClassifier:
     return MNISTClassifier(core, s.d_emb)
 
 
+def check_rim_classifier(model: object, name: str = "model") -> MNISTClassifier:
+    """``model`` if it is an :class:`MNISTClassifier` with a RIM core, else a ValueError naming ``name``."""
+    if not isinstance(model, MNISTClassifier) or not isinstance(model.core, RIM):
+        got = type(model).__name__
+        if isinstance(model, MNISTClassifier):
+            got += f" with a {type(model.core).__name__} core"
+        raise ValueError(f"{name}: expected an MNISTClassifier with a RIM core, got {got}")
+    return model
+
+
 @torch.no_grad()
 def activity_masks(model: MNISTClassifier, tokens: Tensor) -> Tensor:
     """Which RIM modules are active at each pixel: tokens (T,) or (B, T) -> masks (B, T, n) bool (CPU)."""
-    if not isinstance(model, MNISTClassifier) or not isinstance(model.core, RIM):
-        raise ValueError(f"model: expected an MNISTClassifier with a RIM core, got {type(model).__name__}")
+    check_rim_classifier(model)
     return common.traced_masks(model, tokens)
 
 
@@ -254,8 +264,7 @@ def foreground_activity(model: MNISTClassifier, tokens: Tensor, batch_size: int 
         (n, 2) float64 on the CPU: column 0 the share of stroke pixels, column 1 of background pixels, at
         which each module is active.
     """
-    if not isinstance(model, MNISTClassifier) or not isinstance(model.core, RIM):
-        raise ValueError(f"model: expected an MNISTClassifier with a RIM core, got {type(model).__name__}")
+    check_rim_classifier(model)
     if not isinstance(tokens, Tensor) or tokens.dim() != 2 or tokens.dtype.is_floating_point:
         got = f"{tuple(tokens.shape)} {tokens.dtype}" if isinstance(tokens, Tensor) else type(tokens).__name__
         raise ValueError(f"tokens: expected shape (N, T) of integer pixel tokens, got {got}")

@@ -61,8 +61,14 @@ def test_activity_masks_shape_and_k_active() -> None:
     masks = mr.activity_masks(model, torch.randint(0, 2, (196,)))
     assert masks.shape == (1, 196, 6) and masks.dtype == torch.bool
     assert masks.sum(-1).eq(4).all()
-    with pytest.raises(ValueError, match="model: expected an MNISTClassifier with a RIM core"):
+    with pytest.raises(
+        ValueError,
+        match="^model: expected an MNISTClassifier with a RIM core, got MNISTClassifier with a LSTMBaseline "
+        "core$",
+    ):
         mr.activity_masks(mr.make_model(LSTM, SMOKE), torch.zeros(196, dtype=torch.long))
+    with pytest.raises(ValueError, match="^model: expected an MNISTClassifier with a RIM core, got Linear$"):
+        mr.foreground_activity(torch.nn.Linear(2, 2), torch.zeros(2, 196, dtype=torch.long))
 
 
 def test_transformer_is_causal_and_extrapolates() -> None:
