@@ -794,7 +794,8 @@ def seed_list(seeds: int | Sequence[int]) -> list[int]:
 
 
 def seeds_argument(text: str) -> int | list[int]:
-    """``--seeds`` on the command line: a count ``N`` (seeds 0..N-1) or a comma-separated list (``0,3``).
+    """``--seeds`` on the command line: a count ``N`` (seeds 0..N-1) or a comma-separated list (``0,3``; one
+    seed ``k`` alone: ``k,``).
 
     Raises ``argparse.ArgumentTypeError`` (argparse turns it into a one-line usage error, status 2).
     """
@@ -805,7 +806,9 @@ def seeds_argument(text: str) -> int | list[int]:
             raise ValueError(
                 f"seeds: expected at most {MAX_SEEDS} seeds, got a list of {text.count(',') + 1}"
             )
-        value: int | list[int] = [int(p) for p in text.split(",")] if "," in text else int(text)
+        value: int | list[int] = (
+            [int(p) for p in text.removesuffix(",").split(",")] if "," in text else int(text)
+        )
         seed_list(value)
     except ValueError as err:
         why = str(err).removeprefix("seeds: ") if str(err).startswith("seeds: ") else None
@@ -831,7 +834,10 @@ def add_arguments(parser: Any, extra: Callable[[Any], None] | None = None) -> No
         help="models to train, e.g. rim-6x48-k4 lstm-288 (default: the profile's)",
     )
     parser.add_argument(
-        "--seeds", type=seeds_argument, default=1, help="a count N (seeds 0..N-1) or a list such as 0,3"
+        "--seeds",
+        type=seeds_argument,
+        default=1,
+        help="a count N (seeds 0..N-1) or a list such as 0,3 (seed 2 alone: 2,)",
     )
     parser.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
     parser.add_argument("--lr", type=float, default=None, help="one peak learning rate for every model")

@@ -317,7 +317,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--models", nargs="+", default=None, help="cores to train, e.g. rim-6x32-k4 lstm-192")
     parser.add_argument(
-        "--seeds", type=common.seeds_argument, default=1, help="a count N or a list such as 0,3"
+        "--seeds",
+        type=common.seeds_argument,
+        default=1,
+        help="a count N (seeds 0..N-1) or a list such as 0,3 (seed 2 alone: 2,)",
     )
     parser.add_argument("--steps", type=int, default=None, help="environment steps of training per agent")
     parser.add_argument("--results", default=None, help="write the record into this folder (default: runs/)")

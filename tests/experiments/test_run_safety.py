@@ -45,6 +45,13 @@ def test_the_seeds_option_refuses_huge_counts_and_lists(text, message):
         seeds_argument(text)
 
 
+def test_the_seeds_option_reads_counts_lists_and_one_seed():
+    assert seeds_argument("3") == 3 and seeds_argument("0,3") == [0, 3] and seeds_argument("2,") == [2]
+    for text in (",", "1,,2", ",2", "a"):
+        with pytest.raises(argparse.ArgumentTypeError, match="expected a count N or a comma-separated list"):
+            seeds_argument(text)
+
+
 def test_epochs_are_bounded():
     with pytest.raises(ValueError, match=r"^epochs: expected a positive int of at most 10000, got 10001$"):
         cp.settings("smoke", epochs=10_001)
