@@ -25,6 +25,10 @@ SMOKE = rl.settings("smoke")
         ({"test_envs": {}}, r"^test_envs: expected a non-empty dict"),
         ({"train_env": {"game": "pong"}}, r"^train_env\['game'\]: expected one of breakout"),
         ({"test_envs": {"x": {"delay": 2, "extra": 1}}}, r"^test_envs\['x'\]: expected \{'game'"),
+        (
+            {"test_envs": {"ramp": {"game": "breakout", "ramping": True}}},
+            r"^test_envs\['ramp'\]\['ramping'\]: breakout has no difficulty ramping in MinAtar",
+        ),
     ],
 )
 def test_bad_settings_are_named(overrides, match):
