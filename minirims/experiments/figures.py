@@ -10,6 +10,7 @@
     plot_distractors(record)                                 # copying: accuracy against the distractor rate
     plot_flip_robustness(record)                             # MNIST accuracy with background pixels flipped
     plot_foreground(record, model)                           # each module's activity on stroke / background
+    plot_rl_probe(record, window=10)                         # RL: learning curves and the shifted tests
     plot_frames(frames, title="", every=1, max_frames=16)    # a strip of video frames
     plot_rollouts(truth, predictions, n_given, every=2)      # the paper's Figure 6
     plot_videos_at(videos, t, n_given, max_videos=16)         # one rollout frame of many videos
@@ -45,6 +46,7 @@ __all__ = [
     "plot_frames",
     "plot_knockout",
     "plot_record",
+    "plot_rl_probe",
     "plot_rollouts",
     "plot_videos_at",
     "record_curves",
@@ -300,12 +302,79 @@ def plot_balls_scores(record: Mapping[str, Any], scores: tuple[str, ...] = ("f1"
     return fig
 
 
+def plot_rl_probe(record: Mapping[str, Any], window: int = 10) -> Any:
+    """An RL probe record: left, each agent's mean episode return over training (a running mean of
+    ``window`` rollouts; thin lines per seed, thick their mean); right, the return on each test environment
+    (dots per seed, bar the mean), the random policy grey and dashed in both."""
+    import matplotlib.pyplot as plt
+
+    if record.get("experiment") != "rl_probe":
+        raise ValueError(f"record: expected an rl_probe record, got {record.get('experiment')!r}")
+    window = int(window)
+    if window < 1:
+        raise ValueError(f"window: expected a positive int, got {window}")
+    metrics, curves = record["metrics"], record["curves"]
+    tests = list(metrics["random"]["return"])
+    models = [m for m in metrics if m != "random"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.4), width_ratios=(3, 2))
+    for i, name in enumerate(models):
+        color = f"C{i}"
+        runs = []
+        for rows in curves[name].values():
+            steps = np.array([r["steps"] for r in rows], dtype=float)
+            ret = np.array([r["return"] for r in rows], dtype=float)
+            ended = np.isfinite(ret).astype(float)  # rollouts in which an episode ended
+            kernel = np.ones(min(window, len(ret)))
+            total = np.convolve(np.nan_to_num(ret), kernel, "same")
+            count = np.convolve(ended, kernel, "same")
+            smooth = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+            left.plot(steps, smooth, color=color, lw=0.6, alpha=0.5)
+            runs.append(smooth)
+        left.plot(
+            steps, np.nanmean(np.stack(runs), 0), color=color, lw=2, label=f"{name} ({len(runs)} seeds)"
+        )
+    train_random = metrics["random"]["return"][tests[0]]
+    left.axhline(train_random, color="grey", ls="--", lw=1, label=f"random policy ({tests[0]})")
+    left.set_xlabel("environment steps")
+    left.set_ylabel("episode return")
+    left.set_title("training", fontsize=9)
+    left.legend(fontsize=7)
+    width = 0.8 / max(len(models), 1)
+    x = np.arange(len(tests))
+    for i, name in enumerate(models):
+        cells = [metrics[name]["return"][t] for t in tests]
+        right.bar(
+            x + (i - (len(models) - 1) / 2) * width,
+            [c["mean"] for c in cells],
+            width,
+            color=f"C{i}",
+            alpha=0.6,
+            label=name,
+        )
+        for j, c in enumerate(cells):
+            right.plot(
+                np.full(len(c["values"]), x[j] + (i - (len(models) - 1) / 2) * width), c["values"], "k.", ms=3
+            )
+    for j, t in enumerate(tests):
+        right.plot([j - 0.45, j + 0.45], [metrics["random"]["return"][t]] * 2, color="grey", ls="--", lw=1)
+    right.set_xticks(x, tests, fontsize=8)
+    right.set_ylabel("mean episode return")
+    right.set_title("tests (dots: seeds; grey dashed: random policy)", fontsize=9)
+    right.legend(fontsize=7)
+    fig.suptitle(f"RL probe, {record['profile']} profile: PPO with each core", fontsize=10)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
 def plot_record(record: Mapping[str, Any]) -> Any:
     """The figure of a record that ``python -m minirims <experiment>`` saves beside it."""
     seeds = len(record["seeds"])
     title = f"{record['experiment'].replace('_', ' ')}, {record['profile']} profile, {seeds} seed(s)"
     if record["experiment"] == "bouncing_balls":
         return plot_balls_scores(record)
+    if record["experiment"] == "rl_probe":
+        return plot_rl_probe(record)
     return plot_accuracy(record, title=title)
 
 

@@ -357,5 +357,12 @@ def main(args: argparse.Namespace) -> int:
     )
     print(format_table(record))
     if not args.no_save:
-        print(f"record: {common.output_record_path(EXPERIMENT, s.profile, args.results)}")
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from minirims.experiments import figures
+
+        path = common.output_record_path(EXPERIMENT, s.profile, args.results)
+        figures.plot_rl_probe(record).savefig(path.with_suffix(".png"), dpi=100)
+        print(f"record: {path} (figure: {path.with_suffix('.png').name})")
     return 0

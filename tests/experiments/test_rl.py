@@ -58,6 +58,13 @@ def test_a_smoke_run_records_every_model_test_and_the_random_policy(tmp_path, on
     assert set(record["metrics"]["random"]["return"]) == {"delay 2", "delay 6"}
     table = rl.format_table(record)
     assert "random policy" in table and "delay 6" in table and SMOKE.models[0] in table
+    from minirims.experiments import figures
+
+    fig = figures.plot_record(record)  # learning curves, and the tests with the random policy
+    assert [ax.get_xlabel() for ax in fig.axes] == ["environment steps", ""]
+    assert [t.get_text() for t in fig.axes[1].get_xticklabels()] == ["delay 2", "delay 6"]
+    with pytest.raises(ValueError, match="^record: expected an rl_probe record, got 'copying'$"):
+        figures.plot_rl_probe({"experiment": "copying"})
     lstm = SMOKE.models[1]
     again = rl.run(tiny.replace(models=(lstm,)), seeds=[0], save=False, progress=False)
     for test, cell in record["metrics"][lstm]["return"].items():  # the same seed gives the same numbers
