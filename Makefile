@@ -30,7 +30,7 @@ TEST_ENV := MINIRIMS_PROFILE=smoke OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MPLBACKEN
 	$(if $(filter yes,$(BROWSER_INSTALL)),MINIRIMS_REQUIRE_BROWSER=1)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv browser lab work-copy refresh test lint format exercises run-solutions data reproduce bench gpu-check gpu-data clean distclean FORCE
+.PHONY: help venv browser lab work-copy refresh test unit lint format exercises run-solutions data reproduce bench gpu-check gpu-data clean distclean FORCE
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -121,6 +121,9 @@ test: data lint browser  ## set everything up and run all tests and notebooks (s
 		$(PYTEST_ARGS) $(PYTEST_PATHS) || rc=$$?; \
 	echo "pytest wall time: $$(( $$(date +%s) - start )) s"; \
 	exit $$rc
+
+unit: data  ## the unit tests only: tests/ without the slow ones (notebook runs, grading, browser)
+	$(TEST_ENV) $(PY) -m pytest -n 2 --dist loadfile -m "not slow" --durations=10 $(PYTEST_ARGS) tests
 
 # --- experiments -------------------------------------------------------------------------------------------
 
