@@ -213,13 +213,14 @@ PROFILES: dict[str, Settings] = {
     "cpu": _CPU,
     "long": _CPU.replace(
         profile="long",
+        models=("rim-6x100-k4", "lstm-512"),
         n_train=16_000,
         n_val=256,
         n_test=1000,
         epochs=16,
         note="a reference trained on a CPU for hours: the cpu recipe and sizes on 16k videos for 16 "
         "epochs (16,000 steps of batch 16, about 7x the cpu profile's), the best epoch by F1 on 256 "
-        "validation videos",
+        "validation videos; the RIM and the LSTM of about its size (lstm-512)",
     ),
     "full": Settings(
         profile="full",

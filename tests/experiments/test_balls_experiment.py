@@ -126,8 +126,9 @@ def test_every_profile_trains_by_the_same_recipe() -> None:
     for name, s in bb.PROFILES.items():
         assert (s.train_given, s.sharpen, s.select) == (s.n_frames - 1, 0.5, "f1"), name
     cpu, long = bb.PROFILES["cpu"], bb.PROFILES["long"]
-    same = ("models", "frame_size", "channels", "d_embed", "lr", "batch_size", "n_frames", "n_given")
+    same = ("frame_size", "channels", "d_embed", "lr", "batch_size", "n_frames", "n_given")
     assert all(getattr(cpu, k) == getattr(long, k) for k in same)
+    assert set(long.models) < set(cpu.models)  # the RIM and the LSTM of about its size
     assert bb.training_steps(long) > 5 * bb.training_steps(cpu)
 
 
