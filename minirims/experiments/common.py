@@ -71,6 +71,7 @@ from minirims.experiments.train import (
 from minirims.model import RIM, LSTMBaseline
 
 __all__ = [
+    "SEEDS_HELP",
     "PROFILES",
     "Record",
     "Settings",
@@ -95,6 +96,7 @@ __all__ = [
     "results_dir",
     "run_command",
     "save_record",
+    "save_record_figure",
     "save_record_or_keep",
     "seed_list",
     "settings_key",
@@ -793,6 +795,10 @@ def seed_list(seeds: int | Sequence[int]) -> list[int]:
     return out
 
 
+#: the help of every command's ``--seeds``
+SEEDS_HELP = "a count N (seeds 0..N-1) or a list such as 0,3 (seed 2 alone: 2,)"
+
+
 def seeds_argument(text: str) -> int | list[int]:
     """``--seeds`` on the command line: a count ``N`` (seeds 0..N-1) or a comma-separated list (``0,3``; one
     seed ``k`` alone: ``k,``).
@@ -837,7 +843,7 @@ def add_arguments(parser: Any, extra: Callable[[Any], None] | None = None) -> No
         "--seeds",
         type=seeds_argument,
         default=1,
-        help="a count N (seeds 0..N-1) or a list such as 0,3 (seed 2 alone: 2,)",
+        help=SEEDS_HELP,
     )
     parser.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
     parser.add_argument("--lr", type=float, default=None, help="one peak learning rate for every model")
@@ -922,25 +928,33 @@ def run_command(module: Any, args: Any, overrides: Mapping[str, Any] | None = No
     print(module.format_table(record))
     if not args.no_save:
         path = output_record_path(module.EXPERIMENT, settings.profile, args.results, args.runs_dir)
-        import matplotlib
-
-        matplotlib.use("Agg")
-        from minirims.experiments import figures
-
-        fig = figures.plot_record(record)
-        try:
-            fig.savefig(path.with_suffix(".png"), dpi=100)
-        except OSError as err:  # the record is saved (or kept, see train_and_test): keep the figure too
-            import tempfile
-
-            kept = Path(tempfile.mkdtemp(prefix="minirims-figure-")) / path.with_suffix(".png").name
-            fig.savefig(kept, dpi=100)
-            raise ValueError(
-                f"figure: could not write {path.with_suffix('.png')} ({type(err).__name__}: "
-                f"{err.strerror or err}); the record is {path}, the figure was saved to {kept} instead"
-            ) from None
+        save_record_figure(record, path)
         print(f"record: {path}")
     return 0
+
+
+def save_record_figure(record: Mapping[str, Any], path: Path) -> Path:
+    """Save :func:`~minirims.experiments.figures.plot_record` of ``record`` beside its ``path`` (a .png);
+    the figure's path. Where that cannot be written, the figure goes to a temporary folder and a ValueError
+    says where both are."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from minirims.experiments import figures
+
+    fig, png = figures.plot_record(record), path.with_suffix(".png")
+    try:
+        fig.savefig(png, dpi=100)
+    except OSError as err:  # the record is saved (or kept, see train_and_test): keep the figure too
+        import tempfile
+
+        kept = Path(tempfile.mkdtemp(prefix="minirims-figure-")) / png.name
+        fig.savefig(kept, dpi=100)
+        raise ValueError(
+            f"figure: could not write {png} ({type(err).__name__}: "
+            f"{err.strerror or err}); the record is {path}, the figure was saved to {kept} instead"
+        ) from None
+    return png
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -343,18 +343,10 @@ def plot_rl_probe(record: Mapping[str, Any], window: int = 10) -> Any:
     x = np.arange(len(tests))
     for i, name in enumerate(models):
         cells = [metrics[name]["return"][t] for t in tests]
-        right.bar(
-            x + (i - (len(models) - 1) / 2) * width,
-            [c["mean"] for c in cells],
-            width,
-            color=f"C{i}",
-            alpha=0.6,
-            label=name,
-        )
-        for j, c in enumerate(cells):
-            right.plot(
-                np.full(len(c["values"]), x[j] + (i - (len(models) - 1) / 2) * width), c["values"], "k.", ms=3
-            )
+        at = x + (i - (len(models) - 1) / 2) * width  # this model's bar in each test's group
+        right.bar(at, [c["mean"] for c in cells], width, color=f"C{i}", alpha=0.6, label=name)
+        for where, c in zip(at, cells, strict=True):
+            right.plot(np.full(len(c["values"]), where), c["values"], "k.", ms=3)
     for j, t in enumerate(tests):
         right.plot([j - 0.45, j + 0.45], [metrics["random"]["return"][t]] * 2, color="grey", ls="--", lw=1)
     right.set_xticks(x, tests, fontsize=8)

@@ -26,7 +26,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -70,6 +70,9 @@ def make_env(spec: Mapping[str, Any], seed: int) -> Any:
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     """Every knob of a probe run, validated when made (a ValueError names the field)."""
+
+    #: fields a trained agent does not depend on: a run that changes only these tests the kept agents
+    TEST_ONLY: ClassVar[tuple[str, ...]] = ("models", "test_envs", "eval_episodes", "note")
 
     profile: str = "cpu"
     models: tuple[str, ...] = ("rim-6x32-k4", "lstm-192")
@@ -144,6 +147,10 @@ class Settings:
     def as_dict(self) -> dict[str, Any]:
         """Every field, JSON-ready."""
         return common._jsonable(dataclasses.asdict(self))
+
+    def training_dict(self) -> dict[str, Any]:
+        """The fields a trained agent depends on (all but ``TEST_ONLY``): the kept agents' folder key."""
+        return {k: v for k, v in self.as_dict().items() if k not in self.TEST_ONLY}
 
     def rim_kwargs(self) -> dict[str, Any]:
         """The RIM's attention sizes (no dropout, no compile: see :class:`ppo.Agent`)."""
@@ -293,10 +300,8 @@ def run(
 
 def _runs_folder(s: Settings, runs_dir: str | os.PathLike[str]) -> Path:
     """The folder of the kept agents of ``s`` (made if missing): its name hashes what training depends on."""
-    training = {
-        k: v for k, v in s.as_dict().items() if k not in ("models", "test_envs", "eval_episodes", "note")
-    }
-    folder = common.check_runs_dir(runs_dir) / f"{EXPERIMENT}_{s.profile}_{common.settings_key(training)}"
+    key = common.settings_key(s.training_dict())
+    folder = common.check_runs_dir(runs_dir) / f"{EXPERIMENT}_{s.profile}_{key}"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -328,7 +333,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--seeds",
         type=common.seeds_argument,
         default=1,
-        help="a count N (seeds 0..N-1) or a list such as 0,3 (seed 2 alone: 2,)",
+        help=common.SEEDS_HELP,
     )
     parser.add_argument("--steps", type=int, default=None, help="environment steps of training per agent")
     parser.add_argument("--results", default=None, help="write the record into this folder (default: runs/)")
@@ -357,12 +362,7 @@ def main(args: argparse.Namespace) -> int:
     )
     print(format_table(record))
     if not args.no_save:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        from minirims.experiments import figures
-
         path = common.output_record_path(EXPERIMENT, s.profile, args.results)
-        figures.plot_rl_probe(record).savefig(path.with_suffix(".png"), dpi=100)
-        print(f"record: {path} (figure: {path.with_suffix('.png').name})")
+        png = common.save_record_figure(record, path)
+        print(f"record: {path} (figure: {png.name})")
     return 0

@@ -72,9 +72,13 @@ def test_a_smoke_run_records_every_model_test_and_the_random_policy(tmp_path, on
 
 
 def test_kept_agents_are_tested_without_training_again(tmp_path, one_thread, monkeypatch):
-    tiny = SMOKE.replace(total_steps=256, eval_episodes=16)
-    lstm = SMOKE.models[1]
-    first = rl.run(tiny.replace(models=(lstm,)), seeds=[0], save=False, progress=False, runs_dir=tmp_path)
+    tiny = SMOKE.replace(models=(SMOKE.models[1],), total_steps=256, eval_episodes=16)
+    lstm = tiny.models[0]
+
+    def run(settings):
+        return rl.run(settings, seeds=[0], save=False, progress=False, runs_dir=tmp_path)
+
+    first = run(tiny)
     (folder,) = tmp_path.iterdir()
     assert [p.name for p in folder.iterdir()] == [f"{lstm}_seed0.pt"]
 
@@ -82,25 +86,13 @@ def test_kept_agents_are_tested_without_training_again(tmp_path, one_thread, mon
         raise AssertionError("a kept agent was trained again")
 
     monkeypatch.setattr(rl.ppo, "train", no_training)
-    again = rl.run(tiny.replace(models=(lstm,)), seeds=[0], save=False, progress=False, runs_dir=tmp_path)
+    again = run(tiny)
     assert again["curves"] == first["curves"]
     assert again["metrics"][lstm]["return"] == first["metrics"][lstm]["return"]
     # the test settings are not part of the key; the training settings are
-    rl.run(
-        tiny.replace(models=(lstm,), eval_episodes=8),
-        seeds=[0],
-        save=False,
-        progress=False,
-        runs_dir=tmp_path,
-    )
+    run(tiny.replace(eval_episodes=8))
     with pytest.raises(AssertionError, match="trained again"):
-        rl.run(
-            tiny.replace(models=(lstm,), total_steps=512),
-            seeds=[0],
-            save=False,
-            progress=False,
-            runs_dir=tmp_path,
-        )
+        run(tiny.replace(total_steps=512))
 
 
 def test_cli_user_errors_end_in_one_line(capsys):
