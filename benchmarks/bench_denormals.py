@@ -73,6 +73,19 @@ def _time(model: nn.Module, step: Callable[[nn.Module], torch.Tensor], flush: bo
         return time.perf_counter() - t0
 
 
+def trained_model(module: Any, name: str, profile: str) -> nn.Module | None:
+    """The reference weights of ``name`` (None when there are none) in a model built as the fresh one is,
+    in train mode: compiled where the profile compiles (the reference loader builds it uncompiled, which
+    would time compilation, not weights)."""
+    try:
+        reference, _ = load_reference_model(module, name, profile)
+    except (FileNotFoundError, ValueError):
+        return None
+    model = module.make_model(name, module.settings(profile))
+    model.load_state_dict(reference.float().state_dict())
+    return model.train()
+
+
 def run(
     experiments: Sequence[str], rounds: int = 5, show_progress: bool = True, profile: str = "cpu"
 ) -> dict[str, Any]:
@@ -89,11 +102,9 @@ def run(
         for name in settings.models:
             torch.manual_seed(0)
             cases.append((exp, name, "fresh", module.make_model(name, settings).train(), step))
-            try:
-                trained, _ = load_reference_model(module, name, profile)
-            except (FileNotFoundError, ValueError):
-                continue  # no trained weights of this model: only the fresh one is timed
-            cases.append((exp, name, "trained", trained.float().train(), step))
+            trained = trained_model(module, name, profile)
+            if trained is not None:  # else no trained weights of this model: only the fresh one is timed
+                cases.append((exp, name, "trained", trained, step))
     times: dict[int, dict[bool, list[float]]] = {i: {True: [], False: []} for i in range(len(cases))}
     with tqdm(total=len(cases) * (rounds + 1) * 2, desc="bench_denormals", disable=not show_progress) as bar:
         for round_ in range(rounds + 1):  # round 0 warms up

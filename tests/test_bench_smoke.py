@@ -189,6 +189,23 @@ def test_denormal_benchmark_times_both_settings_and_names_the_cpu():
         bench_denormals.run(["atari"])
 
 
+def test_denormal_benchmark_times_trained_weights_in_the_fresh_models_build():
+    from benchmarks import bench_denormals
+    from minirims.experiments.references import load_reference_model
+
+    settings = bench_denormals.cp.settings("cpu")
+    name = next(n for n in settings.models if n.startswith("rim"))
+    trained = bench_denormals.trained_model(bench_denormals.cp, name, "cpu")
+    fresh = bench_denormals.cp.make_model(name, settings)
+    assert trained.training and settings.compile
+    assert trained.core.compile_step == fresh.core.compile_step is True  # the reference loader's is False
+    reference, _ = load_reference_model(bench_denormals.cp, name, "cpu")
+    assert reference.core.compile_step is False
+    for key, value in reference.state_dict().items():
+        torch.testing.assert_close(trained.state_dict()[key], value.float(), atol=0, rtol=0)
+    assert bench_denormals.trained_model(bench_denormals.cp, "lstm-48", "smoke") is None
+
+
 def test_learner_runs_times_each_command_end_to_end_and_keeps_its_metrics(tmp_path, monkeypatch, capsys):
     from benchmarks import learner_runs
 

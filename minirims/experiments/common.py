@@ -60,6 +60,7 @@ from minirims.experiments.train import (
     LR_SCHEDULES,
     PROFILES,
     TrainConfig,
+    checkpoint_epoch,
     cpu_info,
     denormals_flushed,
     fit,
@@ -81,6 +82,7 @@ __all__ = [
     "check_runs_dir",
     "count_parameters",
     "default_runs_dir",
+    "default_workers",
     "describe_record",
     "format_settings",
     "load_record",
@@ -664,6 +666,16 @@ def train_and_test(
     return record  # type: ignore[return-value]
 
 
+def default_workers(device: str | torch.device | None = None) -> int:
+    """How many processes a notebook's training run uses on ``device`` (None: the one :func:`run` picks):
+    2 on a CPU with two cores or more for this process (the models train side by side, one thread each),
+    else 1 (one core, or a GPU: one process)."""
+    if pick_device(device).type != "cpu":
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return 2 if cores >= 2 else 1
+
+
 def _train_one(job: tuple[str, Settings, int, str, bool, bool]) -> str:
     """Train one (model, seed) of an experiment in this process, one thread; its checkpoint is the result."""
     experiment, settings, seed, runs_dir, fresh, flush = job
@@ -691,11 +703,13 @@ def train_in_processes(
     fresh: bool = False,
     flush_denormals: bool = True,
     progress: bool = True,
+    poll_seconds: float = 10.0,
 ) -> None:
     """Train every (model, seed) of ``settings`` in ``workers`` processes side by side (one thread each, on
     the CPU), each into its checkpoint in ``runs_dir``; the experiment's ``run`` then finds them finished
     and only tests. The order is the settings' models, then seeds; the numbers are those of a run in one
-    process (the same seeds, one thread each).
+    process (the same seeds, one thread each). The progress bar counts the epochs finished, summed over
+    the processes, as their checkpoints show them (read every ``poll_seconds``).
     """
     import multiprocessing
 
@@ -705,11 +719,25 @@ def train_in_processes(
         for name in settings.models
         for seed in seeds
     ]
+    folder = Path(runs_dir) / f"{experiment}_{settings.profile}_{settings_key(settings.training_dict())}"
+    checkpoints = [folder / f"{name}_seed{seed}.pt" for name in settings.models for seed in seeds]
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited torch threads or locks
-    with context.Pool(min(workers, len(jobs))) as pool:
+    bar = tqdm(
+        total=len(jobs) * settings.epochs,
+        unit="epoch",
+        desc=f"{len(jobs)} trainings in {min(workers, len(jobs))} processes",
+        disable=not progress,
+    )
+    with bar, context.Pool(min(workers, len(jobs))) as pool:
         done = pool.imap_unordered(_train_one, jobs)
-        for _ in tqdm(done, total=len(jobs), desc=f"training in {workers} processes", disable=not progress):
-            pass
+        for _ in jobs:
+            while True:
+                try:
+                    done.next(timeout=poll_seconds)
+                    break
+                except multiprocessing.TimeoutError:
+                    bar.update(sum(checkpoint_epoch(path) for path in checkpoints) - bar.n)
+        bar.update(bar.total - bar.n)
 
 
 def _absurd_loss(name: str, curves: Mapping[str, Any], chance: float | None) -> str | None:

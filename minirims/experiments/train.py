@@ -92,6 +92,7 @@ __all__ = [
     "TrainConfig",
     "atomic_torch_save",
     "batch_indices",
+    "checkpoint_epoch",
     "cpu_info",
     "denormals_flushed",
     "epoch_generator",
@@ -509,6 +510,15 @@ def _differences(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
         for key in sorted(set(saved) | set(now))
         if key not in saved or key not in now or saved[key] != now[key]
     ]
+
+
+def checkpoint_epoch(path: str | os.PathLike[str]) -> int:
+    """The epochs finished in the :func:`fit` checkpoint at ``path``: 0 when there is none yet or it cannot
+    be read (another process may be writing it: saves are atomic, so a later read sees the whole file)."""
+    try:
+        return int(_load_checkpoint(Path(path))["epoch"])
+    except (OSError, ValueError):
+        return 0
 
 
 def _load_checkpoint(path: Path) -> dict[str, Any]:

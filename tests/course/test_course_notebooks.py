@@ -14,6 +14,9 @@ import copy
 import math
 import os
 import re
+import time
+import warnings
+from datetime import datetime
 from pathlib import Path
 
 import nbformat
@@ -30,6 +33,7 @@ NO_COURSE = (
     "no course notebooks yet: solutions/ and notebooks/ hold no NN_*.ipynb (runs once the course exists)"
 )
 CELL_TIMEOUT = 900  # seconds per cell; the smoke profile keeps every cell far below this
+SLOW_CELL = 120  # seconds: a cell this slow on smoke is named in a warning (its kernel and client times)
 STUB = re.compile(r"\bExercise (\d+\.\d+)")
 
 
@@ -74,6 +78,16 @@ def execute_notebook(
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
+    started: dict[int, float] = {}
+
+    def start(cell, cell_index, **_):
+        started[cell_index] = time.monotonic()
+
+    def complete(cell, cell_index, **_):
+        cell.metadata.setdefault("minirims_timing", {})["client_seconds"] = (
+            time.monotonic() - started[cell_index]
+        )
+
     client = NotebookClient(
         nb,
         timeout=math.ceil(timeout),
@@ -83,12 +97,37 @@ def execute_notebook(
         startup_timeout=120,
         extra_arguments=["--log-level=ERROR"],  # no kernel start-up warnings (e.g. about TCP transport)
         resources={"metadata": {"path": str(path.resolve().parent)}},
+        on_cell_start=start,
+        on_cell_complete=complete,
     )
     try:
         client.execute(env={**os.environ, **env})
     except Exception as err:  # dead kernel, kernel that does not start, ...
         return nb, f"{type(err).__name__}: {err}".strip()
     return nb, None
+
+
+def slow_cells(nb: nbformat.NotebookNode, limit: float) -> list[str]:
+    """The executed cells that took longer than ``limit`` seconds, each with the time the client waited
+    and the time the kernel reports (busy to its reply): a client time far above the kernel's means the
+    wait was for a message, not for the cell's work."""
+    slow = []
+    for index, cell in enumerate(nb.cells, start=1):
+        client = cell.metadata.get("minirims_timing", {}).get("client_seconds")
+        if client is None or client <= limit:
+            continue
+        stamps = cell.metadata.get("execution", {})
+        try:
+            kernel = (
+                datetime.fromisoformat(stamps["shell.execute_reply"].replace("Z", "+00:00"))
+                - datetime.fromisoformat(stamps["iopub.status.busy"].replace("Z", "+00:00"))
+            ).total_seconds()
+            kernel_text = f"{kernel:.0f} s"
+        except (KeyError, ValueError):
+            kernel_text = "unknown"
+        first_line = cell.source.strip().split("\n")[0][:80]
+        slow.append(f"cell {index} ({first_line!r}): client {client:.0f} s, kernel {kernel_text}")
+    return slow
 
 
 def _one_line(text: str) -> str:
@@ -199,6 +238,8 @@ def run_blank_notebook(path: Path) -> list[str]:
     nb, stopped = execute_notebook(
         path, timeout=CELL_TIMEOUT, env={"MINIRIMS_PROFILE": "smoke", "PYTHONPATH": pythonpath}
     )
+    for line in slow_cells(nb, SLOW_CELL):
+        warnings.warn(f"{path.name}: slow on smoke: {line}", stacklevel=2)
     return blank_notebook_problems(nb, stopped)
 
 
@@ -288,6 +329,24 @@ def test_checker_end_to_end_on_the_demo_course(tmp_path):
     mx.write(tmp_path / "solutions", tmp_path / "notebooks")
     (tmp_path / "notebooks" / "data.txt").write_text("here\n")
     assert run_blank_notebook(tmp_path / "notebooks" / demo.NAME) == []
+    nb, stopped = execute_notebook(tmp_path / "notebooks" / demo.NAME, timeout=60, env={})
+    timed = [c.metadata["minirims_timing"]["client_seconds"] for c in nb.cells if c.cell_type == "code"]
+    assert stopped is None and timed and all(0 <= t < 60 for t in timed)
+    assert slow_cells(nb, 60) == []
+
+
+def test_slow_cells_name_the_cell_with_the_client_and_kernel_times():
+    nb = _executed(("import time", None, False, None), ("time.sleep(500)", None, False, None))
+    nb.cells[0].metadata["minirims_timing"] = {"client_seconds": 2.0}
+    nb.cells[1].metadata["minirims_timing"] = {"client_seconds": 911.4}
+    nb.cells[1].metadata["execution"] = {
+        "iopub.status.busy": "2026-01-01T00:00:00.000000Z",
+        "shell.execute_reply": "2026-01-01T00:00:09.600000Z",
+    }
+    assert slow_cells(nb, 120) == ["cell 2 ('time.sleep(500)'): client 911 s, kernel 10 s"]
+    del nb.cells[1].metadata["execution"]
+    assert slow_cells(nb, 120) == ["cell 2 ('time.sleep(500)'): client 911 s, kernel unknown"]
+    assert slow_cells(nb, 1000) == []
 
 
 SCREEN_LINES = 40  # "no cell prints more than a screen of text"

@@ -357,13 +357,38 @@ def test_a_distractor_run_embeds_the_token_and_records_every_rate(tmp_path, one_
         figures.plot_distractors({**record, "settings": {**record["settings"], "test_distractor_rates": []}})
 
 
-def test_training_in_two_processes_gives_the_numbers_of_one_process(tmp_path, one_thread):
+def test_training_in_two_processes_gives_the_numbers_of_one_process(tmp_path, one_thread, monkeypatch):
     settings = cp.settings("smoke", **TINY)
     alone = cp.run(settings, seeds=[0], save=False, runs_dir=tmp_path / "one", progress=False)
+    bars = []
+
+    class Bar:  # records what the side-by-side training's progress bar is told
+        def __init__(self, total, **options):
+            self.total, self.n, self.shown, self.options = total, 0, [], options
+            bars.append(self)
+
+        def update(self, k):
+            self.n += k
+            self.shown.append(self.n)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(common, "tqdm", Bar)
+    real_train = common.train_in_processes
+    monkeypatch.setattr(  # poll the checkpoints often, so that the bar is updated while the processes run
+        common, "train_in_processes", lambda *a, **k: real_train(*a, **{**k, "poll_seconds": 0.01})
+    )
     trained = {}
     side = cp.run(
-        settings, seeds=[0], save=False, runs_dir=tmp_path / "two", progress=False, workers=2, trained=trained
+        settings, seeds=[0], save=False, runs_dir=tmp_path / "two", progress=True, workers=2, trained=trained
     )
+    (bar,) = bars  # the bar counts epochs, summed over the processes, and ends full
+    assert bar.options["unit"] == "epoch" and bar.total == len(settings.models) * settings.epochs
+    assert bar.n == bar.total and bar.shown == sorted(bar.shown) and len(bar.shown) > 1
 
     def without_time(rows):
         return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]

@@ -681,3 +681,18 @@ def test_the_shared_attention_defaults_are_the_cells():
     fields = {f.name: f.default for f in dataclasses.fields(common.Settings)}
     for key in ("input_heads", "input_d_k", "input_d_v", "comm_heads", "comm_d_k", "comm_d_v", "dropout"):
         assert fields[key] == cell[key].default, key
+
+
+@pytest.mark.parametrize(("cores", "want"), [({0}, 1), ({0, 1}, 2), ({0, 1, 2, 3}, 2)])
+def test_default_workers_trains_side_by_side_on_two_free_cores(monkeypatch, cores, want):
+    monkeypatch.setattr(common.os, "sched_getaffinity", lambda pid: cores, raising=False)
+    assert common.default_workers("cpu") == want
+
+
+def test_default_workers_is_one_on_a_gpu_and_refuses_a_bad_device(monkeypatch):
+    monkeypatch.setattr(common.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(common, "pick_device", lambda device=None: torch.device("cuda"))
+    assert common.default_workers() == 1
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match=r"^device: expected 'cpu', 'cuda' or 'cuda:N'"):
+        common.default_workers("tpu")

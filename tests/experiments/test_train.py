@@ -16,6 +16,7 @@ from minirims.experiments.train import (
     FitResult,
     TrainConfig,
     batch_indices,
+    checkpoint_epoch,
     cpu_info,
     denormals_flushed,
     epoch_generator,
@@ -234,6 +235,16 @@ def test_checkpoints_hold_only_plain_values(tmp_path):
     ckpt = torch.load(tmp_path / "c.pt", weights_only=True)  # raises if anything needs a full unpickler
     assert ckpt["format"] == "minirims.fit" and ckpt["version"] == 2 and ckpt["epoch"] == 1
     assert ckpt["settings"] == {} and ckpt["config"]["epochs"] == 1
+
+
+def test_checkpoint_epoch_counts_finished_epochs_and_is_zero_without_a_readable_checkpoint(tmp_path):
+    x, y = _toy_problem(32)
+    ckpt = tmp_path / "c.pt"
+    assert checkpoint_epoch(ckpt) == 0  # not written yet
+    fit(_toy_model(), *_pieces(x, y), TrainConfig(epochs=2, progress=False), checkpoint=ckpt)
+    assert checkpoint_epoch(ckpt) == 2 and checkpoint_epoch(str(ckpt)) == 2
+    ckpt.write_bytes(b"not a checkpoint at all")
+    assert checkpoint_epoch(ckpt) == 0
 
 
 @pytest.mark.parametrize(
