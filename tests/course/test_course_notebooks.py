@@ -83,7 +83,7 @@ def execute_notebook(
     def start(cell, cell_index, **_):
         started[cell_index] = time.monotonic()
 
-    def complete(cell, cell_index, **_):
+    def executed(cell, cell_index, **_):  # after the kernel's reply to the cell
         cell.metadata.setdefault("minirims_timing", {})["client_seconds"] = (
             time.monotonic() - started[cell_index]
         )
@@ -98,12 +98,15 @@ def execute_notebook(
         extra_arguments=["--log-level=ERROR"],  # no kernel start-up warnings (e.g. about TCP transport)
         resources={"metadata": {"path": str(path.resolve().parent)}},
         on_cell_start=start,
-        on_cell_complete=complete,
+        on_cell_executed=executed,
     )
+    begun = time.monotonic()
     try:
         client.execute(env={**os.environ, **env})
     except Exception as err:  # dead kernel, kernel that does not start, ...
         return nb, f"{type(err).__name__}: {err}".strip()
+    finally:
+        nb.metadata["minirims_timing"] = {"total_seconds": time.monotonic() - begun}
     return nb, None
 
 
@@ -127,6 +130,10 @@ def slow_cells(nb: nbformat.NotebookNode, limit: float) -> list[str]:
             kernel_text = "unknown"
         first_line = cell.source.strip().split("\n")[0][:80]
         slow.append(f"cell {index} ({first_line!r}): client {client:.0f} s, kernel {kernel_text}")
+    total = nb.metadata.get("minirims_timing", {}).get("total_seconds")
+    in_cells = sum(c.metadata.get("minirims_timing", {}).get("client_seconds", 0.0) for c in nb.cells)
+    if total is not None and total - in_cells > limit:
+        slow.append(f"outside the cells (kernel start-up, shut-down): {total - in_cells:.0f} s")
     return slow
 
 
@@ -332,6 +339,7 @@ def test_checker_end_to_end_on_the_demo_course(tmp_path):
     nb, stopped = execute_notebook(tmp_path / "notebooks" / demo.NAME, timeout=60, env={})
     timed = [c.metadata["minirims_timing"]["client_seconds"] for c in nb.cells if c.cell_type == "code"]
     assert stopped is None and timed and all(0 <= t < 60 for t in timed)
+    assert sum(timed) <= nb.metadata["minirims_timing"]["total_seconds"] < 60
     assert slow_cells(nb, 60) == []
 
 
@@ -347,6 +355,9 @@ def test_slow_cells_name_the_cell_with_the_client_and_kernel_times():
     del nb.cells[1].metadata["execution"]
     assert slow_cells(nb, 120) == ["cell 2 ('time.sleep(500)'): client 911 s, kernel unknown"]
     assert slow_cells(nb, 1000) == []
+    nb.metadata["minirims_timing"] = {"total_seconds": 1100.0}  # 187 s spent outside the cells
+    assert slow_cells(nb, 1000) == []
+    assert slow_cells(nb, 150)[-1] == "outside the cells (kernel start-up, shut-down): 187 s"
 
 
 SCREEN_LINES = 40  # "no cell prints more than a screen of text"
