@@ -80,6 +80,7 @@ __all__ = [
     "add_arguments",
     "check_output_dir",
     "check_runs_dir",
+    "checkpoint_path",
     "count_parameters",
     "default_runs_dir",
     "default_workers",
@@ -224,6 +225,15 @@ def _provenance_of_run(
 def settings_key(settings: Mapping[str, Any]) -> str:
     """A short hash of ``settings``: checkpoints of runs with other settings live in other folders."""
     return hashlib.sha256(json.dumps(dict(settings), sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def checkpoint_path(
+    runs_dir: str | os.PathLike[str], experiment: str, settings: Settings, name: str, seed: int
+) -> Path:
+    """Where model ``name``'s training with ``seed`` keeps its checkpoint:
+    ``<runs_dir>/<experiment>_<profile>_<hash of the training settings>/<name>_seed<seed>.pt``."""
+    key = settings_key(settings.training_dict())
+    return Path(runs_dir) / f"{experiment}_{settings.profile}_{key}" / f"{name}_seed{seed}.pt"
 
 
 # ------------------------------------------------------------------------------------------------ settings
@@ -603,7 +613,6 @@ def train_and_test(
         )
         fresh = False  # the checkpoints just written are the run's
     task = make_task(settings, dev)
-    ckpt_dir = folder / f"{experiment}_{settings.profile}_{settings_key(settings.training_dict())}"
     metrics: dict[str, Any] = {}
     curves: dict[str, Any] = {}
     parameters: dict[str, int] = {}
@@ -620,7 +629,7 @@ def train_and_test(
                     task.loss,
                     task.validate,
                     settings.train_config(name, seed, progress, log_every=task.log_every),
-                    checkpoint=ckpt_dir / f"{name}_seed{seed}.pt",
+                    checkpoint=checkpoint_path(folder, experiment, settings, name, seed),
                     select=task.select,
                     mode=task.mode,
                     desc=f"{name} seed {seed}",
@@ -716,13 +725,12 @@ def train_in_processes(
     check_int("workers", workers)
     if isinstance(poll_seconds, bool) or not isinstance(poll_seconds, (int, float)) or not poll_seconds > 0:
         raise ValueError(f"poll_seconds: expected a positive number of seconds, got {poll_seconds!r}")
+    pairs = [(name, seed) for name in settings.models for seed in seeds]
     jobs = [
         (experiment, settings.replace(models=(name,)), seed, str(runs_dir), fresh, flush_denormals)
-        for name in settings.models
-        for seed in seeds
+        for name, seed in pairs
     ]
-    folder = Path(runs_dir) / f"{experiment}_{settings.profile}_{settings_key(settings.training_dict())}"
-    checkpoints = [folder / f"{name}_seed{seed}.pt" for name in settings.models for seed in seeds]
+    checkpoints = [checkpoint_path(runs_dir, experiment, settings, name, seed) for name, seed in pairs]
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited torch threads or locks
     bar = tqdm(
         total=len(jobs) * settings.epochs,
@@ -731,15 +739,15 @@ def train_in_processes(
         disable=not progress,
     )
     with bar, context.Pool(min(workers, len(jobs))) as pool:
-        done = pool.imap_unordered(_train_one, jobs)
-        for _ in jobs:
-            while True:
-                try:
-                    done.next(timeout=poll_seconds)
-                    break
-                except multiprocessing.TimeoutError:
-                    bar.update(sum(checkpoint_epoch(path) for path in checkpoints) - bar.n)
-        bar.update(bar.total - bar.n)
+        results, finished = pool.imap_unordered(_train_one, jobs), 0
+        while finished < len(jobs):
+            try:
+                results.next(timeout=poll_seconds)  # a process's error is raised here as soon as it happens
+                finished += 1
+            except multiprocessing.TimeoutError:
+                pass
+            bar.update(sum(checkpoint_epoch(path) for path in checkpoints) - bar.n)
+        bar.update(bar.total - bar.n)  # every training finished
 
 
 def _absurd_loss(name: str, curves: Mapping[str, Any], chance: float | None) -> str | None:

@@ -32,10 +32,10 @@ from torch import nn
 
 from minirims.experiments.common import (
     Record,
+    checkpoint_path,
     provenance,
     results_dir,
     save_record,
-    settings_key,
 )
 
 __all__ = ["analysis_models", "export_reference", "load_reference_model", "models_dir", "reference_info"]
@@ -72,8 +72,7 @@ def export_reference(
     settings = _stored_settings(module, record["settings"])
     if name not in record["metrics"] or 0 not in record["seeds"]:
         raise ValueError(f"name: expected a model of the record trained with seed 0, got {name!r}")
-    key = settings_key(settings.training_dict())
-    ckpt = Path(runs_dir) / f"{module.EXPERIMENT}_{settings.profile}_{key}" / f"{name}_seed0.pt"
+    ckpt = checkpoint_path(runs_dir, module.EXPERIMENT, settings, name, 0)
     if not ckpt.is_file():
         raise ValueError(f"runs_dir: expected the checkpoint {ckpt}, got no such file")
     saved = torch.load(ckpt, map_location="cpu", weights_only=True)

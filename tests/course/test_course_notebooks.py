@@ -16,7 +16,7 @@ import os
 import re
 import time
 import warnings
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import nbformat
@@ -347,9 +347,10 @@ def test_slow_cells_name_the_cell_with_the_client_and_kernel_times():
     nb = _executed(("import time", None, False, None), ("time.sleep(500)", None, False, None))
     nb.cells[0].metadata["minirims_timing"] = {"client_seconds": 2.0}
     nb.cells[1].metadata["minirims_timing"] = {"client_seconds": 911.4}
+    busy = datetime.fromtimestamp(0, timezone.utc)  # the kernel's stamps: ISO 8601, "Z" for UTC
     nb.cells[1].metadata["execution"] = {
-        "iopub.status.busy": "2026-01-01T00:00:00.000000Z",
-        "shell.execute_reply": "2026-01-01T00:00:09.600000Z",
+        "iopub.status.busy": busy.isoformat().replace("+00:00", "Z"),
+        "shell.execute_reply": (busy + timedelta(seconds=9.6)).isoformat().replace("+00:00", "Z"),
     }
     assert slow_cells(nb, 120) == ["cell 2 ('time.sleep(500)'): client 911 s, kernel 10 s"]
     del nb.cells[1].metadata["execution"]
