@@ -12,6 +12,11 @@ The record holds, per run, the command, ``end_to_end_seconds``, the exit status 
 (its metrics: what the learner saw), beside the CPU (model, flags), the threads and the commit
 (:func:`minirims.experiments.common.provenance`). Run it from a fresh clone (``make venv data`` first) for the
 numbers a learner meets; the notebooks' time estimates come from these records.
+
+Hosts of one CPU type differ in speed (the same AMD EPYC model has run the same code 1.5-2x slower on some VMs
+than on others), so the record also times a fixed workload before and after the runs: one training step of
+``nn.LSTM(192)`` at the ``cpu`` size of :mod:`benchmarks.bench_cell` (:data:`PROBE_ARGS`), in ms, to set
+beside :data:`PROBE_REFERENCE` (that step on the host of the other records).
 """
 
 from __future__ import annotations
@@ -46,6 +51,28 @@ RUNS.update(
         if name != "ablation"
     }
 )
+
+
+#: the host probe: bench_cell's nn.LSTM row at the cpu size (its --threads and --json are added)
+PROBE_ARGS: list[str] = ["--size", "cpu", "--impls", "lstm", "--iters", "5", "--warmup", "1"]
+#: that step on the host of the other records: ``results/bench_cell_cpu_2threads_cpu.json``, 2 threads
+PROBE_REFERENCE: dict[str, Any] = {
+    "ms_per_step": 190.3,
+    "threads": 2,
+    "record": "results/bench_cell_cpu_2threads_cpu.json",
+}
+
+
+def probe_host(threads: int = 2) -> float | None:
+    """ms of one ``nn.LSTM`` training step (:data:`PROBE_ARGS`) in a fresh process; None if it failed."""
+    with tempfile.TemporaryDirectory(prefix="learner-probe-") as tmp:
+        out = Path(tmp) / "probe.json"
+        command = [sys.executable, "-m", "benchmarks.bench_cell", *PROBE_ARGS, "--threads", str(threads)]
+        done = subprocess.run([*command, "--json", str(out)], capture_output=True, text=True)
+        if done.returncode or not out.exists():
+            return None
+        results = json.loads(out.read_text())["results"]
+    return round(results[0]["ms_per_step"], 1) if results else None
 
 
 def time_run(name: str, threads: int = 2) -> dict[str, Any]:
@@ -96,7 +123,15 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             print(f"{name:14} python -m minirims {' '.join(RUNS[name][0])}")
         return 0
-    record: dict[str, Any] = {"benchmark": "learner_runs", "provenance": provenance(), "runs": {}}
+    probe = {
+        "what": "ms per nn.LSTM training step, bench_cell " + " ".join(PROBE_ARGS),
+        "threads": args.threads,
+    }
+    probe["before_ms"] = probe_host(args.threads)
+    probe["reference"] = PROBE_REFERENCE
+    record: dict[str, Any] = {"benchmark": "learner_runs", "provenance": provenance(), "host_probe": probe}
+    record["runs"] = {}
+    print(f"host probe: {probe['before_ms']} ms a step (the records' host: {PROBE_REFERENCE['ms_per_step']})")
     for name in names:
         result = record["runs"][name] = time_run(name, args.threads)
         status = "ok" if result["returncode"] == 0 else f"failed ({result['returncode']})"
@@ -104,6 +139,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:  # after every run, so that a stop loses little
             Path(args.json).parent.mkdir(parents=True, exist_ok=True)
             Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
+    probe["after_ms"] = probe_host(args.threads)
+    print(f"host probe after the runs: {probe['after_ms']} ms a step")
+    if args.json:
+        Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
     return 0 if all(r["returncode"] == 0 for r in record["runs"].values()) else 1
 
 

@@ -215,6 +215,11 @@ def test_learner_runs_times_each_command_end_to_end_and_keeps_its_metrics(tmp_pa
     smoke = (["copying", "--profile", "smoke", "--seeds", "1", "--models", "lstm-48"], "copying_smoke.json")
     broken = (["copying", "--profile", "nope"], "copying_nope.json")
     monkeypatch.setattr(learner_runs, "RUNS", {"smoke": smoke, "broken": broken})
+    monkeypatch.setattr(
+        learner_runs,
+        "PROBE_ARGS",
+        ["--size", "cpu", "--impls", "lstm", "--batch", "4", "--steps", "8", "--iters", "2", "--warmup", "1"],
+    )
     out = tmp_path / "timings.json"
     assert learner_runs.main(["--json", str(out), "--threads", "1"]) == 1  # one run failed
     record = json.loads(out.read_text())
@@ -223,3 +228,8 @@ def test_learner_runs_times_each_command_end_to_end_and_keeps_its_metrics(tmp_pa
     assert set(ok["metrics"]) == {"lstm-48", "chance"}
     assert failed["returncode"] == 2 and "profile: expected one of" in failed["stderr_tail"]
     assert record["provenance"]["cpu_model"] and record["benchmark"] == "learner_runs"
+    probe = record["host_probe"]
+    assert probe["before_ms"] > 0 and probe["after_ms"] > 0 and probe["threads"] == 1
+    assert probe["reference"]["ms_per_step"] > 0 and "--impls lstm" in probe["what"]
+    monkeypatch.setattr(learner_runs, "PROBE_ARGS", ["--size", "nope"])
+    assert learner_runs.probe_host(1) is None  # a failed probe is recorded as None, not a crash
