@@ -6,6 +6,7 @@ import copy
 import json
 import math
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -233,3 +234,10 @@ def test_learner_runs_times_each_command_end_to_end_and_keeps_its_metrics(tmp_pa
     assert probe["reference"]["ms_per_step"] > 0 and "--impls lstm" in probe["what"]
     monkeypatch.setattr(learner_runs, "PROBE_ARGS", ["--size", "nope"])
     assert learner_runs.probe_host(1) is None  # a failed probe is recorded as None, not a crash
+    source = Path(learner_runs.__file__).resolve().parent.parent / learner_runs.PROBE_RECORD
+    row = next(r for r in json.loads(source.read_text())["results"] if r["impl"] == "lstm")
+    assert (
+        probe["reference"]["ms_per_step"] == round(row["ms_per_step"], 1)
+        and probe["reference"]["threads"] == 2
+    )
+    assert learner_runs.probe_reference(tmp_path / "missing.json") is None
