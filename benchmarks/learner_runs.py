@@ -143,21 +143,28 @@ def main(argv: list[str] | None = None) -> int:
     }
     probe["before_ms"] = probe_host(args.threads)
     probe["reference"] = reference = probe_reference()
-    record: dict[str, Any] = {"benchmark": "learner_runs", "provenance": provenance(), "host_probe": probe}
-    record["runs"] = {}
+    record: dict[str, Any] = {
+        "benchmark": "learner_runs",
+        "provenance": provenance(),
+        "host_probe": probe,
+        "runs": {},
+    }
     known = f"{reference['ms_per_step']} ms" if reference else "unknown"
     print(f"host probe: {probe['before_ms']} ms a step (the records' host: {known})")
+
+    def save() -> None:
+        if args.json:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
+
     for name in names:
         result = record["runs"][name] = time_run(name, args.threads)
         status = "ok" if result["returncode"] == 0 else f"failed ({result['returncode']})"
         print(f"{name:14} {result['end_to_end_seconds'] / 60:6.1f} min  {status}", flush=True)
-        if args.json:  # after every run, so that a stop loses little
-            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
+        save()  # after every run, so that a stop loses little
     probe["after_ms"] = probe_host(args.threads)
     print(f"host probe after the runs: {probe['after_ms']} ms a step")
-    if args.json:
-        Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
+    save()
     return 0 if all(r["returncode"] == 0 for r in record["runs"].values()) else 1
 
 

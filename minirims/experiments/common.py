@@ -723,8 +723,7 @@ def train_in_processes(
     import multiprocessing
 
     check_int("workers", workers)
-    if isinstance(poll_seconds, bool) or not isinstance(poll_seconds, (int, float)) or not poll_seconds > 0:
-        raise ValueError(f"poll_seconds: expected a positive number of seconds, got {poll_seconds!r}")
+    check_rate("poll_seconds", poll_seconds)
     pairs = [(name, seed) for name in settings.models for seed in seeds]
     jobs = [
         (experiment, settings.replace(models=(name,)), seed, str(runs_dir), fresh, flush_denormals)

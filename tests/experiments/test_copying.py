@@ -399,6 +399,6 @@ def test_training_in_two_processes_gives_the_numbers_of_one_process(tmp_path, on
     assert set(trained) == set(settings.models)
     with pytest.raises(ValueError, match=r"^workers: expected a positive int, got 0$"):
         cp.run(settings, seeds=1, save=False, runs_dir=tmp_path / "x", progress=False, workers=0)
-    for bad in (0, -1.0, float("nan"), True, "10"):
-        with pytest.raises(ValueError, match=r"^poll_seconds: expected a positive number of seconds, got "):
+    for bad in (0, -1.0, float("nan"), float("inf"), True, "10"):
+        with pytest.raises(ValueError, match=r"^poll_seconds: expected a finite number > 0, got "):
             real_train("copying", settings, [0], tmp_path / "x", poll_seconds=bad)
